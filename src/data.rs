@@ -1,0 +1,629 @@
+//! The unit of work that flows through weft: a [`Batch`] of one signal, held as the
+//! opentelemetry-proto resource-level messages.
+//!
+//! Counting, splitting, merging and (de)serialisation are written once here and used by
+//! receivers, processors, the delivery queue and exporters. OTLP's export requests are a
+//! single repeated field, so a batch *is* the body of an export request.
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+
+pub use opentelemetry_proto::tonic::common::v1::{
+    AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value,
+};
+pub use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+pub use opentelemetry_proto::tonic::metrics::v1::{Metric, ResourceMetrics, ScopeMetrics, metric};
+pub use opentelemetry_proto::tonic::resource::v1::Resource;
+pub use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
+
+/// The three OTLP signals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Signal {
+    Traces,
+    Logs,
+    Metrics,
+}
+
+impl Signal {
+    pub const ALL: [Signal; 3] = [Signal::Traces, Signal::Logs, Signal::Metrics];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Traces => "traces",
+            Signal::Logs => "logs",
+            Signal::Metrics => "metrics",
+        }
+    }
+
+    /// The name of one item of this signal, as used in metric names and log lines.
+    pub fn item_name(self) -> &'static str {
+        match self {
+            Signal::Traces => "spans",
+            Signal::Logs => "log_records",
+            Signal::Metrics => "metric_points",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Signal> {
+        match s {
+            "traces" => Some(Signal::Traces),
+            "logs" => Some(Signal::Logs),
+            "metrics" => Some(Signal::Metrics),
+            _ => None,
+        }
+    }
+
+    pub fn tag(self) -> u8 {
+        match self {
+            Signal::Traces => 1,
+            Signal::Logs => 2,
+            Signal::Metrics => 3,
+        }
+    }
+
+    pub fn from_tag(tag: u8) -> Option<Signal> {
+        match tag {
+            1 => Some(Signal::Traces),
+            2 => Some(Signal::Logs),
+            3 => Some(Signal::Metrics),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Telemetry of one signal.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Batch {
+    Traces(Vec<ResourceSpans>),
+    Logs(Vec<ResourceLogs>),
+    Metrics(Vec<ResourceMetrics>),
+}
+
+/// Why bytes could not be turned into a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("invalid protobuf: {0}")]
+    Protobuf(#[from] prost::DecodeError),
+    #[error("invalid OTLP/JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Batch {
+    pub fn empty(signal: Signal) -> Batch {
+        match signal {
+            Signal::Traces => Batch::Traces(Vec::new()),
+            Signal::Logs => Batch::Logs(Vec::new()),
+            Signal::Metrics => Batch::Metrics(Vec::new()),
+        }
+    }
+
+    pub fn signal(&self) -> Signal {
+        match self {
+            Batch::Traces(_) => Signal::Traces,
+            Batch::Logs(_) => Signal::Logs,
+            Batch::Metrics(_) => Signal::Metrics,
+        }
+    }
+
+    /// Spans, log records or metric data points.
+    pub fn item_count(&self) -> usize {
+        match self {
+            Batch::Traces(v) => v.iter().map(ResourceItems::item_count).sum(),
+            Batch::Logs(v) => v.iter().map(ResourceItems::item_count).sum(),
+            Batch::Metrics(v) => v.iter().map(ResourceItems::item_count).sum(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.item_count() == 0
+    }
+
+    /// Appends `other` (of the same signal) to this batch. Batches of another signal are
+    /// a programming error and are ignored.
+    pub fn merge(&mut self, other: Batch) {
+        match (self, other) {
+            (Batch::Traces(a), Batch::Traces(b)) => a.extend(b),
+            (Batch::Logs(a), Batch::Logs(b)) => a.extend(b),
+            (Batch::Metrics(a), Batch::Metrics(b)) => a.extend(b),
+            (me, other) => {
+                tracing::error!(
+                    "internal error: merging {} into {} batch",
+                    other.signal(),
+                    me.signal()
+                );
+            }
+        }
+    }
+
+    /// Removes and returns the first `n` items (keeping resource and scope structure);
+    /// `self` keeps the rest.
+    pub fn split_front(&mut self, n: usize) -> Batch {
+        match self {
+            Batch::Traces(v) => Batch::Traces(split_front_items(v, n)),
+            Batch::Logs(v) => Batch::Logs(split_front_items(v, n)),
+            Batch::Metrics(v) => Batch::Metrics(split_front_items(v, n)),
+        }
+    }
+
+    /// Drops resource and scope entries that hold no items.
+    pub fn prune_empty(&mut self) {
+        match self {
+            Batch::Traces(v) => prune(v),
+            Batch::Logs(v) => prune(v),
+            Batch::Metrics(v) => prune(v),
+        }
+    }
+
+    /// The protobuf encoding of the matching `Export*ServiceRequest`.
+    pub fn encode_proto(&self) -> Vec<u8> {
+        match self {
+            Batch::Traces(v) => ExportTraceServiceRequest {
+                resource_spans: v.clone(),
+            }
+            .encode_to_vec(),
+            Batch::Logs(v) => ExportLogsServiceRequest {
+                resource_logs: v.clone(),
+            }
+            .encode_to_vec(),
+            Batch::Metrics(v) => ExportMetricsServiceRequest {
+                resource_metrics: v.clone(),
+            }
+            .encode_to_vec(),
+        }
+    }
+
+    /// The encoded length of `encode_proto()` without encoding.
+    pub fn encoded_len(&self) -> usize {
+        fn field_len<M: Message>(items: &[M]) -> usize {
+            items
+                .iter()
+                .map(|m| {
+                    let l = m.encoded_len();
+                    1 + prost::encoding::encoded_len_varint(l as u64) + l
+                })
+                .sum()
+        }
+        match self {
+            Batch::Traces(v) => field_len(v),
+            Batch::Logs(v) => field_len(v),
+            Batch::Metrics(v) => field_len(v),
+        }
+    }
+
+    pub fn decode_proto(signal: Signal, bytes: &[u8]) -> Result<Batch, DecodeError> {
+        let batch = match signal {
+            Signal::Traces => Batch::Traces(ExportTraceServiceRequest::decode(bytes)?.resource_spans),
+            Signal::Logs => Batch::Logs(ExportLogsServiceRequest::decode(bytes)?.resource_logs),
+            Signal::Metrics => {
+                Batch::Metrics(ExportMetricsServiceRequest::decode(bytes)?.resource_metrics)
+            }
+        };
+        Ok(batch)
+    }
+
+    /// OTLP/JSON (hex ids, enums as integers, lowerCamelCase keys).
+    pub fn encode_json(&self) -> Vec<u8> {
+        let r = match self {
+            Batch::Traces(v) => serde_json::to_vec(&ExportTraceServiceRequest {
+                resource_spans: v.clone(),
+            }),
+            Batch::Logs(v) => serde_json::to_vec(&ExportLogsServiceRequest {
+                resource_logs: v.clone(),
+            }),
+            Batch::Metrics(v) => serde_json::to_vec(&ExportMetricsServiceRequest {
+                resource_metrics: v.clone(),
+            }),
+        };
+        // Serialising these generated types to a Vec cannot fail (no maps with non-string
+        // keys, no I/O); an empty object keeps the output valid JSON if it ever did.
+        r.unwrap_or_else(|_| b"{}".to_vec())
+    }
+
+    pub fn decode_json(signal: Signal, bytes: &[u8]) -> Result<Batch, DecodeError> {
+        let batch = match signal {
+            Signal::Traces => Batch::Traces(
+                serde_json::from_slice::<ExportTraceServiceRequest>(bytes)?.resource_spans,
+            ),
+            Signal::Logs => {
+                Batch::Logs(serde_json::from_slice::<ExportLogsServiceRequest>(bytes)?.resource_logs)
+            }
+            Signal::Metrics => Batch::Metrics(
+                serde_json::from_slice::<ExportMetricsServiceRequest>(bytes)?.resource_metrics,
+            ),
+        };
+        Ok(batch)
+    }
+
+    /// Checks what the OTLP spec requires of ids: trace ids are 16 bytes, span ids 8 bytes
+    /// (empty parent / log ids allowed). Returns a message naming the first offender.
+    pub fn validate_ids(&self) -> Result<(), String> {
+        match self {
+            Batch::Traces(v) => {
+                for rs in v {
+                    for ss in &rs.scope_spans {
+                        for s in &ss.spans {
+                            check_id("trace_id", &s.trace_id, 16, false)?;
+                            check_id("span_id", &s.span_id, 8, false)?;
+                            check_id("parent_span_id", &s.parent_span_id, 8, true)?;
+                            for l in &s.links {
+                                check_id("links.trace_id", &l.trace_id, 16, false)?;
+                                check_id("links.span_id", &l.span_id, 8, false)?;
+                            }
+                        }
+                    }
+                }
+            }
+            Batch::Logs(v) => {
+                for rl in v {
+                    for sl in &rl.scope_logs {
+                        for r in &sl.log_records {
+                            check_id("trace_id", &r.trace_id, 16, true)?;
+                            check_id("span_id", &r.span_id, 8, true)?;
+                        }
+                    }
+                }
+            }
+            Batch::Metrics(_) => {}
+        }
+        Ok(())
+    }
+}
+
+fn check_id(field: &str, id: &[u8], len: usize, may_be_empty: bool) -> Result<(), String> {
+    if id.len() == len || (may_be_empty && id.is_empty()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{field} must be {len} bytes ({} hex characters), got {} bytes",
+            len * 2,
+            id.len()
+        ))
+    }
+}
+
+/// The resource-level messages of the three signals, seen alike: counted and split without
+/// three copies of each loop.
+pub trait ResourceItems: Clone {
+    fn item_count(&self) -> usize;
+    /// Removes the first `n` items into a new message with the same resource and scopes.
+    fn take_front(&mut self, n: usize) -> Self;
+    fn prune(&mut self);
+    fn scope_items_empty(&self) -> bool;
+}
+
+macro_rules! scope_split {
+    ($scopes:expr, $n:expr, $field:ident, $count:expr) => {{
+        let mut remaining = $n;
+        let mut taken = Vec::new();
+        let scopes = std::mem::take($scopes);
+        let mut kept = Vec::with_capacity(scopes.len());
+        for mut scope in scopes {
+            if remaining == 0 {
+                kept.push(scope);
+                continue;
+            }
+            let count: usize = scope.$field.iter().map($count).sum();
+            if count <= remaining {
+                remaining -= count;
+                taken.push(scope);
+            } else {
+                let mut front = scope.clone();
+                front.$field.clear();
+                let mut rest = Vec::new();
+                for item in std::mem::take(&mut scope.$field) {
+                    let c = ($count)(&item);
+                    // An item larger than what is left still goes first when the front
+                    // would otherwise be empty, so every split makes progress.
+                    if remaining > 0 && (c <= remaining || front.$field.is_empty()) {
+                        remaining = remaining.saturating_sub(c);
+                        front.$field.push(item);
+                    } else {
+                        rest.push(item);
+                    }
+                }
+                remaining = 0;
+                scope.$field = rest;
+                taken.push(front);
+                if !scope.$field.is_empty() {
+                    kept.push(scope);
+                }
+            }
+        }
+        *$scopes = kept;
+        taken
+    }};
+}
+
+impl ResourceItems for ResourceSpans {
+    fn item_count(&self) -> usize {
+        self.scope_spans.iter().map(|s| s.spans.len()).sum()
+    }
+    fn take_front(&mut self, n: usize) -> Self {
+        let taken = scope_split!(&mut self.scope_spans, n, spans, |_s: &Span| 1usize);
+        ResourceSpans {
+            resource: self.resource.clone(),
+            scope_spans: taken,
+            schema_url: self.schema_url.clone(),
+        }
+    }
+    fn prune(&mut self) {
+        self.scope_spans.retain(|s| !s.spans.is_empty());
+    }
+    fn scope_items_empty(&self) -> bool {
+        self.scope_spans.is_empty()
+    }
+}
+
+impl ResourceItems for ResourceLogs {
+    fn item_count(&self) -> usize {
+        self.scope_logs.iter().map(|s| s.log_records.len()).sum()
+    }
+    fn take_front(&mut self, n: usize) -> Self {
+        let taken = scope_split!(&mut self.scope_logs, n, log_records, |_r: &LogRecord| 1usize);
+        ResourceLogs {
+            resource: self.resource.clone(),
+            scope_logs: taken,
+            schema_url: self.schema_url.clone(),
+        }
+    }
+    fn prune(&mut self) {
+        self.scope_logs.retain(|s| !s.log_records.is_empty());
+    }
+    fn scope_items_empty(&self) -> bool {
+        self.scope_logs.is_empty()
+    }
+}
+
+/// Number of data points of one metric (a metric without data counts as one point so it
+/// is never lost in counting).
+pub fn metric_points(m: &Metric) -> usize {
+    use metric::Data;
+    match &m.data {
+        Some(Data::Gauge(g)) => g.data_points.len(),
+        Some(Data::Sum(s)) => s.data_points.len(),
+        Some(Data::Histogram(h)) => h.data_points.len(),
+        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+        Some(Data::Summary(s)) => s.data_points.len(),
+        None => 0,
+    }
+}
+
+impl ResourceItems for ResourceMetrics {
+    fn item_count(&self) -> usize {
+        self.scope_metrics
+            .iter()
+            .flat_map(|s| s.metrics.iter())
+            .map(metric_points)
+            .sum()
+    }
+    fn take_front(&mut self, n: usize) -> Self {
+        // Metrics are split at metric granularity: a metric's points stay together (a
+        // batch may exceed `n` by the points of one metric).
+        let taken = scope_split!(&mut self.scope_metrics, n, metrics, |m: &Metric| {
+            metric_points(m)
+        });
+        ResourceMetrics {
+            resource: self.resource.clone(),
+            scope_metrics: taken,
+            schema_url: self.schema_url.clone(),
+        }
+    }
+    fn prune(&mut self) {
+        self.scope_metrics.retain(|s| !s.metrics.is_empty());
+    }
+    fn scope_items_empty(&self) -> bool {
+        self.scope_metrics.is_empty()
+    }
+}
+
+fn split_front_items<R: ResourceItems>(v: &mut Vec<R>, n: usize) -> Vec<R> {
+    let mut remaining = n;
+    let mut taken = Vec::new();
+    let all = std::mem::take(v);
+    let mut kept = Vec::with_capacity(all.len());
+    for mut r in all {
+        if remaining == 0 {
+            kept.push(r);
+            continue;
+        }
+        let c = r.item_count();
+        if c <= remaining {
+            remaining -= c;
+            taken.push(r);
+        } else {
+            let front = r.take_front(remaining);
+            remaining = remaining.saturating_sub(front.item_count().max(1));
+            taken.push(front);
+            r.prune();
+            if !r.scope_items_empty() {
+                kept.push(r);
+            }
+        }
+    }
+    *v = kept;
+    taken
+}
+
+fn prune<R: ResourceItems>(v: &mut Vec<R>) {
+    for r in v.iter_mut() {
+        r.prune();
+    }
+    v.retain(|r| !r.scope_items_empty());
+}
+
+/// Looks up a string-valued attribute.
+pub fn attr_str<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
+    attrs.iter().find(|kv| kv.key == key).and_then(|kv| match &kv.value {
+        Some(AnyValue {
+            value: Some(any_value::Value::StringValue(s)),
+        }) => Some(s.as_str()),
+        _ => None,
+    })
+}
+
+/// Looks up an attribute value.
+pub fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|v| v.value.as_ref())
+}
+
+/// Sets (inserts or replaces) an attribute.
+pub fn set_attr(attrs: &mut Vec<KeyValue>, key: &str, value: any_value::Value) {
+    let v = Some(AnyValue { value: Some(value) });
+    if let Some(kv) = attrs.iter_mut().find(|kv| kv.key == key) {
+        kv.value = v;
+    } else {
+        attrs.push(KeyValue {
+            key: key.to_string(),
+            value: v,
+            ..Default::default()
+        });
+    }
+}
+
+/// A string value.
+pub fn string_value(s: impl Into<String>) -> any_value::Value {
+    any_value::Value::StringValue(s.into())
+}
+
+/// Renders an attribute value as plain text (strings unquoted, others as JSON-ish text).
+pub fn value_to_string(v: &any_value::Value) -> String {
+    use any_value::Value as V;
+    match v {
+        V::StringValue(s) => s.clone(),
+        V::BoolValue(b) => b.to_string(),
+        V::IntValue(i) => i.to_string(),
+        V::DoubleValue(d) => d.to_string(),
+        V::BytesValue(b) => hex(b),
+        other => value_to_json(other).to_string(),
+    }
+}
+
+/// Converts an attribute value into JSON (maps become objects, arrays arrays, bytes hex).
+pub fn value_to_json(v: &any_value::Value) -> serde_json::Value {
+    use any_value::Value as V;
+    match v {
+        V::StringValue(s) => serde_json::Value::String(s.clone()),
+        V::BoolValue(b) => serde_json::Value::Bool(*b),
+        V::IntValue(i) => serde_json::Value::from(*i),
+        V::DoubleValue(d) => serde_json::Number::from_f64(*d)
+            .map(serde_json::Value::Number)
+            .unwrap_or(serde_json::Value::Null),
+        V::BytesValue(b) => serde_json::Value::String(hex(b)),
+        V::ArrayValue(a) => serde_json::Value::Array(
+            a.values
+                .iter()
+                .map(|x| x.value.as_ref().map(value_to_json).unwrap_or_default())
+                .collect(),
+        ),
+        V::KvlistValue(kv) => serde_json::Value::Object(
+            kv.values
+                .iter()
+                .map(|kv| {
+                    (
+                        kv.key.clone(),
+                        kv.value
+                            .as_ref()
+                            .and_then(|v| v.value.as_ref())
+                            .map(value_to_json)
+                            .unwrap_or_default(),
+                    )
+                })
+                .collect(),
+        ),
+        _ => serde_json::Value::Null,
+    }
+}
+
+/// Lower-case hex of bytes (trace and span ids).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 0xf) as usize] as char);
+    }
+    s
+}
+
+/// Parses lower- or upper-case hex.
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spans(n: usize) -> Batch {
+        let spans = (0..n)
+            .map(|i| Span {
+                trace_id: vec![1; 16],
+                span_id: vec![i as u8 + 1; 8],
+                name: format!("s{i}"),
+                ..Default::default()
+            })
+            .collect();
+        Batch::Traces(vec![ResourceSpans {
+            resource: Some(Resource::default()),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            schema_url: String::new(),
+        }])
+    }
+
+    #[test]
+    fn split_and_merge_keep_every_item() {
+        let mut b = spans(10);
+        let front = b.split_front(3);
+        assert_eq!(front.item_count(), 3);
+        assert_eq!(b.item_count(), 7);
+        let mut merged = front;
+        merged.merge(b);
+        assert_eq!(merged.item_count(), 10);
+    }
+
+    #[test]
+    fn proto_and_json_round_trip() {
+        let b = spans(4);
+        assert_eq!(Batch::decode_proto(Signal::Traces, &b.encode_proto()).unwrap(), b);
+        assert_eq!(Batch::decode_json(Signal::Traces, &b.encode_json()).unwrap(), b);
+        assert_eq!(b.encoded_len(), b.encode_proto().len());
+    }
+
+    #[test]
+    fn ids_of_wrong_length_are_reported() {
+        let mut b = spans(1);
+        if let Batch::Traces(v) = &mut b {
+            v[0].scope_spans[0].spans[0].trace_id = vec![1; 5];
+        }
+        assert!(b.validate_ids().unwrap_err().contains("trace_id"));
+    }
+
+    #[test]
+    fn hex_round_trip() {
+        assert_eq!(unhex(&hex(&[0, 255, 16])).unwrap(), vec![0, 255, 16]);
+        assert!(unhex("abc").is_none());
+    }
+}

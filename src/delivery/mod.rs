@@ -1,0 +1,150 @@
+//! Delivery: the one path every exporter's data takes — a bounded queue (in memory, or a
+//! write-ahead log when `sending_queue.storage` names a `file_storage` extension), a pool
+//! of consumers, retries with exponential backoff and jitter that honour the server's
+//! retry hint, and a per-attempt timeout. Exporters only send once and classify.
+//!
+//! Framework-owned keys on every exporter (the Collector's exporterhelper keys and defaults):
+//! - `sending_queue`: `enabled` (true), `num_consumers` (10), `queue_size` (1000 batches),
+//!   `block_on_overflow` (false: a full queue refuses upstream with a retryable error and
+//!   counts it; never a silent drop), `storage` (id of a `file_storage` extension).
+//! - `retry_on_failure`: `enabled` (true), `initial_interval` (5s), `max_interval` (30s),
+//!   `max_elapsed_time` (300s; 0 = retry forever), `multiplier` (1.5),
+//!   `randomization_factor` (0.5).
+//! - `timeout` (5s) per attempt.
+//!
+//! Extension `file_storage`: `directory` (required), `fsync` (`always` | `interval` |
+//! `never`, default `interval`), `fsync_interval` (1s), `max_size_mib` (1024).
+//!
+//! Shutdown order: the pipeline stops pushing, consumers drain the queue until the
+//! deadline; then in-memory leftovers are counted as dropped, persistent ones stay on disk
+//! and are replayed at the next start.
+
+pub mod backoff;
+pub mod queue;
+pub mod wal;
+
+use serde::Deserialize;
+
+use crate::config::Dur;
+
+pub use queue::{Delivery, DeliveryHandle, Refusal};
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    pub sending_queue: QueueConfig,
+    pub retry_on_failure: RetryConfig,
+    pub timeout: Option<Dur>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    pub enabled: bool,
+    pub num_consumers: usize,
+    pub queue_size: usize,
+    pub block_on_overflow: bool,
+    pub storage: Option<String>,
+    /// Accepted for Collector compatibility; weft sizes the queue in batches (requests).
+    pub sizer: Option<String>,
+    /// Accepted for Collector compatibility (deprecated alias of block_on_overflow).
+    pub blocking: Option<bool>,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            enabled: true,
+            num_consumers: 10,
+            queue_size: 1000,
+            block_on_overflow: false,
+            storage: None,
+            sizer: None,
+            blocking: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    pub enabled: bool,
+    pub initial_interval: Dur,
+    pub max_interval: Dur,
+    pub max_elapsed_time: Dur,
+    pub multiplier: f64,
+    pub randomization_factor: f64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            enabled: true,
+            initial_interval: Dur::secs(5),
+            max_interval: Dur::secs(30),
+            max_elapsed_time: Dur::secs(300),
+            multiplier: 1.5,
+            randomization_factor: 0.5,
+        }
+    }
+}
+
+/// `fsync` of the `file_storage` extension. Booleans are accepted as the Collector writes
+/// them (`true` = always, `false` = interval).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FsyncMode {
+    Always,
+    #[default]
+    Interval,
+    Never,
+}
+
+impl<'de> Deserialize<'de> for FsyncMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            B(bool),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::B(true) => Ok(FsyncMode::Always),
+            Raw::B(false) => Ok(FsyncMode::Interval),
+            Raw::S(s) => match s.as_str() {
+                "always" => Ok(FsyncMode::Always),
+                "interval" => Ok(FsyncMode::Interval),
+                "never" => Ok(FsyncMode::Never),
+                other => Err(serde::de::Error::custom(format!(
+                    "unknown variant `{other}`, expected one of `always`, `interval`, `never`"
+                ))),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileStorageConfig {
+    pub directory: String,
+    #[serde(default)]
+    pub fsync: FsyncMode,
+    #[serde(default = "default_fsync_interval")]
+    pub fsync_interval: Dur,
+    #[serde(default = "default_max_size_mib")]
+    pub max_size_mib: u64,
+    /// Accepted for Collector compatibility.
+    #[serde(default)]
+    pub timeout: Option<Dur>,
+    /// Accepted for Collector compatibility; weft compacts by deleting acknowledged segments.
+    #[serde(default)]
+    pub compaction: Option<serde_json::Value>,
+    #[serde(default)]
+    pub create_directory: Option<bool>,
+}
+
+fn default_fsync_interval() -> Dur {
+    Dur::secs(1)
+}
+fn default_max_size_mib() -> u64 {
+    1024
+}

@@ -1,0 +1,450 @@
+//! The sending queue and its consumers: one instance per exporter id, shared by every
+//! pipeline that lists the exporter.
+//!
+//! Acknowledgement belongs to the queue: an item taken by a consumer is acknowledged (its
+//! WAL record freed) only when the exporter reported success, or a permanent failure that
+//! was counted. Pushing returns only after the item is enqueued (and, with a persistent
+//! queue, written to the WAL per the fsync policy), so a client's request is answered
+//! after its data is safe by the queue's guarantee.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Mutex, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::backoff::Backoff;
+use super::wal::{FsyncPolicy, RecordId, Wal, WalError, WalOptions};
+use super::{DeliveryConfig, FileStorageConfig, FsyncMode};
+use crate::admin::{Counter, Gauge, Telemetry};
+use crate::components::BuildError;
+use crate::data::{Batch, Signal};
+use crate::exporters::{ExportError, Exporter};
+
+/// Why a push was refused. Always retryable from the client's point of view.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("sending queue of {0} is full")]
+    QueueFull(String),
+    #[error("persistent queue of {0} cannot store data: {1}")]
+    Storage(String, String),
+    #[error("exporter {0} is shutting down")]
+    ShuttingDown(String),
+}
+
+struct Item {
+    batch: Arc<Batch>,
+    record: Option<RecordId>,
+}
+
+struct Shared {
+    id: String,
+    exporter: Arc<dyn Exporter>,
+    cfg: DeliveryConfig,
+    timeout: Duration,
+    wal: Option<Arc<Wal>>,
+    telemetry: Telemetry,
+    queue_size: Gauge,
+    capacity: usize,
+    retries: Counter,
+    abort: watch::Receiver<bool>,
+}
+
+/// The push side, cloned into every pipeline that feeds this exporter.
+#[derive(Clone)]
+pub struct DeliveryHandle {
+    shared: Arc<Shared>,
+    tx: Option<mpsc::Sender<Item>>,
+}
+
+/// A running exporter with its queue and consumers.
+pub struct Delivery {
+    handle: DeliveryHandle,
+    workers: Vec<JoinHandle<()>>,
+    abort_tx: watch::Sender<bool>,
+    rx: Arc<Mutex<mpsc::Receiver<Item>>>,
+    fsync_task: Option<JoinHandle<()>>,
+}
+
+fn encode_record(batch: &Batch) -> Vec<u8> {
+    let mut v = Vec::with_capacity(batch.encoded_len() + 1);
+    v.push(batch.signal().tag());
+    v.extend_from_slice(&batch.encode_proto());
+    v
+}
+
+fn decode_record(bytes: &[u8]) -> Option<Batch> {
+    let (tag, rest) = bytes.split_first()?;
+    Batch::decode_proto(Signal::from_tag(*tag)?, rest).ok()
+}
+
+impl Delivery {
+    /// Opens the queue (replaying a persistent one) and starts the consumers.
+    pub async fn start(
+        id: &str,
+        exporter: Arc<dyn Exporter>,
+        cfg: DeliveryConfig,
+        storage: Option<&FileStorageConfig>,
+        telemetry: &Telemetry,
+    ) -> Result<Delivery, BuildError> {
+        let (abort_tx, abort) = watch::channel(false);
+        let mut replayed = Vec::new();
+        let wal = match storage {
+            None => None,
+            Some(fs) => {
+                let dir = Path::new(&fs.directory).join(id.replace('/', "_"));
+                let opts = WalOptions {
+                    max_size_bytes: fs.max_size_mib.saturating_mul(1024 * 1024),
+                    segment_bytes: 8 * 1024 * 1024,
+                    fsync: match fs.fsync {
+                        FsyncMode::Always => FsyncPolicy::Always,
+                        FsyncMode::Interval => FsyncPolicy::Interval(fs.fsync_interval.get()),
+                        FsyncMode::Never => FsyncPolicy::Never,
+                    },
+                };
+                let (wal, replay) = Wal::open(&dir, opts).map_err(|e| {
+                    BuildError::new(id, format!("cannot open persistent queue in {}: {e}", dir.display()))
+                })?;
+                let corrupt = telemetry.metrics.counter(
+                    "weft_exporter_queue_corrupt_records_total",
+                    "WAL records skipped at startup because their checksum did not match",
+                    &[("component", id)],
+                );
+                corrupt.add(replay.corrupt_records);
+                for w in &replay.warnings {
+                    tracing::warn!(exporter = id, "{w}");
+                }
+                for (rid, bytes) in replay.records {
+                    match decode_record(&bytes) {
+                        Some(b) => replayed.push(Item {
+                            batch: Arc::new(b),
+                            record: Some(rid),
+                        }),
+                        None => {
+                            corrupt.inc();
+                            tracing::warn!(exporter = id, "WAL record {} does not decode; skipped", rid.0);
+                            let _ = wal.ack(rid);
+                        }
+                    }
+                }
+                if !replayed.is_empty() {
+                    tracing::info!(exporter = id, records = replayed.len(), "replaying unacknowledged records from the persistent queue");
+                }
+                Some(Arc::new(wal))
+            }
+        };
+        let capacity = cfg.sending_queue.queue_size.max(1).max(replayed.len());
+        let m = &telemetry.metrics;
+        let l: &[(&str, &str)] = &[("component", id)];
+        let queue_size = m.gauge("weft_exporter_queue_size", "Batches waiting in the sending queue", l);
+        m.gauge("weft_exporter_queue_capacity", "Capacity of the sending queue in batches", l)
+            .set(capacity as i64);
+        let shared = Arc::new(Shared {
+            id: id.to_string(),
+            exporter: exporter.clone(),
+            timeout: cfg.timeout.map(|d| d.get()).unwrap_or(Duration::from_secs(5)),
+            cfg,
+            wal: wal.clone(),
+            telemetry: telemetry.clone(),
+            queue_size,
+            capacity,
+            retries: m.counter("weft_exporter_retries_total", "Send attempts that were retried", l),
+            abort,
+        });
+        if let Err(e) = exporter.start().await {
+            tracing::warn!(exporter = id, "exporter start: {e}");
+        }
+        let (tx, rx) = mpsc::channel(capacity);
+        for item in replayed {
+            if tx.try_send(item).is_err() {
+                break;
+            }
+        }
+        shared.queue_size.set((capacity - tx.capacity()) as i64);
+        let rx = Arc::new(Mutex::new(rx));
+        let consumers = if shared.cfg.sending_queue.enabled {
+            shared.cfg.sending_queue.num_consumers.max(1)
+        } else {
+            0
+        };
+        let workers = (0..consumers)
+            .map(|n| {
+                let shared = shared.clone();
+                let rx = rx.clone();
+                tokio::spawn(async move { consume(shared, rx, n as u64).await })
+            })
+            .collect();
+        let fsync_task = wal.as_ref().and_then(|w| {
+            let fs = storage?;
+            (fs.fsync == FsyncMode::Interval).then(|| {
+                let w = w.clone();
+                let every = fs.fsync_interval.get().max(Duration::from_millis(10));
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(every);
+                    loop {
+                        tick.tick().await;
+                        if let Err(e) = w.sync() {
+                            tracing::warn!("persistent queue fsync failed: {e}");
+                        }
+                    }
+                })
+            })
+        });
+        Ok(Delivery {
+            handle: DeliveryHandle {
+                shared,
+                tx: Some(tx),
+            },
+            workers,
+            abort_tx,
+            rx,
+            fsync_task,
+        })
+    }
+
+    pub fn handle(&self) -> DeliveryHandle {
+        self.handle.clone()
+    }
+
+    /// Drains the queue until `deadline`. Call after every pipeline stopped pushing.
+    pub async fn shutdown(mut self, deadline: Instant) {
+        let id = self.handle.shared.id.clone();
+        // Dropping our sender lets consumers finish once the queue is empty (pipelines
+        // dropped theirs already).
+        self.handle.tx = None;
+        let shared = self.handle.shared.clone();
+        if !shared.cfg.sending_queue.enabled {
+            self.workers.clear();
+        }
+        let workers = std::mem::take(&mut self.workers);
+        let all = futures_join_all(workers);
+        let timed_out = tokio::time::timeout_at(deadline.into(), all).await.is_err();
+        if timed_out {
+            let _ = self.abort_tx.send(true);
+            // Give consumers a moment to observe the abort.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Whatever is still queued was not delivered in time.
+        let mut rx = self.rx.lock().await;
+        rx.close();
+        let mut left = 0usize;
+        while let Ok(item) = rx.try_recv() {
+            left += item.batch.item_count();
+            if item.record.is_none() {
+                count(&shared, &item.batch, "dropped", Some("shutdown_timeout"));
+            }
+        }
+        if left > 0 {
+            if shared.wal.is_some() {
+                tracing::warn!(exporter = %id, items = left, "shutdown timeout: undelivered data stays in the persistent queue and is sent after restart");
+            } else {
+                tracing::error!(exporter = %id, items = left, "shutdown timeout: undelivered data in the in-memory queue is dropped");
+            }
+        }
+        if let Some(w) = &shared.wal {
+            let _ = w.sync();
+        }
+        if let Some(t) = self.fsync_task.take() {
+            t.abort();
+        }
+        shared.exporter.shutdown().await;
+    }
+}
+
+async fn futures_join_all(handles: Vec<JoinHandle<()>>) {
+    for h in handles {
+        let _ = h.await;
+    }
+}
+
+impl DeliveryHandle {
+    pub fn id(&self) -> &str {
+        &self.shared.id
+    }
+
+    /// Enqueues a batch. Returns after it is queued (and in the WAL, when persistent);
+    /// refuses with a retryable error when full, unless `block_on_overflow` is set.
+    ///
+    /// `must_block` makes a full queue wait for space instead (used for data a processor
+    /// held and whose client was already answered, so refusing it would lose it).
+    pub async fn push(&self, batch: Arc<Batch>, must_block: bool) -> Result<(), Refusal> {
+        let s = &self.shared;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if !s.cfg.sending_queue.enabled {
+            // No queue: deliver in the caller's task, as the Collector does.
+            deliver(s, Item { batch, record: None }, 0).await;
+            return Ok(());
+        }
+        let Some(tx) = &self.tx else {
+            return Err(Refusal::ShuttingDown(s.id.clone()));
+        };
+        let block = must_block
+            || s.cfg.sending_queue.block_on_overflow
+            || s.cfg.sending_queue.blocking == Some(true);
+        let permit = if block {
+            tx.reserve().await.map_err(|_| Refusal::ShuttingDown(s.id.clone()))?
+        } else {
+            match tx.try_reserve() {
+                Ok(p) => p,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    count(s, &batch, "enqueue_failed", None);
+                    return Err(Refusal::QueueFull(s.id.clone()));
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    return Err(Refusal::ShuttingDown(s.id.clone()));
+                }
+            }
+        };
+        let record = match &s.wal {
+            None => None,
+            Some(w) => {
+                let bytes = encode_record(&batch);
+                let w = w.clone();
+                let r = tokio::task::spawn_blocking(move || w.append(&bytes)).await;
+                match r {
+                    Ok(Ok(rid)) => Some(rid),
+                    Ok(Err(e)) => {
+                        count(s, &batch, "enqueue_failed", None);
+                        let msg = match &e {
+                            WalError::Full { .. } => e.to_string(),
+                            _ => format!("{e}"),
+                        };
+                        return Err(Refusal::Storage(s.id.clone(), msg));
+                    }
+                    Err(e) => return Err(Refusal::Storage(s.id.clone(), e.to_string())),
+                }
+            }
+        };
+        permit.send(Item { batch, record });
+        s.queue_size.set((s.capacity - tx.capacity()) as i64);
+        Ok(())
+    }
+}
+
+fn count(s: &Shared, batch: &Batch, what: &str, reason: Option<&str>) {
+    let item = batch.signal().item_name();
+    let name = format!("weft_exporter_{what}_{item}_total");
+    let help = match what {
+        "sent" => "Items the backend accepted",
+        "send_failed" => "Items that failed permanently and were dropped, by reason",
+        "enqueue_failed" => "Items refused because the sending queue was full",
+        _ => "Items dropped at shutdown",
+    };
+    let c = match reason {
+        Some(r) => s.telemetry.metrics.counter(&name, help, &[("component", &s.id), ("reason", r)]),
+        None => s.telemetry.metrics.counter(&name, help, &[("component", &s.id)]),
+    };
+    c.add(batch.item_count() as u64);
+}
+
+async fn consume(shared: Arc<Shared>, rx: Arc<Mutex<mpsc::Receiver<Item>>>, n: u64) {
+    loop {
+        let item = {
+            let mut rx = rx.lock().await;
+            let mut abort = shared.abort.clone();
+            tokio::select! {
+                item = rx.recv() => item,
+                _ = abort.wait_for(|a| *a) => None,
+            }
+        };
+        let Some(item) = item else { return };
+        let left = rx.lock().await.len();
+        shared.queue_size.set(left as i64);
+        deliver(&shared, item, n).await;
+    }
+}
+
+enum Outcome {
+    Done,
+    Aborted,
+}
+
+/// Sends one item until it succeeds, fails permanently, runs out of retry time, or the
+/// shutdown deadline aborts it.
+async fn deliver(s: &Shared, item: Item, seed: u64) {
+    let record = item.record;
+    let outcome = deliver_batch(s, item.batch, seed).await;
+    match (outcome, record, &s.wal) {
+        (Outcome::Done, Some(rid), Some(w)) => {
+            if let Err(e) = w.ack(rid) {
+                tracing::warn!(exporter = %s.id, "cannot acknowledge WAL record: {e}");
+            }
+        }
+        (Outcome::Aborted, None, _) => {}
+        _ => {}
+    }
+}
+
+async fn deliver_batch(s: &Shared, mut batch: Arc<Batch>, seed: u64) -> Outcome {
+    let retry = &s.cfg.retry_on_failure;
+    let mut backoff = Backoff::new(retry, seed ^ fastrand::u64(..));
+    let started = Instant::now();
+    let persistent = s.wal.is_some();
+    let mut abort = s.abort.clone();
+    loop {
+        let attempt = tokio::time::timeout(s.timeout, s.exporter.send(&batch));
+        let result = tokio::select! {
+            r = attempt => r,
+            _ = abort.wait_for(|a| *a) => {
+                if !persistent {
+                    count(s, &batch, "dropped", Some("shutdown_timeout"));
+                }
+                return Outcome::Aborted;
+            }
+        };
+        let (reason, hint) = match result {
+            Ok(Ok(())) => {
+                count(s, &batch, "sent", None);
+                return Outcome::Done;
+            }
+            Ok(Err(ExportError::Permanent { reason, message })) => {
+                tracing::warn!(exporter = %s.id, items = batch.item_count(), reason = %reason, "permanent error, batch dropped: {message}");
+                count(s, &batch, "send_failed", Some(&reason));
+                return Outcome::Done;
+            }
+            Ok(Err(ExportError::Partial { retry, reason, after })) => {
+                let done = batch.item_count().saturating_sub(retry.item_count());
+                if done > 0 {
+                    let item = batch.signal().item_name();
+                    s.telemetry
+                        .metrics
+                        .counter(&format!("weft_exporter_sent_{item}_total"), "Items the backend accepted", &[("component", &s.id)])
+                        .add(done as u64);
+                }
+                if retry.is_empty() {
+                    return Outcome::Done;
+                }
+                batch = Arc::new(retry);
+                (reason, after)
+            }
+            Ok(Err(ExportError::Retryable { reason, after })) => (reason, after),
+            Err(_) => (format!("attempt timed out after {:?}", s.timeout), None),
+        };
+        if !retry.enabled {
+            tracing::warn!(exporter = %s.id, items = batch.item_count(), "send failed and retry_on_failure is disabled, batch dropped: {reason}");
+            count(s, &batch, "send_failed", Some("retry_disabled"));
+            return Outcome::Done;
+        }
+        let delay = backoff.next_delay(hint);
+        let max_elapsed = retry.max_elapsed_time.get();
+        if !persistent && !max_elapsed.is_zero() && started.elapsed() + delay > max_elapsed {
+            tracing::error!(exporter = %s.id, items = batch.item_count(), "giving up after max_elapsed_time {max_elapsed:?}, batch dropped: {reason}");
+            count(s, &batch, "send_failed", Some("retry_exhausted"));
+            return Outcome::Done;
+        }
+        s.retries.inc();
+        tracing::debug!(exporter = %s.id, "retrying in {delay:?}: {reason}");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = abort.wait_for(|a| *a) => {
+                if !persistent {
+                    count(s, &batch, "dropped", Some("shutdown_timeout"));
+                }
+                return Outcome::Aborted;
+            }
+        }
+    }
+}

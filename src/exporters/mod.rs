@@ -1,0 +1,123 @@
+//! Exporters: encode a batch, send it, classify the answer. Queueing, retries, timeouts and
+//! persistence belong to `crate::delivery`, which wraps every exporter the same way.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::data::Batch;
+
+pub mod debug;
+pub mod file;
+pub mod http_client;
+pub mod otlp;
+pub mod otlphttp;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The answer of one send, and the retry decision it carries.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Send the same batch again later (no sooner than `after` when the server said so).
+    #[error("retryable: {reason}")]
+    Retryable {
+        reason: String,
+        after: Option<Duration>,
+    },
+    /// Never retry: the backend will not take this batch. `reason` is a short label
+    /// (`http_400`, `mapper_parsing_exception`, ...) used in metrics.
+    #[error("permanent ({reason}): {message}")]
+    Permanent { reason: String, message: String },
+    /// Some items were taken, some failed permanently (already counted by the exporter),
+    /// and `retry` holds the items to send again.
+    #[error("partial: {} items to retry: {reason}", retry.item_count())]
+    Partial {
+        retry: Batch,
+        reason: String,
+        after: Option<Duration>,
+    },
+}
+
+impl ExportError {
+    pub fn retryable(reason: impl Into<String>) -> ExportError {
+        ExportError::Retryable {
+            reason: reason.into(),
+            after: None,
+        }
+    }
+
+    pub fn permanent(reason: impl Into<String>, message: impl Into<String>) -> ExportError {
+        ExportError::Permanent {
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Classifies an HTTP status the way the OTLP spec and the Collector do: 408, 429, 502,
+    /// 503 and 504 (and other 5xx) are retryable, other 4xx permanent.
+    pub fn from_http_status(status: u16, retry_after: Option<Duration>, body: &str) -> ExportError {
+        let snippet: String = body.chars().take(300).collect();
+        match status {
+            408 | 429 | 500..=599 => ExportError::Retryable {
+                reason: format!("HTTP {status}: {snippet}"),
+                after: retry_after,
+            },
+            _ => ExportError::Permanent {
+                reason: format!("http_{status}"),
+                message: snippet,
+            },
+        }
+    }
+}
+
+/// Parses an HTTP `Retry-After` header (delay seconds, or an HTTP date).
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let now = chrono::Utc::now();
+    let d = when.with_timezone(&chrono::Utc) - now;
+    Some(d.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// The one exporter trait. `send` makes one attempt; the delivery layer decides about
+/// retries from the returned error.
+pub trait Exporter: Send + Sync + 'static {
+    fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>>;
+
+    /// Called once before the first send (open files, check buckets). Errors here are
+    /// reported in readiness but do not stop weft: the backend may come up later.
+    fn start(&self) -> BoxFuture<'_, Result<(), ExportError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Called after the queue drained on shutdown.
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_statuses_are_classified() {
+        assert!(matches!(
+            ExportError::from_http_status(429, None, ""),
+            ExportError::Retryable { .. }
+        ));
+        assert!(matches!(
+            ExportError::from_http_status(503, None, ""),
+            ExportError::Retryable { .. }
+        ));
+        assert!(matches!(
+            ExportError::from_http_status(400, None, "bad"),
+            ExportError::Permanent { .. }
+        ));
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

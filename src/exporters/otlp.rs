@@ -1,0 +1,218 @@
+//! The `otlp` exporter (OTLP/gRPC) and the `jaeger` preset.
+//!
+//! Config (the Collector's keys): `endpoint` (host:port or URL; required), `compression`
+//! (`gzip` default, `zstd`, `none`), `headers` (map), `tls` (`insecure`, `ca_file`,
+//! `cert_file`, `key_file`, `insecure_skip_verify`), `balancer_name`, `keepalive`
+//! (accepted). `timeout`, `sending_queue`, `retry_on_failure` belong to the delivery layer.
+//!
+//! `jaeger` is this exporter with Jaeger v2 defaults: endpoint `jaeger-collector:4317`,
+//! plain text unless `tls` says otherwise. Jaeger ≥ 1.35 ingests OTLP natively, so no
+//! Jaeger-specific protocol is needed.
+//!
+//! Answers: OK is success; UNAVAILABLE, RESOURCE_EXHAUSTED (with RetryInfo), ABORTED,
+//! DEADLINE_EXCEEDED, CANCELLED, OUT_OF_RANGE, DATA_LOSS are retryable (the OTLP spec's
+//! list), anything else permanent. Connection failures are retryable.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use serde::Deserialize;
+use serde_json::Value;
+use tonic::codec::CompressionEncoding;
+use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use super::http_client::TlsClientConfig;
+use super::{BoxFuture, ExportError, Exporter};
+use crate::components::{BuildContext, BuildError};
+use crate::config::parse_component;
+use crate::data::Batch;
+use crate::receivers::otlp::codec::retry_delay_of;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpGrpcConfig {
+    pub endpoint: String,
+    #[serde(default = "default_compression")]
+    pub compression: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub tls: TlsClientConfig,
+    #[serde(default)]
+    pub balancer_name: Option<String>,
+    #[serde(default)]
+    pub keepalive: Option<Value>,
+    #[serde(default)]
+    pub write_buffer_size: Option<u64>,
+    #[serde(default)]
+    pub auth: Option<Value>,
+}
+
+fn default_compression() -> String {
+    "gzip".into()
+}
+
+/// `jaeger`: the same keys, every one optional.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JaegerConfig {
+    #[serde(default = "jaeger_endpoint")]
+    pub endpoint: String,
+    #[serde(default = "default_compression")]
+    pub compression: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default = "jaeger_tls")]
+    pub tls: TlsClientConfig,
+}
+
+fn jaeger_endpoint() -> String {
+    "jaeger-collector:4317".into()
+}
+fn jaeger_tls() -> TlsClientConfig {
+    TlsClientConfig {
+        insecure: true,
+        ..Default::default()
+    }
+}
+
+pub struct OtlpGrpcExporter {
+    channel: Channel,
+    compression: Option<CompressionEncoding>,
+    headers: MetadataMap,
+}
+
+fn build_from(cfg: &OtlpGrpcConfig, id: &str) -> Result<OtlpGrpcExporter, BuildError> {
+    crate::install_crypto_provider();
+    let compression = match cfg.compression.as_str() {
+        "gzip" => Some(CompressionEncoding::Gzip),
+        "zstd" => Some(CompressionEncoding::Zstd),
+        "none" | "" => None,
+        other => return Err(BuildError::new(id, format!("unsupported compression {other:?}: use gzip, zstd or none"))),
+    };
+    let tls_wanted = !cfg.tls.insecure
+        && (cfg.endpoint.starts_with("https://")
+            || cfg.tls.ca_file.is_some()
+            || cfg.tls.cert_file.is_some()
+            || !cfg.endpoint.starts_with("http://"));
+    let uri = if cfg.endpoint.contains("://") {
+        cfg.endpoint.clone()
+    } else if tls_wanted {
+        format!("https://{}", cfg.endpoint)
+    } else {
+        format!("http://{}", cfg.endpoint)
+    };
+    let mut ep = Endpoint::from_str(&uri)
+        .map_err(|e| BuildError::new(id, format!("invalid endpoint {:?}: {e}", cfg.endpoint)))?
+        .tcp_nodelay(true)
+        .connect_timeout(std::time::Duration::from_secs(5));
+    if uri.starts_with("https://") {
+        let mut t = ClientTlsConfig::new().with_native_roots();
+        if let Some(ca) = &cfg.tls.ca_file {
+            let pem = std::fs::read(ca).map_err(|e| BuildError::new(id, format!("cannot read tls.ca_file {ca}: {e}")))?;
+            t = t.ca_certificate(Certificate::from_pem(pem));
+        }
+        if let (Some(c), Some(k)) = (&cfg.tls.cert_file, &cfg.tls.key_file) {
+            let cert = std::fs::read(c).map_err(|e| BuildError::new(id, format!("cannot read tls.cert_file: {e}")))?;
+            let key = std::fs::read(k).map_err(|e| BuildError::new(id, format!("cannot read tls.key_file: {e}")))?;
+            t = t.identity(Identity::from_pem(cert, key));
+        }
+        if let Some(name) = &cfg.tls.server_name_override {
+            t = t.domain_name(name.clone());
+        }
+        ep = ep
+            .tls_config(t)
+            .map_err(|e| BuildError::new(id, format!("invalid TLS config: {e}")))?;
+    }
+    let channel = ep.connect_lazy();
+    let mut headers = MetadataMap::new();
+    for (k, v) in &cfg.headers {
+        let key = MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
+            .map_err(|_| BuildError::new(id, format!("invalid header name {k:?}")))?;
+        let val = MetadataValue::try_from(v.as_str())
+            .map_err(|_| BuildError::new(id, format!("invalid value for header {k:?}")))?;
+        headers.insert(key, val);
+    }
+    Ok(OtlpGrpcExporter {
+        channel,
+        compression,
+        headers,
+    })
+}
+
+pub fn build(v: &Value, ctx: &BuildContext) -> Result<Arc<dyn Exporter>, BuildError> {
+    let cfg: OtlpGrpcConfig = parse_component(v).map_err(|e| BuildError::new(&ctx.id, e.message))?;
+    Ok(Arc::new(build_from(&cfg, &ctx.id)?))
+}
+
+pub fn build_jaeger(v: &Value, ctx: &BuildContext) -> Result<Arc<dyn Exporter>, BuildError> {
+    let j: JaegerConfig = parse_component(v).map_err(|e| BuildError::new(&ctx.id, e.message))?;
+    let cfg = OtlpGrpcConfig {
+        endpoint: j.endpoint,
+        compression: j.compression,
+        headers: j.headers,
+        tls: j.tls,
+        balancer_name: None,
+        keepalive: None,
+        write_buffer_size: None,
+        auth: None,
+    };
+    Ok(Arc::new(build_from(&cfg, &ctx.id)?))
+}
+
+/// The OTLP spec's retryable gRPC codes.
+pub fn classify_status(st: &tonic::Status) -> ExportError {
+    use tonic::Code::*;
+    match st.code() {
+        Unavailable | Cancelled | DeadlineExceeded | Aborted | OutOfRange | DataLoss => ExportError::Retryable {
+            reason: format!("{:?}: {}", st.code(), st.message()),
+            after: retry_delay_of(st),
+        },
+        // Only retryable when the server says when (a RetryInfo detail), per the spec.
+        ResourceExhausted if retry_delay_of(st).is_some() => ExportError::Retryable {
+            reason: format!("ResourceExhausted: {}", st.message()),
+            after: retry_delay_of(st),
+        },
+        code => ExportError::permanent(format!("grpc_{code:?}").to_lowercase(), st.message().to_string()),
+    }
+}
+
+impl OtlpGrpcExporter {
+    fn request<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        *r.metadata_mut() = self.headers.clone();
+        r
+    }
+
+    async fn send_batch(&self, batch: &Batch) -> Result<(), tonic::Status> {
+        macro_rules! call {
+            ($client:ident, $req:expr) => {{
+                let mut c = $client::new(self.channel.clone()).max_decoding_message_size(64 * 1024 * 1024);
+                if let Some(enc) = self.compression {
+                    c = c.send_compressed(enc);
+                }
+                c = c.accept_compressed(CompressionEncoding::Gzip);
+                c.export(self.request($req)).await.map(|_| ())
+            }};
+        }
+        match batch {
+            Batch::Traces(v) => call!(TraceServiceClient, ExportTraceServiceRequest { resource_spans: v.clone() }),
+            Batch::Logs(v) => call!(LogsServiceClient, ExportLogsServiceRequest { resource_logs: v.clone() }),
+            Batch::Metrics(v) => call!(MetricsServiceClient, ExportMetricsServiceRequest { resource_metrics: v.clone() }),
+        }
+    }
+}
+
+impl Exporter for OtlpGrpcExporter {
+    fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
+        Box::pin(async move { self.send_batch(batch).await.map_err(|st| classify_status(&st)) })
+    }
+}

@@ -1,0 +1,220 @@
+//! Builds the running service from a validated config — exporters with their delivery
+//! queues first, then pipelines, then receivers, then the admin server — and shuts it
+//! down in the reverse order: readiness off, receivers stop accepting, pipelines flush,
+//! queues drain within `service.shutdown_timeout`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::run::PipelineTask;
+use super::{Consumers, Inlet};
+use crate::admin::Telemetry;
+use crate::components::{BuildContext, BuildError, Constructor, Kind, Lookup, SharedState, lookup};
+use crate::config::validate::DELIVERY_KEYS;
+use crate::config::{ComponentSpec, ValidConfig, parse_component};
+use crate::delivery::{Delivery, DeliveryConfig, FileStorageConfig};
+
+/// Requests buffered in front of each pipeline before receivers refuse.
+pub const PIPELINE_CHANNEL_CAPACITY: usize = 64;
+
+pub struct Service {
+    pub telemetry: Telemetry,
+    stop_receivers: watch::Sender<bool>,
+    receivers: Vec<JoinHandle<()>>,
+    pipelines: Vec<JoinHandle<()>>,
+    deliveries: Vec<Delivery>,
+    admin: Option<JoinHandle<()>>,
+    stop_admin: watch::Sender<bool>,
+    shutdown_timeout: Duration,
+    /// Addresses the receivers and admin server actually bound (for tests using port 0).
+    pub bound: BTreeMap<String, std::net::SocketAddr>,
+}
+
+fn lookup_factory(kind: Kind, spec: &ComponentSpec) -> Result<&'static crate::components::Factory, BuildError> {
+    match lookup(kind, spec.ty) {
+        Lookup::Found(f) => Ok(f),
+        Lookup::Unknown { .. } => Err(BuildError::new(&spec.id.to_string(), "unknown component type")),
+    }
+}
+
+/// A place where bound addresses are reported by receivers.
+#[derive(Clone, Default)]
+pub struct BoundAddrs(pub Arc<std::sync::Mutex<BTreeMap<String, std::net::SocketAddr>>>);
+
+impl BoundAddrs {
+    pub fn record(&self, key: String, addr: std::net::SocketAddr) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(key, addr);
+    }
+}
+
+impl Service {
+    pub async fn start(cfg: &ValidConfig, telemetry: Telemetry) -> Result<Service, BuildError> {
+        let shared = SharedState::default();
+        let extensions: Arc<HashMap<String, serde_json::Value>> = Arc::new(
+            cfg.extensions
+                .iter()
+                .map(|(k, v)| (k.clone(), v.value.clone()))
+                .collect(),
+        );
+        let ctx = |id: &str, signal| BuildContext {
+            id: id.to_string(),
+            signal,
+            telemetry: telemetry.clone(),
+            shared: shared.clone(),
+            extensions: extensions.clone(),
+        };
+
+        // Exporters and their queues: one per exporter id, shared by its pipelines.
+        let mut deliveries = BTreeMap::new();
+        for p in &cfg.pipelines {
+            for eid in &p.exporters {
+                if deliveries.contains_key(eid) {
+                    continue;
+                }
+                let spec = &cfg.exporters[eid];
+                let f = lookup_factory(Kind::Exporter, spec)?;
+                let mut own = spec.value.clone();
+                let mut delivery_json = serde_json::Map::new();
+                if let serde_json::Value::Object(m) = &mut own {
+                    for k in DELIVERY_KEYS {
+                        if let Some(v) = m.remove(*k) {
+                            delivery_json.insert(k.to_string(), v);
+                        }
+                    }
+                }
+                let dcfg: DeliveryConfig = parse_component(&serde_json::Value::Object(delivery_json))
+                    .map_err(|e| BuildError::new(eid, e.message))?;
+                let storage = match &dcfg.sending_queue.storage {
+                    Some(sid) => {
+                        let v = extensions
+                            .get(sid)
+                            .ok_or_else(|| BuildError::new(eid, format!("storage extension {sid} is not defined")))?;
+                        Some(parse_component::<FileStorageConfig>(v).map_err(|e| BuildError::new(sid, e.message))?)
+                    }
+                    None => None,
+                };
+                let Constructor::Exporter(build) = f.construct else {
+                    return Err(BuildError::new(eid, "not an exporter"));
+                };
+                let exporter = build(&own, &ctx(eid, None))?;
+                let d = Delivery::start(eid, exporter, dcfg, storage.as_ref(), &telemetry).await?;
+                deliveries.insert(eid.clone(), d);
+            }
+        }
+
+        // Pipelines.
+        let mut consumers: BTreeMap<String, Consumers> = BTreeMap::new();
+        let mut pipelines = Vec::new();
+        for p in &cfg.pipelines {
+            let mut processors = Vec::new();
+            for pid in &p.processors {
+                let spec = &cfg.processors[pid];
+                let f = lookup_factory(Kind::Processor, spec)?;
+                let Constructor::Processor(build) = f.construct else {
+                    return Err(BuildError::new(pid, "not a processor"));
+                };
+                processors.push(build(&spec.value, &ctx(pid, Some(p.signal)))?);
+            }
+            let exporters = p.exporters.iter().map(|e| deliveries[e].handle()).collect();
+            let (tx, rx) = mpsc::channel(PIPELINE_CHANNEL_CAPACITY);
+            for rid in &p.receivers {
+                consumers.entry(rid.clone()).or_default().push(
+                    p.signal,
+                    Inlet {
+                        pipeline: p.id.clone(),
+                        tx: tx.clone(),
+                    },
+                );
+            }
+            let task = PipelineTask {
+                id: p.id.clone(),
+                processors,
+                exporters,
+            };
+            pipelines.push(tokio::spawn(task.run(rx)));
+        }
+
+        // Receivers.
+        let (stop_receivers, stop_rx) = watch::channel(false);
+        let bound = BoundAddrs::default();
+        let mut receivers = Vec::new();
+        for (rid, cons) in consumers {
+            let spec = &cfg.receivers[&rid];
+            let f = lookup_factory(Kind::Receiver, spec)?;
+            let Constructor::Receiver(build) = f.construct else {
+                return Err(BuildError::new(&rid, "not a receiver"));
+            };
+            let r = build(&spec.value, &ctx(&rid, None))?;
+            receivers.extend(r.start(cons, stop_rx.clone(), bound.clone()).await?);
+        }
+
+        // Admin (health_check extension).
+        let (stop_admin, mut stop_admin_rx) = watch::channel(false);
+        let mut admin = None;
+        for eid in &cfg.service_extensions {
+            let Some(spec) = cfg.extensions.get(eid) else { continue };
+            if spec.ty != "health_check" {
+                continue;
+            }
+            let hc: crate::admin::HealthCheckConfig =
+                parse_component(&spec.value).map_err(|e| BuildError::new(eid, e.message))?;
+            let listener = tokio::net::TcpListener::bind(crate::receivers::normalize_endpoint(&hc.endpoint))
+                .await
+                .map_err(|e| BuildError::new(eid, format!("cannot listen on {}: {e}", hc.endpoint)))?;
+            if let Ok(a) = listener.local_addr() {
+                bound.record(format!("{eid}"), a);
+                tracing::info!("health_check listening on http://{a} (/health/live, /health/ready, /metrics)");
+            }
+            let router = crate::admin::server::router(telemetry.clone());
+            admin = Some(tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stop_admin_rx.wait_for(|s| *s).await;
+                };
+                if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+                    tracing::error!("admin server: {e}");
+                }
+            }));
+            break;
+        }
+
+        telemetry.health.set_started();
+        let bound = bound.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Ok(Service {
+            telemetry,
+            stop_receivers,
+            receivers,
+            pipelines,
+            deliveries: deliveries.into_values().collect(),
+            admin,
+            stop_admin,
+            shutdown_timeout: cfg.shutdown_timeout,
+            bound,
+        })
+    }
+
+    /// Graceful shutdown within `service.shutdown_timeout`.
+    pub async fn shutdown(self) {
+        let deadline = Instant::now() + self.shutdown_timeout;
+        self.telemetry.health.set_shutting_down();
+        tracing::info!("shutting down: readiness off, receivers stop accepting");
+        let _ = self.stop_receivers.send(true);
+        for r in self.receivers {
+            let _ = tokio::time::timeout_at(deadline.into(), r).await;
+        }
+        for p in self.pipelines {
+            let _ = tokio::time::timeout_at(deadline.into(), p).await;
+        }
+        for d in self.deliveries {
+            d.shutdown(deadline).await;
+        }
+        let _ = self.stop_admin.send(true);
+        if let Some(a) = self.admin {
+            let _ = tokio::time::timeout(Duration::from_secs(2), a).await;
+        }
+        tracing::info!("shutdown complete");
+    }
+}

@@ -1,0 +1,151 @@
+//! The task that owns one pipeline's processors: runs each request through them, wakes
+//! processors at their deadlines, pushes results to the exporters' queues, and flushes
+//! everything when its input closes (shutdown).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::{ConsumeError, Request};
+use crate::data::Batch;
+use crate::delivery::{DeliveryHandle, Refusal};
+use crate::processors::{Processor, ProcessorError};
+
+pub struct PipelineTask {
+    pub id: String,
+    pub processors: Vec<Box<dyn Processor>>,
+    pub exporters: Vec<DeliveryHandle>,
+}
+
+impl PipelineTask {
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        loop {
+            let deadline = self
+                .processors
+                .iter()
+                .filter_map(|p| p.next_deadline())
+                .min();
+            let req = match deadline {
+                Some(d) => {
+                    tokio::select! {
+                        r = rx.recv() => r,
+                        _ = tokio::time::sleep_until(d.into()) => {
+                            self.on_deadlines(Instant::now()).await;
+                            continue;
+                        }
+                    }
+                }
+                None => rx.recv().await,
+            };
+            let Some(req) = req else { break };
+            let result = self.handle(req.batch, Instant::now()).await;
+            let _ = req.reply.send(result);
+        }
+        self.flush().await;
+        tracing::debug!(pipeline = %self.id, "pipeline stopped");
+    }
+
+    /// Runs `batch` through processors `from..`.
+    fn chain(
+        &mut self,
+        from: usize,
+        batch: Batch,
+        now: Instant,
+    ) -> Result<Vec<Batch>, ProcessorError> {
+        let mut current = vec![batch];
+        for p in self.processors.iter_mut().skip(from) {
+            let mut next = Vec::new();
+            for b in current {
+                next.extend(p.process(b, now)?);
+            }
+            current = next;
+            if current.is_empty() {
+                break;
+            }
+        }
+        Ok(current)
+    }
+
+    async fn handle(&mut self, batch: Batch, now: Instant) -> Result<(), ConsumeError> {
+        // If no processor held data before this request, every output is this request's
+        // own data and a full queue can be answered with a retryable refusal; otherwise
+        // outputs may carry data of requests already answered, and must wait for space.
+        let held_before = self.processors.iter().any(|p| p.next_deadline().is_some());
+        let outputs = self.chain(0, batch, now).map_err(|e| match e {
+            ProcessorError::Refused {
+                reason,
+                retry_after,
+            } => ConsumeError::Refused {
+                reason,
+                retry_after,
+            },
+            ProcessorError::Invalid(m) => ConsumeError::Invalid(m),
+        })?;
+        self.export(outputs, held_before).await
+    }
+
+    async fn on_deadlines(&mut self, now: Instant) {
+        for i in 0..self.processors.len() {
+            if self.processors[i].next_deadline().is_some_and(|d| d <= now) {
+                let released = self.processors[i].on_deadline(now);
+                self.release(i + 1, released, now).await;
+            }
+        }
+    }
+
+    async fn flush(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.processors.len() {
+            let released = self.processors[i].flush();
+            self.release(i + 1, released, now).await;
+        }
+    }
+
+    /// Feeds batches a processor released through the rest of the chain and exports them.
+    async fn release(&mut self, from: usize, batches: Vec<Batch>, now: Instant) {
+        for b in batches {
+            match self.chain(from, b, now) {
+                Ok(out) => {
+                    let _ = self.export(out, true).await;
+                }
+                Err(e) => {
+                    tracing::error!(pipeline = %self.id, "processor refused data it had already accepted upstream: {e}");
+                }
+            }
+        }
+    }
+
+    async fn export(&mut self, outputs: Vec<Batch>, must_block: bool) -> Result<(), ConsumeError> {
+        let mut first_err = None;
+        for out in outputs {
+            if out.is_empty() {
+                continue;
+            }
+            let shared = Arc::new(out);
+            for ex in &self.exporters {
+                loop {
+                    match ex.push(shared.clone(), must_block).await {
+                        Ok(()) => break,
+                        Err(Refusal::Storage(id, msg)) if must_block => {
+                            // The data is only in memory here: wait for the disk to take it.
+                            tracing::warn!(pipeline = %self.id, exporter = %id, "persistent queue refused data, retrying: {msg}");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        Err(e) => {
+                            first_err.get_or_insert(ConsumeError::Refused {
+                                reason: e.to_string(),
+                                retry_after: Some(Duration::from_secs(1)),
+                            });
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! The `batch` processor: groups items into larger batches to cut per-request overhead.
+//!
+//! Config (the Collector's keys and defaults): `send_batch_size` (8192 items: a batch is
+//! sent as soon as it holds this many), `send_batch_max_size` (0 = no limit: larger
+//! batches are split to at most this many items), `timeout` (200ms: a non-empty batch is
+//! sent at the latest this long after its first item arrived). `metadata_keys` and
+//! `metadata_cardinality_limit` are accepted for compatibility; batches are not split by
+//! client metadata (documented limitation).
+//!
+//! [`Batcher`] is the one batching state machine in weft; the delivery queue's
+//! `sending_queue.batch` reuses it. It never drops: `flush` returns everything held.
+
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::components::{BuildContext, BuildError};
+use crate::config::{Dur, parse_component};
+use crate::data::Batch;
+use crate::processors::{Processor, ProcessorError};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    pub send_batch_size: usize,
+    pub send_batch_max_size: usize,
+    pub timeout: Dur,
+    pub metadata_keys: Vec<String>,
+    pub metadata_cardinality_limit: u32,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            send_batch_size: 8192,
+            send_batch_max_size: 0,
+            timeout: Dur::millis(200),
+            metadata_keys: Vec::new(),
+            metadata_cardinality_limit: 1000,
+        }
+    }
+}
+
+/// Size/time batching of one signal.
+pub struct Batcher {
+    size: usize,
+    max_size: usize,
+    timeout: Duration,
+    pending: Option<Batch>,
+    pending_items: usize,
+    deadline: Option<Instant>,
+}
+
+impl Batcher {
+    pub fn new(send_batch_size: usize, send_batch_max_size: usize, timeout: Duration) -> Batcher {
+        Batcher {
+            size: send_batch_size.max(1),
+            max_size: send_batch_max_size,
+            timeout,
+            pending: None,
+            pending_items: 0,
+            deadline: None,
+        }
+    }
+
+    /// Adds a batch; returns the batches that are full.
+    pub fn add(&mut self, batch: Batch, now: Instant) -> Vec<Batch> {
+        let n = batch.item_count();
+        if n == 0 {
+            return Vec::new();
+        }
+        match &mut self.pending {
+            Some(p) => p.merge(batch),
+            None => {
+                self.pending = Some(batch);
+                self.deadline = Some(now + self.timeout);
+            }
+        }
+        self.pending_items += n;
+        let mut out = Vec::new();
+        while self.pending_items >= self.size {
+            let take = if self.max_size > 0 {
+                self.max_size.min(self.pending_items)
+            } else {
+                self.pending_items
+            };
+            if let Some(b) = self.take(take) {
+                out.push(b);
+            }
+            if self.pending_items > 0 {
+                self.deadline = Some(now + self.timeout);
+            }
+        }
+        if self.timeout.is_zero() {
+            out.extend(self.flush());
+        }
+        out
+    }
+
+    fn take(&mut self, n: usize) -> Option<Batch> {
+        let mut pending = self.pending.take()?;
+        if n >= self.pending_items {
+            self.pending_items = 0;
+            self.deadline = None;
+            return Some(pending);
+        }
+        let front = pending.split_front(n);
+        self.pending_items = pending.item_count();
+        self.pending = Some(pending);
+        Some(front)
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    pub fn on_deadline(&mut self, now: Instant) -> Vec<Batch> {
+        match self.deadline {
+            Some(d) if d <= now => self.flush(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Everything held, split to `send_batch_max_size` when set.
+    pub fn flush(&mut self) -> Vec<Batch> {
+        let mut out = Vec::new();
+        while self.pending_items > 0 {
+            let take = if self.max_size > 0 {
+                self.max_size
+            } else {
+                self.pending_items
+            };
+            match self.take(take) {
+                Some(b) => out.push(b),
+                None => break,
+            }
+        }
+        self.pending = None;
+        self.pending_items = 0;
+        self.deadline = None;
+        out
+    }
+
+    pub fn pending_items(&self) -> usize {
+        self.pending_items
+    }
+}
+
+pub struct BatchProcessor {
+    batcher: Batcher,
+}
+
+impl Processor for BatchProcessor {
+    fn process(&mut self, batch: Batch, now: Instant) -> Result<Vec<Batch>, ProcessorError> {
+        Ok(self.batcher.add(batch, now))
+    }
+    fn next_deadline(&self) -> Option<Instant> {
+        self.batcher.deadline()
+    }
+    fn on_deadline(&mut self, now: Instant) -> Vec<Batch> {
+        self.batcher.on_deadline(now)
+    }
+    fn flush(&mut self) -> Vec<Batch> {
+        self.batcher.flush()
+    }
+    fn touches_contents(&self) -> bool {
+        false
+    }
+}
+
+pub fn build(v: &Value, ctx: &BuildContext) -> Result<Box<dyn Processor>, BuildError> {
+    let c: BatchConfig = parse_component(v).map_err(|e| BuildError::new(&ctx.id, e.message))?;
+    if c.send_batch_max_size > 0 && c.send_batch_max_size < c.send_batch_size {
+        return Err(BuildError::new(
+            &ctx.id,
+            "send_batch_max_size must be 0 or at least send_batch_size",
+        ));
+    }
+    Ok(Box::new(BatchProcessor {
+        batcher: Batcher::new(c.send_batch_size, c.send_batch_max_size, c.timeout.get()),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{ResourceLogs, ScopeLogs, LogRecord};
+
+    fn logs(n: usize) -> Batch {
+        Batch::Logs(vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: (0..n).map(|_| LogRecord::default()).collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }])
+    }
+
+    #[test]
+    fn sends_when_full_and_on_timeout() {
+        let t0 = Instant::now();
+        let mut b = Batcher::new(10, 0, Duration::from_millis(200));
+        assert!(b.add(logs(4), t0).is_empty());
+        assert_eq!(b.deadline(), Some(t0 + Duration::from_millis(200)));
+        let out = b.add(logs(7), t0 + Duration::from_millis(10));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].item_count(), 11);
+        assert!(b.add(logs(3), t0 + Duration::from_millis(20)).is_empty());
+        assert!(b.on_deadline(t0 + Duration::from_millis(100)).is_empty());
+        let out = b.on_deadline(t0 + Duration::from_millis(220));
+        assert_eq!(out.iter().map(Batch::item_count).sum::<usize>(), 3);
+        assert_eq!(b.deadline(), None);
+    }
+
+    #[test]
+    fn max_size_splits() {
+        let t0 = Instant::now();
+        let mut b = Batcher::new(10, 10, Duration::from_secs(1));
+        let out = b.add(logs(25), t0);
+        assert_eq!(out.iter().map(Batch::item_count).collect::<Vec<_>>(), vec![10, 10]);
+        assert_eq!(b.pending_items(), 5);
+        assert_eq!(b.flush().iter().map(Batch::item_count).sum::<usize>(), 5);
+    }
+}

@@ -1,0 +1,57 @@
+//! Processors: synchronous state machines owned by one pipeline task.
+//!
+//! A processor gets a batch and the current time and returns what it lets through now;
+//! a processor that holds data (batch, clockskew, stitch) says when it next wants to be
+//! woken (`next_deadline`) and releases held data in `on_deadline` and `flush`. Time is
+//! always passed in, never read inside, so every processor is unit-tested without sleeping.
+
+use std::time::{Duration, Instant};
+
+use crate::data::Batch;
+
+pub mod attributes;
+pub mod batch;
+pub mod filter;
+pub mod memory_limiter;
+pub mod ottl;
+pub mod resource;
+
+/// Why a processor did not take a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessorError {
+    /// Try again later (memory limit); the receiver answers with a retryable status.
+    #[error("{reason}")]
+    Refused {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// The batch cannot be processed (a condition failed with `error_mode: propagate`).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub trait Processor: Send {
+    /// Processes one batch arriving at `now`; returns the batches to pass downstream.
+    fn process(&mut self, batch: Batch, now: Instant) -> Result<Vec<Batch>, ProcessorError>;
+
+    /// When the processor next wants `on_deadline` called, if it holds anything.
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Releases what is due at `now`.
+    fn on_deadline(&mut self, _now: Instant) -> Vec<Batch> {
+        Vec::new()
+    }
+
+    /// Releases everything held (shutdown).
+    fn flush(&mut self) -> Vec<Batch> {
+        Vec::new()
+    }
+
+    /// Whether the processor reads or changes span contents (the forwarding fast path is
+    /// possible only when no processor in a pipeline does).
+    fn touches_contents(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,1 @@
+//! OTTL conditions (placeholder in the skeleton; being written).

@@ -1,0 +1,152 @@
+//! OTLP/HTTP: `POST` protobuf or JSON to the configured paths; responses use the
+//! request's content type, errors carry a `google.rpc.Status` body and, when retryable,
+//! `Retry-After`. Chunked bodies (no Content-Length) are accepted.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+use prost::Message;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::codec::{self, Encoding, ReceiveError, status_for};
+use super::{HttpConfig, ReceiverCounters};
+use crate::components::BuildError;
+use crate::data::Signal;
+use crate::pipeline::Consumers;
+use crate::pipeline::build::BoundAddrs;
+
+#[derive(Clone)]
+struct AppState {
+    consumers: Consumers,
+    counters: ReceiverCounters,
+    limit: u64,
+}
+
+fn success(signal: Signal, enc: Encoding) -> Response {
+    let body = match (signal, enc) {
+        (Signal::Traces, Encoding::Protobuf) => ExportTraceServiceResponse::default().encode_to_vec(),
+        (Signal::Logs, Encoding::Protobuf) => ExportLogsServiceResponse::default().encode_to_vec(),
+        (Signal::Metrics, Encoding::Protobuf) => ExportMetricsServiceResponse::default().encode_to_vec(),
+        (_, Encoding::Json) => b"{}".to_vec(),
+    };
+    (StatusCode::OK, [(header::CONTENT_TYPE, enc.content_type())], body).into_response()
+}
+
+fn failure(e: &ReceiveError, enc: Encoding) -> Response {
+    let (http, grpc) = status_for(e);
+    let retry_after = match e {
+        ReceiveError::Unavailable { retry_after, .. } => {
+            Some(retry_after.unwrap_or(std::time::Duration::from_secs(1)))
+        }
+        _ => None,
+    };
+    let st = codec::rpc_status(grpc, &e.to_string(), None);
+    let body = match enc {
+        Encoding::Protobuf => st.encode_to_vec(),
+        Encoding::Json => serde_json::to_vec(&st).unwrap_or_default(),
+    };
+    let mut resp = (
+        StatusCode::from_u16(http).unwrap_or(StatusCode::BAD_REQUEST),
+        [(header::CONTENT_TYPE, enc.content_type())],
+        body,
+    )
+        .into_response();
+    if let Some(d) = retry_after {
+        let secs = d.as_secs_f64().ceil().max(1.0) as u64;
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    resp
+}
+
+async fn handle(state: &AppState, signal: Signal, headers: &HeaderMap, body: Bytes) -> Response {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let enc = match Encoding::from_content_type(ct) {
+        Ok(e) => e,
+        Err(e) => return failure(&e, Encoding::Json),
+    };
+    let ce = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
+    let result = async {
+        let raw = codec::decompress(ce, &body, state.limit)?;
+        let batch = codec::decode(signal, enc, &raw)?;
+        let n = batch.item_count() as u64;
+        let c = state.counters.get(signal);
+        match state.consumers.consume(batch).await {
+            Ok(()) => {
+                c.accepted.add(n);
+                Ok(())
+            }
+            Err(e) => {
+                c.refused.add(n);
+                Err(ReceiveError::from(e))
+            }
+        }
+    }
+    .await;
+    match result {
+        Ok(()) => success(signal, enc),
+        Err(e) => {
+            if !matches!(e, ReceiveError::Unavailable { .. }) {
+                tracing::debug!(signal = %signal, "rejected OTLP/HTTP request: {e}");
+            }
+            failure(&e, enc)
+        }
+    }
+}
+
+async fn traces(State(s): State<AppState>, h: HeaderMap, body: Bytes) -> Response {
+    handle(&s, Signal::Traces, &h, body).await
+}
+async fn logs(State(s): State<AppState>, h: HeaderMap, body: Bytes) -> Response {
+    handle(&s, Signal::Logs, &h, body).await
+}
+async fn metrics(State(s): State<AppState>, h: HeaderMap, body: Bytes) -> Response {
+    handle(&s, Signal::Metrics, &h, body).await
+}
+
+pub async fn serve(
+    id: &str,
+    cfg: &HttpConfig,
+    consumers: Consumers,
+    counters: ReceiverCounters,
+    mut shutdown: watch::Receiver<bool>,
+    bound: &BoundAddrs,
+) -> Result<JoinHandle<()>, BuildError> {
+    let addr = crate::receivers::normalize_endpoint(&cfg.endpoint);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| BuildError::new(id, format!("cannot listen on {} (http): {e}", cfg.endpoint)))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| BuildError::new(id, e.to_string()))?;
+    bound.record(format!("{id}/http"), local);
+    tracing::info!(receiver = id, "OTLP/HTTP listening on http://{local}");
+    let state = AppState {
+        consumers,
+        counters,
+        limit: cfg.max_request_body_size,
+    };
+    let router = Router::new()
+        .route(&cfg.traces_url_path, post(traces))
+        .route(&cfg.logs_url_path, post(logs))
+        .route(&cfg.metrics_url_path, post(metrics))
+        .layer(DefaultBodyLimit::max(cfg.max_request_body_size as usize))
+        .with_state(state);
+    let id = id.to_string();
+    Ok(tokio::spawn(async move {
+        let stop = async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop).await {
+            tracing::error!(receiver = %id, "HTTP server failed: {e}");
+        }
+    }))
+}
