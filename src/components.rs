@@ -69,7 +69,11 @@ pub struct SharedState {
 
 impl SharedState {
     /// Returns the state registered under `key`, creating it with `make` the first time.
-    pub fn get_or_insert<T: Any + Send + Sync>(&self, key: &str, make: impl FnOnce() -> T) -> Arc<T> {
+    pub fn get_or_insert<T: Any + Send + Sync>(
+        &self,
+        key: &str,
+        make: impl FnOnce() -> T,
+    ) -> Arc<T> {
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(existing) = map.get(key) {
             if let Ok(t) = existing.clone().downcast::<T>() {
@@ -273,7 +277,10 @@ const KNOWN_ELSEWHERE: &[&str] = &[
 ];
 
 fn normalize(t: &str) -> String {
-    t.chars().filter(|c| *c != '_' && *c != '-').collect::<String>().to_ascii_lowercase()
+    t.chars()
+        .filter(|c| *c != '_' && *c != '-')
+        .collect::<String>()
+        .to_ascii_lowercase()
 }
 
 pub enum Lookup {
@@ -306,5 +313,9 @@ pub fn lookup(kind: Kind, ty: &str) -> Lookup {
 
 /// Names of all types of a kind (for messages and the README).
 pub fn type_names(kind: Kind) -> Vec<&'static str> {
-    FACTORIES.iter().filter(|f| f.kind == kind).map(|f| f.ty).collect()
+    FACTORIES
+        .iter()
+        .filter(|f| f.kind == kind)
+        .map(|f| f.ty)
+        .collect()
 }

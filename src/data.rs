@@ -202,7 +202,9 @@ impl Batch {
 
     pub fn decode_proto(signal: Signal, bytes: &[u8]) -> Result<Batch, DecodeError> {
         let batch = match signal {
-            Signal::Traces => Batch::Traces(ExportTraceServiceRequest::decode(bytes)?.resource_spans),
+            Signal::Traces => {
+                Batch::Traces(ExportTraceServiceRequest::decode(bytes)?.resource_spans)
+            }
             Signal::Logs => Batch::Logs(ExportLogsServiceRequest::decode(bytes)?.resource_logs),
             Signal::Metrics => {
                 Batch::Metrics(ExportMetricsServiceRequest::decode(bytes)?.resource_metrics)
@@ -234,9 +236,9 @@ impl Batch {
             Signal::Traces => Batch::Traces(
                 serde_json::from_slice::<ExportTraceServiceRequest>(bytes)?.resource_spans,
             ),
-            Signal::Logs => {
-                Batch::Logs(serde_json::from_slice::<ExportLogsServiceRequest>(bytes)?.resource_logs)
-            }
+            Signal::Logs => Batch::Logs(
+                serde_json::from_slice::<ExportLogsServiceRequest>(bytes)?.resource_logs,
+            ),
             Signal::Metrics => Batch::Metrics(
                 serde_json::from_slice::<ExportMetricsServiceRequest>(bytes)?.resource_metrics,
             ),
@@ -369,7 +371,9 @@ impl ResourceItems for ResourceLogs {
         self.scope_logs.iter().map(|s| s.log_records.len()).sum()
     }
     fn take_front(&mut self, n: usize) -> Self {
-        let taken = scope_split!(&mut self.scope_logs, n, log_records, |_r: &LogRecord| 1usize);
+        let taken = scope_split!(&mut self.scope_logs, n, log_records, |_r: &LogRecord| {
+            1usize
+        });
         ResourceLogs {
             resource: self.resource.clone(),
             scope_logs: taken,
@@ -463,12 +467,15 @@ fn prune<R: ResourceItems>(v: &mut Vec<R>) {
 
 /// Looks up a string-valued attribute.
 pub fn attr_str<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    attrs.iter().find(|kv| kv.key == key).and_then(|kv| match &kv.value {
-        Some(AnyValue {
-            value: Some(any_value::Value::StringValue(s)),
-        }) => Some(s.as_str()),
-        _ => None,
-    })
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| match &kv.value {
+            Some(AnyValue {
+                value: Some(any_value::Value::StringValue(s)),
+            }) => Some(s.as_str()),
+            _ => None,
+        })
 }
 
 /// Looks up an attribute value.
@@ -607,8 +614,14 @@ mod tests {
     #[test]
     fn proto_and_json_round_trip() {
         let b = spans(4);
-        assert_eq!(Batch::decode_proto(Signal::Traces, &b.encode_proto()).unwrap(), b);
-        assert_eq!(Batch::decode_json(Signal::Traces, &b.encode_json()).unwrap(), b);
+        assert_eq!(
+            Batch::decode_proto(Signal::Traces, &b.encode_proto()).unwrap(),
+            b
+        );
+        assert_eq!(
+            Batch::decode_json(Signal::Traces, &b.encode_json()).unwrap(),
+            b
+        );
         assert_eq!(b.encoded_len(), b.encode_proto().len());
     }
 

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use weft::config::{self, Source};
 
 #[derive(Parser)]
-#[command(name = "weft", version, about = "An OpenTelemetry-compatible telemetry pipeline")]
+#[command(
+    name = "weft",
+    version,
+    about = "An OpenTelemetry-compatible telemetry pipeline"
+)]
 struct Cli {
     /// Config file(s); several merge in order, as in the OpenTelemetry Collector. Without
     /// any, the embedded default config runs.
@@ -46,7 +50,8 @@ fn init_logging(level: Option<&str>) {
 fn main() -> ExitCode {
     weft::install_crypto_provider();
     let cli = Cli::parse();
-    let loaded = sources(&cli.config).and_then(|s| config::load_and_validate(&s, &config::process_env));
+    let loaded =
+        sources(&cli.config).and_then(|s| config::load_and_validate(&s, &config::process_env));
     match cli.command.unwrap_or(Command::Run) {
         Command::Validate => match loaded {
             Ok(c) => {

@@ -42,12 +42,20 @@ impl Health {
 
     /// Marks a component as permanently failing (readiness names it) until cleared.
     pub fn set_failure(&self, component: &str, reason: impl Into<String>) {
-        let mut f = self.inner.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut f = self
+            .inner
+            .failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         f.insert(component.to_string(), reason.into());
     }
 
     pub fn clear_failure(&self, component: &str) {
-        let mut f = self.inner.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut f = self
+            .inner
+            .failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         f.remove(component);
     }
 
@@ -59,7 +67,11 @@ impl Health {
         if self.inner.shutting_down.load(Ordering::SeqCst) {
             reasons.push("shutting down".to_string());
         }
-        let f = self.inner.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let f = self
+            .inner
+            .failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         for (c, r) in f.iter() {
             reasons.push(format!("{c}: {r}"));
         }

@@ -93,8 +93,7 @@ impl Histogram {
             }
         }
         h.count.fetch_add(1, Ordering::Relaxed);
-        h.sum_micros
-            .fetch_add((v * 1e6) as i64, Ordering::Relaxed);
+        h.sum_micros.fetch_add((v * 1e6) as i64, Ordering::Relaxed);
     }
     pub fn count(&self) -> u64 {
         self.0.count.load(Ordering::Relaxed)
@@ -136,12 +135,18 @@ impl Metrics {
         make: impl FnOnce() -> Series,
     ) -> Series {
         let mut reg = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let fam = reg.families.entry(name.to_string()).or_insert_with(|| Family {
-            help: help.to_string(),
-            kind,
-            series: BTreeMap::new(),
-        });
-        fam.series.entry(label_key(labels)).or_insert_with(make).clone()
+        let fam = reg
+            .families
+            .entry(name.to_string())
+            .or_insert_with(|| Family {
+                help: help.to_string(),
+                kind,
+                series: BTreeMap::new(),
+            });
+        fam.series
+            .entry(label_key(labels))
+            .or_insert_with(make)
+            .clone()
     }
 
     pub fn counter(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> Counter {
@@ -154,7 +159,9 @@ impl Metrics {
     }
 
     pub fn gauge(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> Gauge {
-        match self.series(name, help, "gauge", labels, || Series::Gauge(Gauge::default())) {
+        match self.series(name, help, "gauge", labels, || {
+            Series::Gauge(Gauge::default())
+        }) {
             Series::Gauge(g) => g,
             _ => Gauge::default(),
         }
@@ -246,7 +253,10 @@ mod tests {
         let h = m.histogram("weft_h", "h", &[], &[1.0, 10.0]);
         h.observe(5.0);
         let text = m.render();
-        assert!(text.contains("weft_x_total{component=\"otlp\"} 3"), "{text}");
+        assert!(
+            text.contains("weft_x_total{component=\"otlp\"} 3"),
+            "{text}"
+        );
         assert!(text.contains("weft_h_bucket{le=\"10\"} 1"), "{text}");
         assert!(text.contains("weft_h_bucket{le=\"1\"} 0"), "{text}");
     }

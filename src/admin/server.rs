@@ -10,7 +10,10 @@ use super::Telemetry;
 
 pub fn router(t: Telemetry) -> Router {
     Router::new()
-        .route("/health/live", get(|| async { (StatusCode::OK, "{\"status\":\"alive\"}") }))
+        .route(
+            "/health/live",
+            get(|| async { (StatusCode::OK, "{\"status\":\"alive\"}") }),
+        )
         .route("/health/ready", get(ready))
         .route("/health", get(ready))
         .route("/", get(ready))
@@ -29,7 +32,11 @@ async fn ready(State(t): State<Telemetry>) -> impl IntoResponse {
         "status": if r.ready { "ready" } else { "not ready" },
         "reasons": r.reasons,
     });
-    (code, [(header::CONTENT_TYPE, "application/json")], body.to_string())
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
 }
 
 async fn metrics(State(t): State<Telemetry>) -> impl IntoResponse {

@@ -38,19 +38,17 @@ pub fn substitute(
                 Some((n, d)) => (n, Some(d)),
                 None => (reference, None),
             };
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
-                return Err(format!("invalid environment variable name {name:?} in {s:?}"));
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!(
+                    "invalid environment variable name {name:?} in {s:?}"
+                ));
             }
             match (lookup(name), default) {
                 (Some(v), _) => out.push_str(&v),
                 (None, Some(d)) => out.push_str(d),
-                (None, None) => {
-                    warnings.push(format!("environment variable {name} is not set; using \"\""))
-                }
+                (None, None) => warnings.push(format!(
+                    "environment variable {name} is not set; using \"\""
+                )),
             }
             rest = &inner_start[end + 1..];
         } else {
@@ -69,7 +67,11 @@ pub fn substitute_tree(
 ) -> Result<(), Vec<ConfigError>> {
     let mut errors = Vec::new();
     walk(node, lookup, &mut errors, "");
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 fn walk(
@@ -86,7 +88,11 @@ fn walk(
                     for w in warnings {
                         tracing::warn!("{}:{}: {}: {}", node.pos.file, node.pos.line, path, w);
                     }
-                    node.value = if whole_ref { plain_scalar(&v) } else { Value::Str(v) };
+                    node.value = if whole_ref {
+                        plain_scalar(&v)
+                    } else {
+                        Value::Str(v)
+                    };
                     if whole_ref && matches!(node.value, Value::Null) {
                         node.value = Value::Str(String::new());
                     }
@@ -107,7 +113,11 @@ fn walk(
         }
         Value::Map(entries) => {
             for (k, _, n) in entries.iter_mut() {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 walk(n, lookup, errors, &p);
             }
         }
@@ -129,19 +139,30 @@ mod tests {
 
     #[test]
     fn forms() {
-        assert_eq!(substitute("${env:HOST}:${PORT}", &env).unwrap().0, "collector:4317");
-        assert_eq!(substitute("${env:NOPE:-fallback}", &env).unwrap().0, "fallback");
+        assert_eq!(
+            substitute("${env:HOST}:${PORT}", &env).unwrap().0,
+            "collector:4317"
+        );
+        assert_eq!(
+            substitute("${env:NOPE:-fallback}", &env).unwrap().0,
+            "fallback"
+        );
         assert_eq!(substitute("a$$b", &env).unwrap().0, "a$b");
         let (v, w) = substitute("x${env:NOPE}y", &env).unwrap();
         assert_eq!(v, "xy");
         assert_eq!(w.len(), 1);
-        assert!(substitute("${file:/etc/x}", &env).unwrap_err().contains("file"));
+        assert!(
+            substitute("${file:/etc/x}", &env)
+                .unwrap_err()
+                .contains("file")
+        );
         assert!(substitute("${env:HOST", &env).is_err());
     }
 
     #[test]
     fn whole_reference_is_retyped() {
-        let mut n = super::super::yaml::parse("t", "port: ${env:PORT}\nhost: x${env:PORT}\n").unwrap();
+        let mut n =
+            super::super::yaml::parse("t", "port: ${env:PORT}\nhost: x${env:PORT}\n").unwrap();
         substitute_tree(&mut n, &env).unwrap();
         assert_eq!(n.get("port").unwrap().value, Value::Int(4317));
         assert_eq!(n.get("host").unwrap().value, Value::Str("x4317".into()));

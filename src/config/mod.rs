@@ -34,7 +34,11 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}: {}", self.file, self.line, self.path, self.message)?;
+        write!(
+            f,
+            "{}:{}: {}: {}",
+            self.file, self.line, self.path, self.message
+        )?;
         if let Some(s) = &self.suggestion {
             write!(f, " (did you mean \"{s}\"?)")?;
         }
@@ -290,7 +294,9 @@ pub fn to_yaml(value: &serde_json::Value) -> String {
                     && matches!(yaml::plain_scalar(s), yaml::Value::Str(_))
                     && !s.contains(": ")
                     && !s.contains(" #")
-                    && !s.starts_with(['-', '[', '{', '*', '&', '!', '|', '>', '\'', '"', '%', '@', '`', ' '])
+                    && !s.starts_with([
+                        '-', '[', '{', '*', '&', '!', '|', '>', '\'', '"', '%', '@', '`', ' ',
+                    ])
                     && !s.ends_with([' ', ':']);
                 if plain_ok {
                     s.clone()
@@ -317,7 +323,9 @@ pub fn to_yaml(value: &serde_json::Value) -> String {
                             out.push_str(&format!("{pad}{key}:\n"));
                             walk(val, indent + 2, out);
                         }
-                        serde_json::Value::Object(_) => out.push_str(&format!("{pad}{key}: {{}}\n")),
+                        serde_json::Value::Object(_) => {
+                            out.push_str(&format!("{pad}{key}: {{}}\n"))
+                        }
                         serde_json::Value::Array(_) => out.push_str(&format!("{pad}{key}: []\n")),
                         _ => out.push_str(&format!("{pad}{key}: {}\n", scalar(val))),
                     }
@@ -363,11 +371,15 @@ impl ComponentId {
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
         };
         if !valid(ty) {
-            return Err(format!("invalid component id {s:?}: the type must be letters, digits or _"));
+            return Err(format!(
+                "invalid component id {s:?}: the type must be letters, digits or _"
+            ));
         }
         if let Some(n) = name {
             if n.is_empty() || n.contains('/') {
-                return Err(format!("invalid component id {s:?}: expected type or type/name"));
+                return Err(format!(
+                    "invalid component id {s:?}: expected type or type/name"
+                ));
             }
         }
         Ok(ComponentId {
@@ -414,9 +426,15 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(suggest("lokii", ["loki", "otlp", "debug"]), Some("loki".into()));
+        assert_eq!(
+            suggest("lokii", ["loki", "otlp", "debug"]),
+            Some("loki".into())
+        );
         assert_eq!(suggest("xyzzy", ["loki", "otlp"]), None);
-        assert_eq!(suggest("endpoit", ["endpoint", "tls"]), Some("endpoint".into()));
+        assert_eq!(
+            suggest("endpoit", ["endpoint", "tls"]),
+            Some("endpoint".into())
+        );
     }
 
     #[test]

@@ -63,7 +63,14 @@ impl Ctx<'_> {
     }
 }
 
-const TOP_LEVEL: &[&str] = &["receivers", "processors", "exporters", "extensions", "connectors", "service"];
+const TOP_LEVEL: &[&str] = &[
+    "receivers",
+    "processors",
+    "exporters",
+    "extensions",
+    "connectors",
+    "service",
+];
 
 pub fn validate(root: &Node) -> Result<ValidConfig, ConfigErrors> {
     let mut cx = Ctx {
@@ -72,7 +79,11 @@ pub fn validate(root: &Node) -> Result<ValidConfig, ConfigErrors> {
         warnings: Vec::new(),
     };
     let Value::Map(top) = &root.value else {
-        cx.err(&[], format!("the config must be a mapping, got {}", root.type_name()), None);
+        cx.err(
+            &[],
+            format!("the config must be a mapping, got {}", root.type_name()),
+            None,
+        );
         return Err(ConfigErrors(cx.errors));
     };
     for (k, _, _) in top {
@@ -86,7 +97,11 @@ pub fn validate(root: &Node) -> Result<ValidConfig, ConfigErrors> {
     }
     if let Some(c) = root.get("connectors") {
         if matches!(&c.value, Value::Map(m) if !m.is_empty()) {
-            cx.err(&["connectors"], "weft has no connectors yet; use several exporters in one pipeline to fan out", None);
+            cx.err(
+                &["connectors"],
+                "weft has no connectors yet; use several exporters in one pipeline to fan out",
+                None,
+            );
         }
     }
 
@@ -100,16 +115,25 @@ pub fn validate(root: &Node) -> Result<ValidConfig, ConfigErrors> {
     let mut shutdown_timeout = Duration::from_secs(30);
     let mut log_level = None;
     match root.get("service") {
-        None => cx.err(&["service"], "missing section \"service\" (with service.pipelines)", None),
+        None => cx.err(
+            &["service"],
+            "missing section \"service\" (with service.pipelines)",
+            None,
+        ),
         Some(service) => {
             let Value::Map(entries) = &service.value else {
                 cx.err(&["service"], "must be a mapping", None);
                 return Err(ConfigErrors(cx.errors));
             };
-            const SERVICE_KEYS: &[&str] = &["extensions", "pipelines", "telemetry", "shutdown_timeout"];
+            const SERVICE_KEYS: &[&str] =
+                &["extensions", "pipelines", "telemetry", "shutdown_timeout"];
             for (k, _, _) in entries {
                 if !SERVICE_KEYS.contains(&k.as_str()) {
-                    cx.err(&["service", k], format!("unknown key \"{k}\""), suggest(k, SERVICE_KEYS.iter().copied()));
+                    cx.err(
+                        &["service", k],
+                        format!("unknown key \"{k}\""),
+                        suggest(k, SERVICE_KEYS.iter().copied()),
+                    );
                 }
             }
             if let Some(st) = service.get("shutdown_timeout") {
@@ -118,34 +142,57 @@ pub fn validate(root: &Node) -> Result<ValidConfig, ConfigErrors> {
                     Err(e) => cx.err(&["service", "shutdown_timeout"], e.to_string(), None),
                 }
             }
-            if let Some(level) = service.get("telemetry").and_then(|t| t.get("logs")).and_then(|l| l.get("level")) {
+            if let Some(level) = service
+                .get("telemetry")
+                .and_then(|t| t.get("logs"))
+                .and_then(|l| l.get("level"))
+            {
                 log_level = level.as_str().map(str::to_string);
             }
             if let Some(exts) = service.get("extensions") {
                 for name in string_list(&mut cx, exts, &["service", "extensions"]) {
                     if !extensions.contains_key(&name) {
                         let s = suggest(&name, extensions.keys().map(String::as_str));
-                        cx.err(&["service", "extensions"], format!("extension \"{name}\" is used but not defined in extensions"), s);
+                        cx.err(
+                            &["service", "extensions"],
+                            format!("extension \"{name}\" is used but not defined in extensions"),
+                            s,
+                        );
                     }
                     service_extensions.push(name);
                 }
             }
             match service.get("pipelines") {
                 None => cx.err(&["service", "pipelines"], "missing service.pipelines", None),
-                Some(p) => pipelines = pipeline_specs(&mut cx, p, &receivers, &processors, &exporters),
+                Some(p) => {
+                    pipelines = pipeline_specs(&mut cx, p, &receivers, &processors, &exporters)
+                }
             }
         }
     }
 
     // Sending-queue storage must name a defined file_storage extension.
     for (id, spec) in &exporters {
-        if let Some(storage) = spec.value.get("sending_queue").and_then(|q| q.get("storage")).and_then(|s| s.as_str()) {
+        if let Some(storage) = spec
+            .value
+            .get("sending_queue")
+            .and_then(|q| q.get("storage"))
+            .and_then(|s| s.as_str())
+        {
             match extensions.get(storage) {
                 Some(ext) if ext.ty == "file_storage" => {}
-                Some(_) => cx.err(&["exporters", id, "sending_queue", "storage"], format!("\"{storage}\" is not a file_storage extension"), None),
+                Some(_) => cx.err(
+                    &["exporters", id, "sending_queue", "storage"],
+                    format!("\"{storage}\" is not a file_storage extension"),
+                    None,
+                ),
                 None => {
                     let s = suggest(storage, extensions.keys().map(String::as_str));
-                    cx.err(&["exporters", id, "sending_queue", "storage"], format!("storage extension \"{storage}\" is not defined in extensions"), s);
+                    cx.err(
+                        &["exporters", id, "sending_queue", "storage"],
+                        format!("storage extension \"{storage}\" is not defined in extensions"),
+                        s,
+                    );
                 }
             }
         }
@@ -164,21 +211,32 @@ pub fn validate(root: &Node) -> Result<ValidConfig, ConfigErrors> {
             used.insert(("exporters", r.clone()));
         }
     }
-    for (section, comps) in [("receivers", &receivers), ("processors", &processors), ("exporters", &exporters)] {
+    for (section, comps) in [
+        ("receivers", &receivers),
+        ("processors", &processors),
+        ("exporters", &exporters),
+    ] {
         for id in comps.keys() {
             if !used.contains(&(section, id.clone())) {
-                cx.warn(&[section, id], format!("{section} \"{id}\" is defined but not used in any pipeline"));
+                cx.warn(
+                    &[section, id],
+                    format!("{section} \"{id}\" is defined but not used in any pipeline"),
+                );
             }
         }
     }
     for id in extensions.keys() {
         if !service_extensions.contains(id) {
-            cx.warn(&["extensions", id], format!("extension \"{id}\" is defined but not listed in service.extensions"));
+            cx.warn(
+                &["extensions", id],
+                format!("extension \"{id}\" is defined but not listed in service.extensions"),
+            );
         }
     }
 
     if !cx.errors.is_empty() {
-        cx.errors.sort_by(|a, b| (a.file.clone(), a.line).cmp(&(b.file.clone(), b.line)));
+        cx.errors
+            .sort_by(|a, b| (a.file.clone(), a.line).cmp(&(b.file.clone(), b.line)));
         return Err(ConfigErrors(cx.errors));
     }
     Ok(ValidConfig {
@@ -206,14 +264,22 @@ fn string_list(cx: &mut Ctx, node: &Node, path: &[&str]) -> Vec<String> {
                     let idx = i.to_string();
                     let mut p = path.to_vec();
                     p.push(&idx);
-                    cx.err(&p, format!("expected a component id, got {}", n.type_name()), None);
+                    cx.err(
+                        &p,
+                        format!("expected a component id, got {}", n.type_name()),
+                        None,
+                    );
                     None
                 }
             })
             .collect(),
         Value::Null => Vec::new(),
         _ => {
-            cx.err(path, format!("expected a list of component ids, got {}", node.type_name()), None);
+            cx.err(
+                path,
+                format!("expected a list of component ids, got {}", node.type_name()),
+                None,
+            );
             Vec::new()
         }
     }
@@ -229,7 +295,14 @@ fn components(cx: &mut Ctx, kind: Kind) -> Components {
         Value::Map(e) => e.clone(),
         Value::Null => return out,
         _ => {
-            cx.err(&[section], format!("must be a mapping of component ids, got {}", node.type_name()), None);
+            cx.err(
+                &[section],
+                format!(
+                    "must be a mapping of component ids, got {}",
+                    node.type_name()
+                ),
+                None,
+            );
             return out;
         }
     };
@@ -273,7 +346,9 @@ fn components(cx: &mut Ctx, kind: Kind) -> Components {
                     }
                 }
             }
-            if let Err(fe) = crate::components::validate_as::<crate::delivery::DeliveryConfig>(&serde_json::Value::Object(delivery)) {
+            if let Err(fe) = crate::components::validate_as::<crate::delivery::DeliveryConfig>(
+                &serde_json::Value::Object(delivery),
+            ) {
                 report_field_error(cx, section, &key, fe);
             }
         }
@@ -308,7 +383,11 @@ fn pipeline_specs(
 ) -> Vec<PipelineSpec> {
     let mut out = Vec::new();
     let Value::Map(entries) = &node.value else {
-        cx.err(&["service", "pipelines"], format!("must be a mapping, got {}", node.type_name()), None);
+        cx.err(
+            &["service", "pipelines"],
+            format!("must be a mapping, got {}", node.type_name()),
+            None,
+        );
         return out;
     };
     if entries.is_empty() {
@@ -325,13 +404,21 @@ fn pipeline_specs(
             continue;
         };
         let Value::Map(keys) = &p.value else {
-            cx.err(&["service", "pipelines", pid], "a pipeline must be a mapping with receivers, processors and exporters", None);
+            cx.err(
+                &["service", "pipelines", pid],
+                "a pipeline must be a mapping with receivers, processors and exporters",
+                None,
+            );
             continue;
         };
         const PIPELINE_KEYS: &[&str] = &["receivers", "processors", "exporters"];
         for (k, _, _) in keys {
             if !PIPELINE_KEYS.contains(&k.as_str()) {
-                cx.err(&["service", "pipelines", pid, k], format!("unknown key \"{k}\""), suggest(k, PIPELINE_KEYS.iter().copied()));
+                cx.err(
+                    &["service", "pipelines", pid, k],
+                    format!("unknown key \"{k}\""),
+                    suggest(k, PIPELINE_KEYS.iter().copied()),
+                );
             }
         }
         let mut spec = PipelineSpec {
@@ -348,18 +435,30 @@ fn pipeline_specs(
         ] {
             let Some(list) = p.get(key) else {
                 if key != "processors" {
-                    cx.err(&["service", "pipelines", pid], format!("pipeline \"{pid}\" needs at least one of {key}"), None);
+                    cx.err(
+                        &["service", "pipelines", pid],
+                        format!("pipeline \"{pid}\" needs at least one of {key}"),
+                        None,
+                    );
                 }
                 continue;
             };
             let names = string_list(cx, list, &["service", "pipelines", pid, key]);
             if names.is_empty() && key != "processors" {
-                cx.err(&["service", "pipelines", pid, key], format!("pipeline \"{pid}\" needs at least one of {key}"), None);
+                cx.err(
+                    &["service", "pipelines", pid, key],
+                    format!("pipeline \"{pid}\" needs at least one of {key}"),
+                    None,
+                );
             }
             let mut seen = BTreeSet::new();
             for name in names {
                 if !seen.insert(name.clone()) && key != "processors" {
-                    cx.err(&["service", "pipelines", pid, key], format!("\"{name}\" is listed twice"), None);
+                    cx.err(
+                        &["service", "pipelines", pid, key],
+                        format!("\"{name}\" is listed twice"),
+                        None,
+                    );
                 }
                 match defined.get(&name) {
                     None => {
@@ -380,7 +479,10 @@ fn pipeline_specs(
                             if !f.signals.contains(&signal) {
                                 cx.err(
                                     &["service", "pipelines", pid, key],
-                                    format!("{} \"{name}\" does not support {signal}", kind.singular()),
+                                    format!(
+                                        "{} \"{name}\" does not support {signal}",
+                                        kind.singular()
+                                    ),
                                     None,
                                 );
                             }

@@ -86,10 +86,14 @@ impl Node {
             Value::Null => J::Null,
             Value::Bool(b) => J::Bool(*b),
             Value::Int(i) => J::from(*i),
-            Value::Float(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::Null),
+            Value::Float(f) => serde_json::Number::from_f64(*f)
+                .map(J::Number)
+                .unwrap_or(J::Null),
             Value::Str(s) => J::String(s.clone()),
             Value::Seq(v) => J::Array(v.iter().map(Node::to_json).collect()),
-            Value::Map(m) => J::Object(m.iter().map(|(k, _, n)| (k.clone(), n.to_json())).collect()),
+            Value::Map(m) => {
+                J::Object(m.iter().map(|(k, _, n)| (k.clone(), n.to_json())).collect())
+            }
         }
     }
 
@@ -187,8 +191,10 @@ impl Builder {
                         Value::Float(f) => f.to_string(),
                         Value::Null => "null".to_string(),
                         _ => {
-                            self.error
-                                .get_or_insert((key_pos.line, "mapping keys must be scalars".into()));
+                            self.error.get_or_insert((
+                                key_pos.line,
+                                "mapping keys must be scalars".into(),
+                            ));
                             String::new()
                         }
                     };
@@ -216,8 +222,7 @@ impl Builder {
                                 }
                             }
                         }
-                    } else if let Some(existing) = entries.iter_mut().find(|(k, _, _)| *k == key)
-                    {
+                    } else if let Some(existing) = entries.iter_mut().find(|(k, _, _)| *k == key) {
                         // Duplicate key: YAML forbids it; the last one wins, as in most
                         // loaders, but we say so.
                         tracing::warn!(
@@ -370,7 +375,10 @@ mod tests {
         assert_eq!(y.get("z").unwrap().value, Value::Str("2".into()));
         assert_eq!(n.key_pos("y").unwrap().line, 2);
         assert_eq!(y.key_pos("w").unwrap().line, 4);
-        assert_eq!(n.get("other").unwrap().get("k").unwrap().as_str(), Some("v"));
+        assert_eq!(
+            n.get("other").unwrap().get("k").unwrap().as_str(),
+            Some("v")
+        );
         assert_eq!(n.locate(&["y".into(), "w".into()]).line, 4);
     }
 

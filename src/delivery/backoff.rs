@@ -29,7 +29,9 @@ impl Backoff {
     /// The delay before the next attempt, given the server's hint if any.
     pub fn next_delay(&mut self, hint: Option<Duration>) -> Duration {
         let base = self.next;
-        self.next = Duration::from_secs_f64((base.as_secs_f64() * self.multiplier).min(self.max.as_secs_f64()));
+        self.next = Duration::from_secs_f64(
+            (base.as_secs_f64() * self.multiplier).min(self.max.as_secs_f64()),
+        );
         let delta = base.as_secs_f64() * self.randomization;
         let jittered = base.as_secs_f64() - delta + self.rng.f64() * 2.0 * delta;
         let d = Duration::from_secs_f64(jittered.max(0.0));
@@ -57,8 +59,14 @@ mod tests {
         let mut b = Backoff::new(&c, 1);
         let d: Vec<u64> = (0..5).map(|_| b.next_delay(None).as_secs()).collect();
         assert_eq!(d, vec![1, 2, 4, 4, 4]);
-        assert_eq!(b.next_delay(Some(Duration::from_secs(10))), Duration::from_secs(10));
-        assert_eq!(b.next_delay(Some(Duration::from_millis(1))), Duration::from_secs(4));
+        assert_eq!(
+            b.next_delay(Some(Duration::from_secs(10))),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            b.next_delay(Some(Duration::from_millis(1))),
+            Duration::from_secs(4)
+        );
     }
 
     #[test]

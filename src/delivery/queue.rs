@@ -104,7 +104,10 @@ impl Delivery {
                     },
                 };
                 let (wal, replay) = Wal::open(&dir, opts).map_err(|e| {
-                    BuildError::new(id, format!("cannot open persistent queue in {}: {e}", dir.display()))
+                    BuildError::new(
+                        id,
+                        format!("cannot open persistent queue in {}: {e}", dir.display()),
+                    )
                 })?;
                 let corrupt = telemetry.metrics.counter(
                     "weft_exporter_queue_corrupt_records_total",
@@ -123,13 +126,21 @@ impl Delivery {
                         }),
                         None => {
                             corrupt.inc();
-                            tracing::warn!(exporter = id, "WAL record {} does not decode; skipped", rid.0);
+                            tracing::warn!(
+                                exporter = id,
+                                "WAL record {} does not decode; skipped",
+                                rid.0
+                            );
                             let _ = wal.ack(rid);
                         }
                     }
                 }
                 if !replayed.is_empty() {
-                    tracing::info!(exporter = id, records = replayed.len(), "replaying unacknowledged records from the persistent queue");
+                    tracing::info!(
+                        exporter = id,
+                        records = replayed.len(),
+                        "replaying unacknowledged records from the persistent queue"
+                    );
                 }
                 Some(Arc::new(wal))
             }
@@ -137,19 +148,34 @@ impl Delivery {
         let capacity = cfg.sending_queue.queue_size.max(1).max(replayed.len());
         let m = &telemetry.metrics;
         let l: &[(&str, &str)] = &[("component", id)];
-        let queue_size = m.gauge("weft_exporter_queue_size", "Batches waiting in the sending queue", l);
-        m.gauge("weft_exporter_queue_capacity", "Capacity of the sending queue in batches", l)
-            .set(capacity as i64);
+        let queue_size = m.gauge(
+            "weft_exporter_queue_size",
+            "Batches waiting in the sending queue",
+            l,
+        );
+        m.gauge(
+            "weft_exporter_queue_capacity",
+            "Capacity of the sending queue in batches",
+            l,
+        )
+        .set(capacity as i64);
         let shared = Arc::new(Shared {
             id: id.to_string(),
             exporter: exporter.clone(),
-            timeout: cfg.timeout.map(|d| d.get()).unwrap_or(Duration::from_secs(5)),
+            timeout: cfg
+                .timeout
+                .map(|d| d.get())
+                .unwrap_or(Duration::from_secs(5)),
             cfg,
             wal: wal.clone(),
             telemetry: telemetry.clone(),
             queue_size,
             capacity,
-            retries: m.counter("weft_exporter_retries_total", "Send attempts that were retried", l),
+            retries: m.counter(
+                "weft_exporter_retries_total",
+                "Send attempts that were retried",
+                l,
+            ),
             abort,
         });
         if let Err(e) = exporter.start().await {
@@ -275,7 +301,15 @@ impl DeliveryHandle {
         }
         if !s.cfg.sending_queue.enabled {
             // No queue: deliver in the caller's task, as the Collector does.
-            deliver(s, Item { batch, record: None }, 0).await;
+            deliver(
+                s,
+                Item {
+                    batch,
+                    record: None,
+                },
+                0,
+            )
+            .await;
             return Ok(());
         }
         let Some(tx) = &self.tx else {
@@ -285,7 +319,9 @@ impl DeliveryHandle {
             || s.cfg.sending_queue.block_on_overflow
             || s.cfg.sending_queue.blocking == Some(true);
         let permit = if block {
-            tx.reserve().await.map_err(|_| Refusal::ShuttingDown(s.id.clone()))?
+            tx.reserve()
+                .await
+                .map_err(|_| Refusal::ShuttingDown(s.id.clone()))?
         } else {
             match tx.try_reserve() {
                 Ok(p) => p,
@@ -334,24 +370,35 @@ fn count(s: &Shared, batch: &Batch, what: &str, reason: Option<&str>) {
         _ => "Items dropped at shutdown",
     };
     let c = match reason {
-        Some(r) => s.telemetry.metrics.counter(&name, help, &[("component", &s.id), ("reason", r)]),
-        None => s.telemetry.metrics.counter(&name, help, &[("component", &s.id)]),
+        Some(r) => s
+            .telemetry
+            .metrics
+            .counter(&name, help, &[("component", &s.id), ("reason", r)]),
+        None => s
+            .telemetry
+            .metrics
+            .counter(&name, help, &[("component", &s.id)]),
     };
     c.add(batch.item_count() as u64);
 }
 
 async fn consume(shared: Arc<Shared>, rx: Arc<Mutex<mpsc::Receiver<Item>>>, n: u64) {
     loop {
-        let item = {
+        // The length is read under the same lock: taking the lock again after recv would
+        // wait behind another consumer parked in recv.
+        let (item, left) = {
             let mut rx = rx.lock().await;
             let mut abort = shared.abort.clone();
-            tokio::select! {
+            let item = tokio::select! {
                 item = rx.recv() => item,
                 _ = abort.wait_for(|a| *a) => None,
-            }
+            };
+            (item, rx.len())
         };
-        let Some(item) = item else { return };
-        let left = rx.lock().await.len();
+        let Some(item) = item else {
+            tracing::debug!(exporter = %shared.id, consumer = n, "consumer stopped");
+            return;
+        };
         shared.queue_size.set(left as i64);
         deliver(&shared, item, n).await;
     }
@@ -405,13 +452,21 @@ async fn deliver_batch(s: &Shared, mut batch: Arc<Batch>, seed: u64) -> Outcome 
                 count(s, &batch, "send_failed", Some(&reason));
                 return Outcome::Done;
             }
-            Ok(Err(ExportError::Partial { retry, reason, after })) => {
+            Ok(Err(ExportError::Partial {
+                retry,
+                reason,
+                after,
+            })) => {
                 let done = batch.item_count().saturating_sub(retry.item_count());
                 if done > 0 {
                     let item = batch.signal().item_name();
                     s.telemetry
                         .metrics
-                        .counter(&format!("weft_exporter_sent_{item}_total"), "Items the backend accepted", &[("component", &s.id)])
+                        .counter(
+                            &format!("weft_exporter_sent_{item}_total"),
+                            "Items the backend accepted",
+                            &[("component", &s.id)],
+                        )
                         .add(done as u64);
                 }
                 if retry.is_empty() {
@@ -446,5 +501,53 @@ async fn deliver_batch(s: &Shared, mut batch: Arc<Batch>, seed: u64) -> Outcome 
                 return Outcome::Aborted;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exporters::BoxFuture;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Counting(Arc<AtomicUsize>);
+    impl Exporter for Counting {
+        fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
+            Box::pin(async move {
+                self.0.fetch_add(batch.item_count(), Ordering::SeqCst);
+                Ok(())
+            })
+        }
+    }
+
+    fn logs(n: usize) -> Batch {
+        use crate::data::{LogRecord, ResourceLogs, ScopeLogs};
+        Batch::Logs(vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: (0..n).map(|_| LogRecord::default()).collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }])
+    }
+
+    #[tokio::test]
+    async fn in_memory_queue_delivers() {
+        let n = Arc::new(AtomicUsize::new(0));
+        let t = Telemetry::new();
+        let d = Delivery::start(
+            "x",
+            Arc::new(Counting(n.clone())),
+            DeliveryConfig::default(),
+            None,
+            &t,
+        )
+        .await
+        .unwrap();
+        let h = d.handle();
+        h.push(Arc::new(logs(3)), false).await.unwrap();
+        drop(h);
+        d.shutdown(Instant::now() + Duration::from_secs(5)).await;
+        assert_eq!(n.load(Ordering::SeqCst), 3);
     }
 }

@@ -56,18 +56,46 @@ pub fn normal_lines(batch: &Batch) -> Vec<String> {
     match batch {
         Batch::Traces(v) => {
             for s in v.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans) {
-                out.push(format!("span {} trace_id={} span_id={} kind={} duration={}ns attributes={}", s.name, hex(&s.trace_id), hex(&s.span_id), s.kind, s.end_time_unix_nano.saturating_sub(s.start_time_unix_nano), s.attributes.len()));
+                out.push(format!(
+                    "span {} trace_id={} span_id={} kind={} duration={}ns attributes={}",
+                    s.name,
+                    hex(&s.trace_id),
+                    hex(&s.span_id),
+                    s.kind,
+                    s.end_time_unix_nano.saturating_sub(s.start_time_unix_nano),
+                    s.attributes.len()
+                ));
             }
         }
         Batch::Logs(v) => {
-            for r in v.iter().flat_map(|r| &r.scope_logs).flat_map(|s| &s.log_records) {
-                let body = r.body.as_ref().and_then(|b| b.value.as_ref()).map(crate::data::value_to_string).unwrap_or_default();
-                out.push(format!("log {} {}: {}", r.time_unix_nano, r.severity_text, body));
+            for r in v
+                .iter()
+                .flat_map(|r| &r.scope_logs)
+                .flat_map(|s| &s.log_records)
+            {
+                let body = r
+                    .body
+                    .as_ref()
+                    .and_then(|b| b.value.as_ref())
+                    .map(crate::data::value_to_string)
+                    .unwrap_or_default();
+                out.push(format!(
+                    "log {} {}: {}",
+                    r.time_unix_nano, r.severity_text, body
+                ));
             }
         }
         Batch::Metrics(v) => {
-            for m in v.iter().flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics) {
-                out.push(format!("metric {} points={}", m.name, crate::data::metric_points(m)));
+            for m in v
+                .iter()
+                .flat_map(|r| &r.scope_metrics)
+                .flat_map(|s| &s.metrics)
+            {
+                out.push(format!(
+                    "metric {} points={}",
+                    m.name,
+                    crate::data::metric_points(m)
+                ));
             }
         }
     }

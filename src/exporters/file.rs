@@ -67,13 +67,19 @@ pub fn build(v: &Value, ctx: &BuildContext) -> Result<Arc<dyn Exporter>, BuildEr
     let c: FileConfig = parse_component(v).map_err(|e| BuildError::new(&ctx.id, e.message))?;
     if let Some(f) = &c.format {
         if f != "json" {
-            return Err(BuildError::new(&ctx.id, format!("format {f:?} is not supported; use json")));
+            return Err(BuildError::new(
+                &ctx.id,
+                format!("format {f:?} is not supported; use json"),
+            ));
         }
     }
     Ok(Arc::new(FileExporter {
         path: PathBuf::from(c.path),
         rotation: c.rotation,
-        state: Mutex::new(State { file: None, size: 0 }),
+        state: Mutex::new(State {
+            file: None,
+            size: 0,
+        }),
     }))
 }
 
@@ -92,7 +98,10 @@ impl FileExporter {
                     std::fs::create_dir_all(dir)?;
                 }
             }
-            let f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
             st.size = f.metadata().map(|m| m.len()).unwrap_or(0);
             st.file = Some(f);
         }
@@ -124,8 +133,9 @@ impl Exporter for FileExporter {
         Box::pin(async move {
             let mut line = batch.encode_json();
             line.push(b'\n');
-            self.write_line(&line)
-                .map_err(|e| ExportError::retryable(format!("cannot write {}: {e}", self.path.display())))
+            self.write_line(&line).map_err(|e| {
+                ExportError::retryable(format!("cannot write {}: {e}", self.path.display()))
+            })
         })
     }
 }

@@ -26,7 +26,10 @@ pub struct TlsClientConfig {
     pub min_version: Option<String>,
 }
 
-pub fn build_client(tls: &TlsClientConfig, timeout: Option<Duration>) -> Result<reqwest::Client, String> {
+pub fn build_client(
+    tls: &TlsClientConfig,
+    timeout: Option<Duration>,
+) -> Result<reqwest::Client, String> {
     crate::install_crypto_provider();
     let mut b = reqwest::Client::builder()
         .pool_idle_timeout(Duration::from_secs(90))
@@ -45,29 +48,39 @@ pub fn build_client(tls: &TlsClientConfig, timeout: Option<Duration>) -> Result<
     }
     match (&tls.cert_file, &tls.key_file) {
         (Some(cert), Some(key)) => {
-            let mut pem = std::fs::read(cert).map_err(|e| format!("cannot read tls.cert_file {cert}: {e}"))?;
-            pem.extend(std::fs::read(key).map_err(|e| format!("cannot read tls.key_file {key}: {e}"))?);
-            let id = reqwest::Identity::from_pem(&pem).map_err(|e| format!("invalid client certificate: {e}"))?;
+            let mut pem = std::fs::read(cert)
+                .map_err(|e| format!("cannot read tls.cert_file {cert}: {e}"))?;
+            pem.extend(
+                std::fs::read(key).map_err(|e| format!("cannot read tls.key_file {key}: {e}"))?,
+            );
+            let id = reqwest::Identity::from_pem(&pem)
+                .map_err(|e| format!("invalid client certificate: {e}"))?;
             b = b.identity(id);
         }
         (None, None) => {}
         _ => return Err("tls.cert_file and tls.key_file must be set together".into()),
     }
-    b.build().map_err(|e| format!("cannot build HTTP client: {e}"))
+    b.build()
+        .map_err(|e| format!("cannot build HTTP client: {e}"))
 }
 
 pub fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, String> {
     let mut m = HeaderMap::new();
     for (k, v) in headers {
-        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| format!("invalid header name {k:?}"))?;
-        let value = HeaderValue::from_str(v).map_err(|_| format!("invalid value for header {k:?}"))?;
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| format!("invalid header name {k:?}"))?;
+        let value =
+            HeaderValue::from_str(v).map_err(|_| format!("invalid value for header {k:?}"))?;
         m.insert(name, value);
     }
     Ok(m)
 }
 
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::with_capacity(bytes.len() / 4), flate2::Compression::fast());
+    let mut e = flate2::write::GzEncoder::new(
+        Vec::with_capacity(bytes.len() / 4),
+        flate2::Compression::fast(),
+    );
     // Writing into a Vec cannot fail.
     let _ = e.write_all(bytes);
     e.finish().unwrap_or_default()
@@ -100,5 +113,9 @@ pub fn classify_response(status: u16, headers: &HeaderMap, body: &str) -> Result
     if (200..300).contains(&status) {
         return Ok(());
     }
-    Err(ExportError::from_http_status(status, retry_after(headers), body))
+    Err(ExportError::from_http_status(
+        status,
+        retry_after(headers),
+        body,
+    ))
 }

@@ -96,7 +96,12 @@ fn build_from(cfg: &OtlpGrpcConfig, id: &str) -> Result<OtlpGrpcExporter, BuildE
         "gzip" => Some(CompressionEncoding::Gzip),
         "zstd" => Some(CompressionEncoding::Zstd),
         "none" | "" => None,
-        other => return Err(BuildError::new(id, format!("unsupported compression {other:?}: use gzip, zstd or none"))),
+        other => {
+            return Err(BuildError::new(
+                id,
+                format!("unsupported compression {other:?}: use gzip, zstd or none"),
+            ));
+        }
     };
     let tls_wanted = !cfg.tls.insecure
         && (cfg.endpoint.starts_with("https://")
@@ -117,12 +122,15 @@ fn build_from(cfg: &OtlpGrpcConfig, id: &str) -> Result<OtlpGrpcExporter, BuildE
     if uri.starts_with("https://") {
         let mut t = ClientTlsConfig::new().with_native_roots();
         if let Some(ca) = &cfg.tls.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| BuildError::new(id, format!("cannot read tls.ca_file {ca}: {e}")))?;
+            let pem = std::fs::read(ca)
+                .map_err(|e| BuildError::new(id, format!("cannot read tls.ca_file {ca}: {e}")))?;
             t = t.ca_certificate(Certificate::from_pem(pem));
         }
         if let (Some(c), Some(k)) = (&cfg.tls.cert_file, &cfg.tls.key_file) {
-            let cert = std::fs::read(c).map_err(|e| BuildError::new(id, format!("cannot read tls.cert_file: {e}")))?;
-            let key = std::fs::read(k).map_err(|e| BuildError::new(id, format!("cannot read tls.key_file: {e}")))?;
+            let cert = std::fs::read(c)
+                .map_err(|e| BuildError::new(id, format!("cannot read tls.cert_file: {e}")))?;
+            let key = std::fs::read(k)
+                .map_err(|e| BuildError::new(id, format!("cannot read tls.key_file: {e}")))?;
             t = t.identity(Identity::from_pem(cert, key));
         }
         if let Some(name) = &cfg.tls.server_name_override {
@@ -149,7 +157,8 @@ fn build_from(cfg: &OtlpGrpcConfig, id: &str) -> Result<OtlpGrpcExporter, BuildE
 }
 
 pub fn build(v: &Value, ctx: &BuildContext) -> Result<Arc<dyn Exporter>, BuildError> {
-    let cfg: OtlpGrpcConfig = parse_component(v).map_err(|e| BuildError::new(&ctx.id, e.message))?;
+    let cfg: OtlpGrpcConfig =
+        parse_component(v).map_err(|e| BuildError::new(&ctx.id, e.message))?;
     Ok(Arc::new(build_from(&cfg, &ctx.id)?))
 }
 
@@ -172,16 +181,21 @@ pub fn build_jaeger(v: &Value, ctx: &BuildContext) -> Result<Arc<dyn Exporter>, 
 pub fn classify_status(st: &tonic::Status) -> ExportError {
     use tonic::Code::*;
     match st.code() {
-        Unavailable | Cancelled | DeadlineExceeded | Aborted | OutOfRange | DataLoss => ExportError::Retryable {
-            reason: format!("{:?}: {}", st.code(), st.message()),
-            after: retry_delay_of(st),
-        },
+        Unavailable | Cancelled | DeadlineExceeded | Aborted | OutOfRange | DataLoss => {
+            ExportError::Retryable {
+                reason: format!("{:?}: {}", st.code(), st.message()),
+                after: retry_delay_of(st),
+            }
+        }
         // Only retryable when the server says when (a RetryInfo detail), per the spec.
         ResourceExhausted if retry_delay_of(st).is_some() => ExportError::Retryable {
             reason: format!("ResourceExhausted: {}", st.message()),
             after: retry_delay_of(st),
         },
-        code => ExportError::permanent(format!("grpc_{code:?}").to_lowercase(), st.message().to_string()),
+        code => ExportError::permanent(
+            format!("grpc_{code:?}").to_lowercase(),
+            st.message().to_string(),
+        ),
     }
 }
 
@@ -195,7 +209,8 @@ impl OtlpGrpcExporter {
     async fn send_batch(&self, batch: &Batch) -> Result<(), tonic::Status> {
         macro_rules! call {
             ($client:ident, $req:expr) => {{
-                let mut c = $client::new(self.channel.clone()).max_decoding_message_size(64 * 1024 * 1024);
+                let mut c =
+                    $client::new(self.channel.clone()).max_decoding_message_size(64 * 1024 * 1024);
                 if let Some(enc) = self.compression {
                     c = c.send_compressed(enc);
                 }
@@ -204,15 +219,34 @@ impl OtlpGrpcExporter {
             }};
         }
         match batch {
-            Batch::Traces(v) => call!(TraceServiceClient, ExportTraceServiceRequest { resource_spans: v.clone() }),
-            Batch::Logs(v) => call!(LogsServiceClient, ExportLogsServiceRequest { resource_logs: v.clone() }),
-            Batch::Metrics(v) => call!(MetricsServiceClient, ExportMetricsServiceRequest { resource_metrics: v.clone() }),
+            Batch::Traces(v) => call!(
+                TraceServiceClient,
+                ExportTraceServiceRequest {
+                    resource_spans: v.clone()
+                }
+            ),
+            Batch::Logs(v) => call!(
+                LogsServiceClient,
+                ExportLogsServiceRequest {
+                    resource_logs: v.clone()
+                }
+            ),
+            Batch::Metrics(v) => call!(
+                MetricsServiceClient,
+                ExportMetricsServiceRequest {
+                    resource_metrics: v.clone()
+                }
+            ),
         }
     }
 }
 
 impl Exporter for OtlpGrpcExporter {
     fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
-        Box::pin(async move { self.send_batch(batch).await.map_err(|st| classify_status(&st)) })
+        Box::pin(async move {
+            self.send_batch(batch)
+                .await
+                .map_err(|st| classify_status(&st))
+        })
     }
 }

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::http_client::{TlsClientConfig, build_client, classify_response, classify_transport_error, gzip, header_map};
+use super::http_client::{
+    TlsClientConfig, build_client, classify_response, classify_transport_error, gzip, header_map,
+};
 use super::{BoxFuture, ExportError, Exporter};
 use crate::components::{BuildContext, BuildError};
 use crate::config::parse_component;
@@ -63,19 +65,36 @@ pub struct OtlpHttpExporter {
 }
 
 pub fn build(v: &Value, ctx: &BuildContext) -> Result<Arc<dyn Exporter>, BuildError> {
-    let cfg: OtlpHttpConfig = parse_component(v).map_err(|e| BuildError::new(&ctx.id, e.message))?;
-    let base = cfg.endpoint.as_deref().map(|e| e.trim_end_matches('/').to_string());
-    let url = |specific: &Option<String>, path: &str| specific.clone().or_else(|| base.as_ref().map(|b| format!("{b}{path}")));
+    let cfg: OtlpHttpConfig =
+        parse_component(v).map_err(|e| BuildError::new(&ctx.id, e.message))?;
+    let base = cfg
+        .endpoint
+        .as_deref()
+        .map(|e| e.trim_end_matches('/').to_string());
+    let url = |specific: &Option<String>, path: &str| {
+        specific
+            .clone()
+            .or_else(|| base.as_ref().map(|b| format!("{b}{path}")))
+    };
     let urls = [
         url(&cfg.traces_endpoint, "/v1/traces"),
         url(&cfg.logs_endpoint, "/v1/logs"),
         url(&cfg.metrics_endpoint, "/v1/metrics"),
     ];
     if urls.iter().all(Option::is_none) {
-        return Err(BuildError::new(&ctx.id, "set endpoint (or traces_endpoint / logs_endpoint / metrics_endpoint)"));
+        return Err(BuildError::new(
+            &ctx.id,
+            "set endpoint (or traces_endpoint / logs_endpoint / metrics_endpoint)",
+        ));
     }
     if !matches!(cfg.compression.as_str(), "gzip" | "zstd" | "none" | "") {
-        return Err(BuildError::new(&ctx.id, format!("unsupported compression {:?}: use gzip, zstd or none", cfg.compression)));
+        return Err(BuildError::new(
+            &ctx.id,
+            format!(
+                "unsupported compression {:?}: use gzip, zstd or none",
+                cfg.compression
+            ),
+        ));
     }
     Ok(Arc::new(OtlpHttpExporter {
         client: build_client(&cfg.tls, None).map_err(|e| BuildError::new(&ctx.id, e))?,
@@ -98,13 +117,20 @@ impl Exporter for OtlpHttpExporter {
     fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
         Box::pin(async move {
             let Some(url) = &self.urls[idx(batch.signal())] else {
-                return Err(ExportError::permanent("no_endpoint", format!("no endpoint configured for {}", batch.signal())));
+                return Err(ExportError::permanent(
+                    "no_endpoint",
+                    format!("no endpoint configured for {}", batch.signal()),
+                ));
             };
             let (body, ct) = match self.encoding {
                 HttpEncoding::Proto => (batch.encode_proto(), "application/x-protobuf"),
                 HttpEncoding::Json => (batch.encode_json(), "application/json"),
             };
-            let mut req = self.client.post(url).headers(self.headers.clone()).header("content-type", ct);
+            let mut req = self
+                .client
+                .post(url)
+                .headers(self.headers.clone())
+                .header("content-type", ct);
             let body = match self.compression.as_str() {
                 "gzip" => {
                     req = req.header("content-encoding", "gzip");
@@ -112,14 +138,23 @@ impl Exporter for OtlpHttpExporter {
                 }
                 "zstd" => {
                     req = req.header("content-encoding", "zstd");
-                    zstd::bulk::compress(&body, 1).map_err(|e| ExportError::permanent("encode", e.to_string()))?
+                    zstd::bulk::compress(&body, 1)
+                        .map_err(|e| ExportError::permanent("encode", e.to_string()))?
                 }
                 _ => body,
             };
-            let resp = req.body(body).send().await.map_err(|e| classify_transport_error(&e))?;
+            let resp = req
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| classify_transport_error(&e))?;
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
-            let text = if (200..300).contains(&status) { String::new() } else { resp.text().await.unwrap_or_default() };
+            let text = if (200..300).contains(&status) {
+                String::new()
+            } else {
+                resp.text().await.unwrap_or_default()
+            };
             classify_response(status, &headers, &text)
         })
     }

@@ -34,10 +34,16 @@ pub struct Service {
     pub bound: BTreeMap<String, std::net::SocketAddr>,
 }
 
-fn lookup_factory(kind: Kind, spec: &ComponentSpec) -> Result<&'static crate::components::Factory, BuildError> {
+fn lookup_factory(
+    kind: Kind,
+    spec: &ComponentSpec,
+) -> Result<&'static crate::components::Factory, BuildError> {
     match lookup(kind, spec.ty) {
         Lookup::Found(f) => Ok(f),
-        Lookup::Unknown { .. } => Err(BuildError::new(&spec.id.to_string(), "unknown component type")),
+        Lookup::Unknown { .. } => Err(BuildError::new(
+            &spec.id.to_string(),
+            "unknown component type",
+        )),
     }
 }
 
@@ -47,7 +53,10 @@ pub struct BoundAddrs(pub Arc<std::sync::Mutex<BTreeMap<String, std::net::Socket
 
 impl BoundAddrs {
     pub fn record(&self, key: String, addr: std::net::SocketAddr) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(key, addr);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, addr);
     }
 }
 
@@ -86,14 +95,18 @@ impl Service {
                         }
                     }
                 }
-                let dcfg: DeliveryConfig = parse_component(&serde_json::Value::Object(delivery_json))
-                    .map_err(|e| BuildError::new(eid, e.message))?;
+                let dcfg: DeliveryConfig =
+                    parse_component(&serde_json::Value::Object(delivery_json))
+                        .map_err(|e| BuildError::new(eid, e.message))?;
                 let storage = match &dcfg.sending_queue.storage {
                     Some(sid) => {
-                        let v = extensions
-                            .get(sid)
-                            .ok_or_else(|| BuildError::new(eid, format!("storage extension {sid} is not defined")))?;
-                        Some(parse_component::<FileStorageConfig>(v).map_err(|e| BuildError::new(sid, e.message))?)
+                        let v = extensions.get(sid).ok_or_else(|| {
+                            BuildError::new(eid, format!("storage extension {sid} is not defined"))
+                        })?;
+                        Some(
+                            parse_component::<FileStorageConfig>(v)
+                                .map_err(|e| BuildError::new(sid, e.message))?,
+                        )
                     }
                     None => None,
                 };
@@ -156,25 +169,35 @@ impl Service {
         let (stop_admin, mut stop_admin_rx) = watch::channel(false);
         let mut admin = None;
         for eid in &cfg.service_extensions {
-            let Some(spec) = cfg.extensions.get(eid) else { continue };
+            let Some(spec) = cfg.extensions.get(eid) else {
+                continue;
+            };
             if spec.ty != "health_check" {
                 continue;
             }
             let hc: crate::admin::HealthCheckConfig =
                 parse_component(&spec.value).map_err(|e| BuildError::new(eid, e.message))?;
-            let listener = tokio::net::TcpListener::bind(crate::receivers::normalize_endpoint(&hc.endpoint))
-                .await
-                .map_err(|e| BuildError::new(eid, format!("cannot listen on {}: {e}", hc.endpoint)))?;
+            let listener =
+                tokio::net::TcpListener::bind(crate::receivers::normalize_endpoint(&hc.endpoint))
+                    .await
+                    .map_err(|e| {
+                        BuildError::new(eid, format!("cannot listen on {}: {e}", hc.endpoint))
+                    })?;
             if let Ok(a) = listener.local_addr() {
                 bound.record(format!("{eid}"), a);
-                tracing::info!("health_check listening on http://{a} (/health/live, /health/ready, /metrics)");
+                tracing::info!(
+                    "health_check listening on http://{a} (/health/live, /health/ready, /metrics)"
+                );
             }
             let router = crate::admin::server::router(telemetry.clone());
             admin = Some(tokio::spawn(async move {
                 let shutdown = async move {
                     let _ = stop_admin_rx.wait_for(|s| *s).await;
                 };
-                if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+                if let Err(e) = axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                {
                     tracing::error!("admin server: {e}");
                 }
             }));

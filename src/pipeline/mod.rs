@@ -91,7 +91,9 @@ impl Consumers {
             let b = if i == last {
                 batch.take().unwrap_or_else(|| Batch::empty(Signal::Traces))
             } else {
-                batch.clone().unwrap_or_else(|| Batch::empty(Signal::Traces))
+                batch
+                    .clone()
+                    .unwrap_or_else(|| Batch::empty(Signal::Traces))
             };
             let (reply, rx) = oneshot::channel();
             match inlet.tx.try_send(Request { batch: b, reply }) {

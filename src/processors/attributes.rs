@@ -18,7 +18,11 @@ pub fn build(_v: &Value, _ctx: &BuildContext) -> Result<Box<dyn Processor>, Buil
 struct Passthrough;
 
 impl Processor for Passthrough {
-    fn process(&mut self, batch: Batch, _now: std::time::Instant) -> Result<Vec<Batch>, ProcessorError> {
+    fn process(
+        &mut self,
+        batch: Batch,
+        _now: std::time::Instant,
+    ) -> Result<Vec<Batch>, ProcessorError> {
         Ok(vec![batch])
     }
 }

@@ -185,7 +185,7 @@ pub fn build(v: &Value, ctx: &BuildContext) -> Result<Box<dyn Processor>, BuildE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{ResourceLogs, ScopeLogs, LogRecord};
+    use crate::data::{LogRecord, ResourceLogs, ScopeLogs};
 
     fn logs(n: usize) -> Batch {
         Batch::Logs(vec![ResourceLogs {
@@ -218,7 +218,10 @@ mod tests {
         let t0 = Instant::now();
         let mut b = Batcher::new(10, 10, Duration::from_secs(1));
         let out = b.add(logs(25), t0);
-        assert_eq!(out.iter().map(Batch::item_count).collect::<Vec<_>>(), vec![10, 10]);
+        assert_eq!(
+            out.iter().map(Batch::item_count).collect::<Vec<_>>(),
+            vec![10, 10]
+        );
         assert_eq!(b.pending_items(), 5);
         assert_eq!(b.flush().iter().map(Batch::item_count).sum::<usize>(), 5);
     }

@@ -42,16 +42,25 @@ pub fn validate(v: &Value) -> Result<(), FieldError> {
 
 fn check(c: &MemoryLimiterConfig) -> Result<(), (&'static str, String)> {
     if c.check_interval.get().is_zero() {
-        return Err(("check_interval", "check_interval must be greater than zero".into()));
+        return Err((
+            "check_interval",
+            "check_interval must be greater than zero".into(),
+        ));
     }
     if c.limit_mib == 0 && c.limit_percentage == 0 {
         return Err(("limit_mib", "set limit_mib or limit_percentage".into()));
     }
     if c.limit_percentage > 100 || c.spike_limit_percentage > 100 {
-        return Err(("limit_percentage", "percentages must be between 0 and 100".into()));
+        return Err((
+            "limit_percentage",
+            "percentages must be between 0 and 100".into(),
+        ));
     }
     if c.limit_mib > 0 && c.spike_limit_mib >= c.limit_mib {
-        return Err(("spike_limit_mib", "spike_limit_mib must be smaller than limit_mib".into()));
+        return Err((
+            "spike_limit_mib",
+            "spike_limit_mib must be smaller than limit_mib".into(),
+        ));
     }
     Ok(())
 }
@@ -131,7 +140,10 @@ impl MemoryLimiter {
     }
 
     fn check(&mut self, now: Instant) {
-        if self.last_check.is_some_and(|t| now.duration_since(t) < self.interval) {
+        if self
+            .last_check
+            .is_some_and(|t| now.duration_since(t) < self.interval)
+        {
             return;
         }
         self.last_check = Some(now);
@@ -204,18 +216,27 @@ mod tests {
         assert!(m.process(Batch::Logs(vec![]), t0).is_ok());
         used.store(90 << 20, Ordering::SeqCst);
         // Not re-checked within check_interval.
-        assert!(m.process(Batch::Logs(vec![]), t0 + Duration::from_millis(500)).is_ok());
+        assert!(
+            m.process(Batch::Logs(vec![]), t0 + Duration::from_millis(500))
+                .is_ok()
+        );
         let r = m.process(Batch::Logs(vec![]), t0 + Duration::from_secs(1));
         assert!(matches!(r, Err(ProcessorError::Refused { .. })));
         used.store(50 << 20, Ordering::SeqCst);
-        assert!(m.process(Batch::Logs(vec![]), t0 + Duration::from_secs(2)).is_ok());
+        assert!(
+            m.process(Batch::Logs(vec![]), t0 + Duration::from_secs(2))
+                .is_ok()
+        );
     }
 
     #[test]
     fn config_errors() {
         assert!(validate(&serde_json::json!({"check_interval": "1s"})).is_err());
         assert!(validate(&serde_json::json!({"check_interval": "1s", "limit_mib": 100})).is_ok());
-        let e = validate(&serde_json::json!({"check_interval": "1s", "limit_mib": 10, "spike_limit_mib": 20})).unwrap_err();
+        let e = validate(
+            &serde_json::json!({"check_interval": "1s", "limit_mib": 10, "spike_limit_mib": 20}),
+        )
+        .unwrap_err();
         assert_eq!(e.path, vec!["spike_limit_mib".to_string()]);
     }
 }

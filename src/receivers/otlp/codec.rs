@@ -49,7 +49,12 @@ pub enum Encoding {
 impl Encoding {
     pub fn from_content_type(ct: Option<&str>) -> Result<Encoding, ReceiveError> {
         let ct = ct.unwrap_or("");
-        let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let mime = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match mime.as_str() {
             "application/x-protobuf" | "application/protobuf" => Ok(Encoding::Protobuf),
             "application/json" => Ok(Encoding::Json),
@@ -71,7 +76,11 @@ impl Encoding {
 }
 
 /// Decompresses per `Content-Encoding`, refusing output larger than `limit` bytes.
-pub fn decompress(encoding: Option<&str>, body: &[u8], limit: u64) -> Result<Vec<u8>, ReceiveError> {
+pub fn decompress(
+    encoding: Option<&str>,
+    body: &[u8],
+    limit: u64,
+) -> Result<Vec<u8>, ReceiveError> {
     let enc = encoding.unwrap_or("").trim().to_ascii_lowercase();
     let mut out = Vec::new();
     let res = match enc.as_str() {
@@ -79,7 +88,9 @@ pub fn decompress(encoding: Option<&str>, body: &[u8], limit: u64) -> Result<Vec
         "gzip" | "x-gzip" => flate2::read::MultiGzDecoder::new(body)
             .take(limit + 1)
             .read_to_end(&mut out),
-        "deflate" => flate2::read::ZlibDecoder::new(body).take(limit + 1).read_to_end(&mut out),
+        "deflate" => flate2::read::ZlibDecoder::new(body)
+            .take(limit + 1)
+            .read_to_end(&mut out),
         "zstd" => match zstd::stream::read::Decoder::new(body) {
             Ok(d) => d.take(limit + 1).read_to_end(&mut out),
             Err(e) => Err(e),
@@ -183,7 +194,9 @@ pub fn rpc_status(code: tonic::Code, message: &str, retry_after: Option<Duration
 pub fn grpc_status(e: &ReceiveError) -> tonic::Status {
     let (_, code) = status_for(e);
     let retry_after = match e {
-        ReceiveError::Unavailable { retry_after, .. } => Some(retry_after.unwrap_or(Duration::from_secs(1))),
+        ReceiveError::Unavailable { retry_after, .. } => {
+            Some(retry_after.unwrap_or(Duration::from_secs(1)))
+        }
         _ => None,
     };
     let st = rpc_status(code, &e.to_string(), retry_after);
@@ -208,9 +221,18 @@ mod tests {
 
     #[test]
     fn content_types() {
-        assert_eq!(Encoding::from_content_type(Some("application/json; charset=utf-8")).unwrap(), Encoding::Json);
-        assert_eq!(Encoding::from_content_type(Some("application/x-protobuf")).unwrap(), Encoding::Protobuf);
-        assert!(matches!(Encoding::from_content_type(Some("text/plain")), Err(ReceiveError::UnsupportedMediaType(_))));
+        assert_eq!(
+            Encoding::from_content_type(Some("application/json; charset=utf-8")).unwrap(),
+            Encoding::Json
+        );
+        assert_eq!(
+            Encoding::from_content_type(Some("application/x-protobuf")).unwrap(),
+            Encoding::Protobuf
+        );
+        assert!(matches!(
+            Encoding::from_content_type(Some("text/plain")),
+            Err(ReceiveError::UnsupportedMediaType(_))
+        ));
     }
 
     #[test]
@@ -219,11 +241,20 @@ mod tests {
         gz.write_all(&vec![b'a'; 10_000]).unwrap();
         let gz = gz.finish().unwrap();
         assert_eq!(decompress(Some("gzip"), &gz, 20_000).unwrap().len(), 10_000);
-        assert!(matches!(decompress(Some("gzip"), &gz, 1_000), Err(ReceiveError::TooLarge(_))));
-        assert!(matches!(decompress(Some("gzip"), b"not gzip", 1_000), Err(ReceiveError::BadRequest(_))));
+        assert!(matches!(
+            decompress(Some("gzip"), &gz, 1_000),
+            Err(ReceiveError::TooLarge(_))
+        ));
+        assert!(matches!(
+            decompress(Some("gzip"), b"not gzip", 1_000),
+            Err(ReceiveError::BadRequest(_))
+        ));
         let z = zstd::encode_all(&b"hello"[..], 1).unwrap();
         assert_eq!(decompress(Some("zstd"), &z, 100).unwrap(), b"hello");
-        assert!(matches!(decompress(Some("br"), b"", 100), Err(ReceiveError::UnsupportedMediaType(_))));
+        assert!(matches!(
+            decompress(Some("br"), b"", 100),
+            Err(ReceiveError::UnsupportedMediaType(_))
+        ));
     }
 
     #[test]
@@ -241,6 +272,9 @@ mod tests {
         let b = Batch::Traces(vec![Default::default()]);
         let mut bytes = b.encode_proto();
         bytes.extend_from_slice(&[0x0a, 0x05, 0x01]);
-        assert!(matches!(decode(Signal::Traces, Encoding::Protobuf, &bytes), Err(ReceiveError::BadRequest(_))));
+        assert!(matches!(
+            decode(Signal::Traces, Encoding::Protobuf, &bytes),
+            Err(ReceiveError::BadRequest(_))
+        ));
     }
 }

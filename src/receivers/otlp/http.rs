@@ -31,12 +31,21 @@ struct AppState {
 
 fn success(signal: Signal, enc: Encoding) -> Response {
     let body = match (signal, enc) {
-        (Signal::Traces, Encoding::Protobuf) => ExportTraceServiceResponse::default().encode_to_vec(),
+        (Signal::Traces, Encoding::Protobuf) => {
+            ExportTraceServiceResponse::default().encode_to_vec()
+        }
         (Signal::Logs, Encoding::Protobuf) => ExportLogsServiceResponse::default().encode_to_vec(),
-        (Signal::Metrics, Encoding::Protobuf) => ExportMetricsServiceResponse::default().encode_to_vec(),
+        (Signal::Metrics, Encoding::Protobuf) => {
+            ExportMetricsServiceResponse::default().encode_to_vec()
+        }
         (_, Encoding::Json) => b"{}".to_vec(),
     };
-    (StatusCode::OK, [(header::CONTENT_TYPE, enc.content_type())], body).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, enc.content_type())],
+        body,
+    )
+        .into_response()
 }
 
 fn failure(e: &ReceiveError, enc: Encoding) -> Response {
@@ -68,12 +77,16 @@ fn failure(e: &ReceiveError, enc: Encoding) -> Response {
 }
 
 async fn handle(state: &AppState, signal: Signal, headers: &HeaderMap, body: Bytes) -> Response {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     let enc = match Encoding::from_content_type(ct) {
         Ok(e) => e,
         Err(e) => return failure(&e, Encoding::Json),
     };
-    let ce = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
+    let ce = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok());
     let result = async {
         let raw = codec::decompress(ce, &body, state.limit)?;
         let batch = codec::decode(signal, enc, &raw)?;
@@ -121,9 +134,9 @@ pub async fn serve(
     bound: &BoundAddrs,
 ) -> Result<JoinHandle<()>, BuildError> {
     let addr = crate::receivers::normalize_endpoint(&cfg.endpoint);
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .map_err(|e| BuildError::new(id, format!("cannot listen on {} (http): {e}", cfg.endpoint)))?;
+    let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
+        BuildError::new(id, format!("cannot listen on {} (http): {e}", cfg.endpoint))
+    })?;
     let local = listener
         .local_addr()
         .map_err(|e| BuildError::new(id, e.to_string()))?;
@@ -145,7 +158,10 @@ pub async fn serve(
         let stop = async move {
             let _ = shutdown.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop).await {
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(stop)
+            .await
+        {
             tracing::error!(receiver = %id, "HTTP server failed: {e}");
         }
     }))

@@ -24,8 +24,8 @@ use crate::admin::ComponentCounters;
 use crate::components::{BuildContext, BuildError};
 use crate::config::{FieldError, parse_component};
 use crate::data::Signal;
-use crate::pipeline::build::BoundAddrs;
 use crate::pipeline::Consumers;
+use crate::pipeline::build::BoundAddrs;
 use crate::receivers::Receiver;
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -54,7 +54,9 @@ where
     if v.is_null() {
         return Ok(Some(T::default()));
     }
-    serde_json::from_value(v).map(Some).map_err(serde::de::Error::custom)
+    serde_json::from_value(v)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -141,7 +143,11 @@ pub fn validate(v: &Value) -> Result<(), FieldError> {
                 suggestion: None,
             });
         }
-        for (k, p) in [("traces_url_path", &h.traces_url_path), ("logs_url_path", &h.logs_url_path), ("metrics_url_path", &h.metrics_url_path)] {
+        for (k, p) in [
+            ("traces_url_path", &h.traces_url_path),
+            ("logs_url_path", &h.logs_url_path),
+            ("metrics_url_path", &h.metrics_url_path),
+        ] {
             if !p.starts_with('/') {
                 return Err(FieldError {
                     path: vec!["protocols".into(), "http".into(), k.into()],
@@ -161,7 +167,8 @@ pub struct OtlpReceiver {
 }
 
 pub fn build(v: &Value, ctx: &BuildContext) -> Result<Box<dyn Receiver>, BuildError> {
-    let cfg: OtlpReceiverConfig = parse_component(v).map_err(|e| BuildError::new(&ctx.id, e.message))?;
+    let cfg: OtlpReceiverConfig =
+        parse_component(v).map_err(|e| BuildError::new(&ctx.id, e.message))?;
     Ok(Box::new(OtlpReceiver {
         id: ctx.id.clone(),
         cfg,
@@ -201,13 +208,22 @@ impl Receiver for OtlpReceiver {
         consumers: Consumers,
         shutdown: tokio::sync::watch::Receiver<bool>,
         bound: BoundAddrs,
-    ) -> crate::exporters::BoxFuture<'static, Result<Vec<tokio::task::JoinHandle<()>>, BuildError>> {
+    ) -> crate::exporters::BoxFuture<'static, Result<Vec<tokio::task::JoinHandle<()>>, BuildError>>
+    {
         Box::pin(async move {
             let counters = ReceiverCounters::new(&self.ctx);
             let mut tasks = Vec::new();
             if let Some(g) = &self.cfg.protocols.grpc {
                 tasks.push(
-                    grpc::serve(&self.id, g, consumers.clone(), counters.clone(), shutdown.clone(), &bound).await?,
+                    grpc::serve(
+                        &self.id,
+                        g,
+                        consumers.clone(),
+                        counters.clone(),
+                        shutdown.clone(),
+                        &bound,
+                    )
+                    .await?,
                 );
             }
             if let Some(h) = &self.cfg.protocols.http {

@@ -1,0 +1,5 @@
+//! Test support: protocol-faithful backend stand-ins and helpers to run weft in-process.
+#![allow(dead_code)]
+
+pub mod otlp_sink;
+pub mod weft;
