@@ -34,11 +34,11 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}: {}: {}",
-            self.file, self.line, self.path, self.message
-        )?;
+        if self.path.is_empty() {
+            write!(f, "{}:{}: {}", self.file, self.line, self.message)?;
+        } else {
+            write!(f, "{}:{}: {}: {}", self.file, self.line, self.path, self.message)?;
+        }
         if let Some(s) = &self.suggestion {
             write!(f, " (did you mean \"{s}\"?)")?;
         }
