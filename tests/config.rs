@@ -27,17 +27,36 @@ fn every_invalid_fixture_reports_its_errors() {
     let mut failures = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
-        let expects: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# expect: ")).collect();
-        assert!(!expects.is_empty(), "{} has no # expect: lines", f.display());
-        let out = weft().args(["validate", "--config"]).arg(&f).output().unwrap();
+        let expects: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# expect: "))
+            .collect();
+        assert!(
+            !expects.is_empty(),
+            "{} has no # expect: lines",
+            f.display()
+        );
+        let out = weft()
+            .args(["validate", "--config"])
+            .arg(&f)
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.code() != Some(1) {
-            failures.push(format!("{}: exit {:?}, want 1\n{stderr}", f.display(), out.status.code()));
+            failures.push(format!(
+                "{}: exit {:?}, want 1\n{stderr}",
+                f.display(),
+                out.status.code()
+            ));
         }
         let name = f.file_name().unwrap().to_string_lossy().to_string();
         for e in expects {
             // A leading ":LINE:" means "this file, this line".
-            let want = if e.starts_with(':') { format!("{name}{e}") } else { e.to_string() };
+            let want = if e.starts_with(':') {
+                format!("{name}{e}")
+            } else {
+                e.to_string()
+            };
             if !stderr.contains(&want) {
                 failures.push(format!("{name}: missing {want:?} in:\n{stderr}"));
             }
@@ -52,7 +71,11 @@ fn shipped_configs_validate() {
     files.extend(yaml_files("config"));
     assert!(files.len() >= 4);
     for f in files {
-        let out = weft().args(["validate", "--config"]).arg(&f).output().unwrap();
+        let out = weft()
+            .args(["validate", "--config"])
+            .arg(&f)
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "{} does not validate:\n{}",
@@ -84,10 +107,20 @@ fn print_config_merges_and_redacts() {
         .output()
         .unwrap();
     let s = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(s.contains("endpoint: 0.0.0.0:5317"), "the later file wins:\n{s}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        s.contains("endpoint: 0.0.0.0:5317"),
+        "the later file wins:\n{s}"
+    );
     assert!(!s.contains("s3cr3t"), "secret leaked:\n{s}");
-    assert!(s.contains("Authorization: \"[REDACTED]\"") || s.contains("Authorization: [REDACTED]"), "{s}");
+    assert!(
+        s.contains("Authorization: \"[REDACTED]\"") || s.contains("Authorization: [REDACTED]"),
+        "{s}"
+    );
     assert!(s.contains("X-Tenant: shop"), "{s}");
 }
 
@@ -97,8 +130,13 @@ fn version_help_and_missing_file() {
     assert!(String::from_utf8_lossy(&v.stdout).contains(env!("CARGO_PKG_VERSION")));
     let h = weft().arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&h.stdout);
-    assert!(help.contains("validate") && help.contains("print-config") && help.contains("--config"));
-    let m = weft().args(["validate", "--config", "/nonexistent/weft.yaml"]).output().unwrap();
+    assert!(
+        help.contains("validate") && help.contains("print-config") && help.contains("--config")
+    );
+    let m = weft()
+        .args(["validate", "--config", "/nonexistent/weft.yaml"])
+        .output()
+        .unwrap();
     assert_eq!(m.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&m.stderr).contains("cannot read config file"));
 }
@@ -108,8 +146,17 @@ fn unused_components_are_warnings_not_errors() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("w.yaml");
     std::fs::write(&f, "receivers:\n  otlp:\n    protocols:\n      grpc:\nprocessors:\n  batch:\nexporters:\n  debug:\n  debug/unused:\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [debug]\n").unwrap();
-    let out = weft().args(["validate", "--config"]).arg(&f).output().unwrap();
+    let out = weft()
+        .args(["validate", "--config"])
+        .arg(&f)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(err.contains("warning") && err.contains("debug/unused") && err.contains("processors \"batch\" is defined but not used"), "{err}");
+    assert!(
+        err.contains("warning")
+            && err.contains("debug/unused")
+            && err.contains("processors \"batch\" is defined but not used"),
+        "{err}"
+    );
 }

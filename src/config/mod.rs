@@ -37,7 +37,11 @@ impl fmt::Display for ConfigError {
         if self.path.is_empty() {
             write!(f, "{}:{}: {}", self.file, self.line, self.message)?;
         } else {
-            write!(f, "{}:{}: {}: {}", self.file, self.line, self.path, self.message)?;
+            write!(
+                f,
+                "{}:{}: {}: {}",
+                self.file, self.line, self.path, self.message
+            )?;
         }
         if let Some(s) = &self.suggestion {
             write!(f, " (did you mean \"{s}\"?)")?;
