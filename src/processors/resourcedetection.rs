@@ -123,7 +123,10 @@ fn parse(v: &Value) -> Result<ResourceDetectionConfig, FieldError> {
                 DETECTORS.join(", ")
             )
         } else {
-            format!("unknown detector {d:?} (weft has: {})", DETECTORS.join(", "))
+            format!(
+                "unknown detector {d:?} (weft has: {})",
+                DETECTORS.join(", ")
+            )
         };
         return Err(FieldError {
             path: vec!["detectors".into(), i.to_string()],
@@ -206,12 +209,16 @@ fn detect_env(
 ) -> Result<Vec<(String, String)>, DetectError> {
     let mut out = match (env.var)("OTEL_RESOURCE_ATTRIBUTES") {
         Some(text) => parse_resource_attributes(&text).map_err(|e| {
-            DetectError(format!("environment variable OTEL_RESOURCE_ATTRIBUTES: {e}"))
+            DetectError(format!(
+                "environment variable OTEL_RESOURCE_ATTRIBUTES: {e}"
+            ))
         })?,
         None => Vec::new(),
     };
     for (var, key) in ENV_VARIABLES {
-        let Some(value) = (env.var)(var) else { continue };
+        let Some(value) = (env.var)(var) else {
+            continue;
+        };
         let value = value.trim();
         if !value.is_empty() && !out.iter().any(|(k, _)| k == key) {
             out.push(((*key).to_string(), value.to_string()));
@@ -339,10 +346,16 @@ mod tests {
     use std::collections::HashMap;
 
     fn environment(vars: &[(&str, &str)]) -> HashMap<String, String> {
-        vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        vars.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
-    fn build_from(cfg: Value, vars: &[(&str, &str)], host: Option<&str>) -> Result<Box<dyn Processor>, String> {
+    fn build_from(
+        cfg: Value,
+        vars: &[(&str, &str)],
+        host: Option<&str>,
+    ) -> Result<Box<dyn Processor>, String> {
         let map = environment(vars);
         let var = move |k: &str| map.get(k).cloned();
         let hostname = move || host.map(str::to_string);
@@ -367,14 +380,19 @@ mod tests {
             .unwrap()
             .into_iter()
             .map(|kv| {
-                let v = kv.value.and_then(|v| v.value).map(|v| crate::data::value_to_string(&v));
+                let v = kv
+                    .value
+                    .and_then(|v| v.value)
+                    .map(|v| crate::data::value_to_string(&v));
                 (kv.key, v.unwrap_or_default())
             })
             .collect()
     }
 
     fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
-        p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn traces_with(resource_attrs: &[(&str, &str)]) -> Batch {
@@ -462,7 +480,11 @@ mod tests {
     fn allow_list_limits_the_env_detector() {
         let got = detected(
             json!({"detectors": ["env"], "env": {"allow_list": ["k8s.node.name"]}}),
-            &[("K8S_NODE_NAME", "node-a"), ("K8S_POD_NAME", "agent-pod"), ("OTEL_RESOURCE_ATTRIBUTES", "a=b")],
+            &[
+                ("K8S_NODE_NAME", "node-a"),
+                ("K8S_POD_NAME", "agent-pod"),
+                ("OTEL_RESOURCE_ATTRIBUTES", "a=b"),
+            ],
         );
         assert_eq!(got, pairs(&[("k8s.node.name", "node-a")]));
     }
@@ -470,9 +492,15 @@ mod tests {
     #[test]
     fn system_detector_and_detector_priority() {
         // env first: its host.name wins over the system detector's.
-        let got = detected(json!({"detectors": ["env", "system"]}), &[("HOSTNAME", "pod-1")]);
+        let got = detected(
+            json!({"detectors": ["env", "system"]}),
+            &[("HOSTNAME", "pod-1")],
+        );
         assert_eq!(got, pairs(&[("host.name", "pod-1"), ("os.type", "linux")]));
-        let got = detected(json!({"detectors": ["system", "env"]}), &[("HOSTNAME", "pod-1")]);
+        let got = detected(
+            json!({"detectors": ["system", "env"]}),
+            &[("HOSTNAME", "pod-1")],
+        );
         assert_eq!(got, pairs(&[("host.name", "node-7"), ("os.type", "linux")]));
     }
 
@@ -493,7 +521,8 @@ mod tests {
         let e = validate(&json!({"detectors": ["env"], "overide": false})).unwrap_err();
         assert_eq!(e.suggestion.as_deref(), Some("override"));
 
-        validate(&json!({"detectors": ["env", "system"], "override": false, "timeout": "2s"})).unwrap();
+        validate(&json!({"detectors": ["env", "system"], "override": false, "timeout": "2s"}))
+            .unwrap();
     }
 
     #[test]
@@ -508,7 +537,12 @@ mod tests {
         assert_eq!(attr_str(&attrs, "k8s.namespace.name"), Some("prod"));
         assert_eq!(attr_str(&attrs, "service.name"), Some("order"));
 
-        let mut p = build_from(json!({"detectors": ["env"], "override": false}), &vars, None).unwrap();
+        let mut p = build_from(
+            json!({"detectors": ["env"], "override": false}),
+            &vars,
+            None,
+        )
+        .unwrap();
         let out = p.process(input, Instant::now()).unwrap();
         let attrs = resource_of(&out[0]);
         assert_eq!(attr_str(&attrs, "k8s.node.name"), Some("from-sdk"));
@@ -517,7 +551,12 @@ mod tests {
 
     #[test]
     fn every_signal_gets_attributes_even_without_a_resource() {
-        let mut p = build_from(json!({"detectors": ["env"]}), &[("K8S_NODE_NAME", "n1")], None).unwrap();
+        let mut p = build_from(
+            json!({"detectors": ["env"]}),
+            &[("K8S_NODE_NAME", "n1")],
+            None,
+        )
+        .unwrap();
         let batches = [
             Batch::Traces(vec![ResourceSpans::default()]),
             Batch::Logs(vec![ResourceLogs::default()]),
