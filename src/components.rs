@@ -178,6 +178,14 @@ pub static FACTORIES: &[Factory] = &[
         validate: processors::resource::validate,
         construct: Constructor::Processor(processors::resource::build),
     },
+    Factory {
+        kind: Kind::Processor,
+        ty: "resourcedetection",
+        aliases: &[],
+        signals: ALL,
+        validate: processors::resourcedetection::validate,
+        construct: Constructor::Processor(processors::resourcedetection::build),
+    },
     // exporters
     Factory {
         kind: Kind::Exporter,

@@ -15,6 +15,7 @@ pub mod filter;
 pub mod memory_limiter;
 pub mod ottl;
 pub mod resource;
+pub mod resourcedetection;
 
 /// Why a processor did not take a batch.
 #[derive(Debug, thiserror::Error)]
