@@ -7,21 +7,22 @@
 //! # Layout of the directory
 //! - `NNNNNNNNNNNNNNNNNNNN.wal` — a segment, named by the id of its first record (20 digits, so
 //!   names sort like ids). Append-only; the newest one is the *active* segment. Record ids are
-//!   consecutive within a segment and keep increasing across segments and restarts.
+//!   consecutive within a segment and keep increasing across segments and restarts (an id can
+//!   be issued again only after a machine crash destroyed every trace of its record).
 //! - `NNNNNNNNNNNNNNNNNNNN.ack` — the ids acknowledged so far in that segment, append-only.
 //!   Acks are written to a side file (rather than compacting segments) so acknowledging costs one
 //!   16-byte append and never rewrites payload data.
 //! - `lock` — held with an exclusive file lock while a `Wal` is open, so two processes cannot
 //!   share a directory (the kernel drops the lock when a process dies, even by `kill -9`).
 //!
-//! A segment whose records are all acknowledged is deleted (`.wal` first, then `.ack`, so a crash
-//! in between leaves an orphan `.ack` that the next open removes, never unacked data without its
+//! A segment whose records are all acknowledged is deleted (`.wal` first, then `.ack`: a crash
+//! in between leaves an orphan `.ack` that the next open removes, never a segment that lost its
 //! acks), unless it is the active one; the active segment is closed ("rolled") when the next record
 //! would take it past the segment size. Every open starts a fresh active segment.
 //!
-//! Record format and damage detection: see [`format`]. Each record carries a magic marker, its
-//! length, its id and two CRC32s (one over the header, so a damaged length is never trusted, one
-//! over the payload).
+//! Record format and damage detection: see `wal/format.rs`. Each record carries a magic
+//! marker, its length, its id and two CRC32s (one over the header, so a damaged length is never
+//! trusted, one over the payload).
 //!
 //! # Bad input
 //! Opening never panics on a damaged directory. Damaged records are skipped and the scan
@@ -183,7 +184,7 @@ pub struct Wal {
 
 #[derive(Debug)]
 struct Segment {
-    /// Bytes of intact records in the `.wal` file.
+    /// Length of the `.wal` file: intact records and any damaged stretches between them.
     len: u64,
     /// Intact records in the file, acknowledged or not.
     records: u64,
@@ -228,14 +229,21 @@ struct SyncWork {
 }
 
 impl SyncWork {
+    /// Syncs everything even after a failure (the dirty flags are already cleared) and
+    /// reports the first error.
     fn run(self) -> Result<(), WalError> {
+        let mut first_error = None;
         for (file, path) in &self.files {
-            file.sync_data().map_err(io_error(path))?;
+            if let Err(err) = file.sync_data() {
+                first_error.get_or_insert(io_error(path)(err));
+            }
         }
-        if let Some(dir) = &self.dir {
-            sync_dir(dir)?;
+        if let Some(dir) = &self.dir
+            && let Err(err) = sync_dir(dir)
+        {
+            first_error.get_or_insert(err);
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 }
 
@@ -282,17 +290,18 @@ impl Wal {
 
     /// Appends one record and makes it as durable as the fsync policy promises.
     pub fn append(&self, payload: &[u8]) -> Result<RecordId, WalError> {
-        let (id, always) = {
+        let (id, own_work) = {
             let mut inner = self.state();
             let id = inner.append(payload)?;
-            let always = match inner.opts.fsync {
+            let own_work = match inner.opts.fsync {
                 FsyncPolicy::Always => Some(inner.always_work()),
+                // Overdue: sync everything now rather than wait for the queue's timer.
                 FsyncPolicy::Interval(every) if inner.last_sync.elapsed() >= every => None,
                 _ => return Ok(RecordId(id)),
             };
-            (id, always)
+            (id, own_work)
         };
-        let synced = match always {
+        let synced = match own_work {
             Some(work) => work.run(),
             None => self.sync(),
         };
@@ -523,7 +532,8 @@ impl Inner {
         if let Err(err) = std::fs::remove_file(&path)
             && err.kind() != std::io::ErrorKind::NotFound
         {
-            tracing::warn!(path = %path.display(), error = %err, "cannot delete acknowledged WAL segment; will retry");
+            let path = path.display();
+            tracing::warn!(%path, %err, "cannot delete acknowledged WAL segment; will retry");
             self.gc_pending = true;
             return;
         }
@@ -531,7 +541,8 @@ impl Inner {
         if let Err(err) = std::fs::remove_file(&ack)
             && err.kind() != std::io::ErrorKind::NotFound
         {
-            tracing::warn!(path = %ack.display(), error = %err, "cannot delete WAL ack file; the next start removes it");
+            let path = ack.display();
+            tracing::warn!(%path, %err, "cannot delete WAL ack file; the next open removes it");
         }
         if let Some(segment) = self.segments.remove(&start) {
             self.size -= segment.footprint();
