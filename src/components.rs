@@ -75,10 +75,10 @@ impl SharedState {
         make: impl FnOnce() -> T,
     ) -> Arc<T> {
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(existing) = map.get(key) {
-            if let Ok(t) = existing.clone().downcast::<T>() {
-                return t;
-            }
+        if let Some(existing) = map.get(key)
+            && let Ok(t) = existing.clone().downcast::<T>()
+        {
+            return t;
         }
         let t = Arc::new(make());
         map.insert(key.to_string(), t.clone());
@@ -101,10 +101,14 @@ pub struct BuildContext {
 
 pub type ValidateFn = fn(&Value) -> Result<(), FieldError>;
 
+pub type ReceiverCtor = fn(&Value, &BuildContext) -> Result<Box<dyn Receiver>, BuildError>;
+pub type ProcessorCtor = fn(&Value, &BuildContext) -> Result<Box<dyn Processor>, BuildError>;
+pub type ExporterCtor = fn(&Value, &BuildContext) -> Result<Arc<dyn Exporter>, BuildError>;
+
 pub enum Constructor {
-    Receiver(fn(&Value, &BuildContext) -> Result<Box<dyn Receiver>, BuildError>),
-    Processor(fn(&Value, &BuildContext) -> Result<Box<dyn Processor>, BuildError>),
-    Exporter(fn(&Value, &BuildContext) -> Result<Arc<dyn Exporter>, BuildError>),
+    Receiver(ReceiverCtor),
+    Processor(ProcessorCtor),
+    Exporter(ExporterCtor),
     Extension,
 }
 

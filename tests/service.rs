@@ -215,10 +215,10 @@ fn free_port() -> u16 {
 
 async fn wait_ready(url: &str) {
     for _ in 0..200 {
-        if let Ok(r) = reqwest::get(url).await {
-            if r.status() == 200 {
-                return;
-            }
+        if let Ok(r) = reqwest::get(url).await
+            && r.status() == 200
+        {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

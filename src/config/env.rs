@@ -27,12 +27,13 @@ pub fn substitute(
                 .ok_or_else(|| format!("unterminated ${{...}} in {s:?}"))?;
             let inner = &inner_start[..end];
             let reference = inner.strip_prefix("env:").unwrap_or(inner);
-            if let Some((scheme, _)) = inner.split_once(':') {
-                if scheme != "env" && !inner.contains(":-") {
-                    return Err(format!(
-                        "unsupported config provider \"{scheme}\" in ${{{inner}}}: weft supports only env"
-                    ));
-                }
+            if let Some((scheme, _)) = inner.split_once(':')
+                && scheme != "env"
+                && !inner.contains(":-")
+            {
+                return Err(format!(
+                    "unsupported config provider \"{scheme}\" in ${{{inner}}}: weft supports only env"
+                ));
             }
             let (name, default) = match reference.split_once(":-") {
                 Some((n, d)) => (n, Some(d)),

@@ -221,10 +221,10 @@ pub fn parse_component<T: serde::de::DeserializeOwned>(
         let suggestion = unknown_name_suggestion(&message);
         if message.starts_with("unknown field") {
             // serde_path_to_error stops at the struct; name the field in the path.
-            if let Some(name) = message.split('`').nth(1) {
-                if path.last().map(String::as_str) != Some(name) {
-                    path.push(name.to_string());
-                }
+            if let Some(name) = message.split('`').nth(1)
+                && path.last().map(String::as_str) != Some(name)
+            {
+                path.push(name.to_string());
             }
         }
         FieldError {
@@ -379,12 +379,12 @@ impl ComponentId {
                 "invalid component id {s:?}: the type must be letters, digits or _"
             ));
         }
-        if let Some(n) = name {
-            if n.is_empty() || n.contains('/') {
-                return Err(format!(
-                    "invalid component id {s:?}: expected type or type/name"
-                ));
-            }
+        if let Some(n) = name
+            && (n.is_empty() || n.contains('/'))
+        {
+            return Err(format!(
+                "invalid component id {s:?}: expected type or type/name"
+            ));
         }
         Ok(ComponentId {
             ty: ty.to_string(),

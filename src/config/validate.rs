@@ -95,14 +95,14 @@ pub fn validate(root: &Node) -> Result<ValidConfig, ConfigErrors> {
             );
         }
     }
-    if let Some(c) = root.get("connectors") {
-        if matches!(&c.value, Value::Map(m) if !m.is_empty()) {
-            cx.err(
-                &["connectors"],
-                "weft has no connectors yet; use several exporters in one pipeline to fan out",
-                None,
-            );
-        }
+    if let Some(c) = root.get("connectors")
+        && matches!(&c.value, Value::Map(m) if !m.is_empty())
+    {
+        cx.err(
+            &["connectors"],
+            "weft has no connectors yet; use several exporters in one pipeline to fan out",
+            None,
+        );
     }
 
     let receivers = components(&mut cx, Kind::Receiver);
@@ -235,8 +235,7 @@ pub fn validate(root: &Node) -> Result<ValidConfig, ConfigErrors> {
     }
 
     if !cx.errors.is_empty() {
-        cx.errors
-            .sort_by(|a, b| (a.file.clone(), a.line).cmp(&(b.file.clone(), b.line)));
+        cx.errors.sort_by_key(|a| (a.file.clone(), a.line));
         return Err(ConfigErrors(cx.errors));
     }
     Ok(ValidConfig {
@@ -475,17 +474,14 @@ fn pipeline_specs(
                             "processors" => Kind::Processor,
                             _ => Kind::Exporter,
                         };
-                        if let Lookup::Found(f) = lookup(kind, c.ty) {
-                            if !f.signals.contains(&signal) {
-                                cx.err(
-                                    &["service", "pipelines", pid, key],
-                                    format!(
-                                        "{} \"{name}\" does not support {signal}",
-                                        kind.singular()
-                                    ),
-                                    None,
-                                );
-                            }
+                        if let Lookup::Found(f) = lookup(kind, c.ty)
+                            && !f.signals.contains(&signal)
+                        {
+                            cx.err(
+                                &["service", "pipelines", pid, key],
+                                format!("{} \"{name}\" does not support {signal}", kind.singular()),
+                                None,
+                            );
                         }
                     }
                 }

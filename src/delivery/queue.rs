@@ -114,7 +114,7 @@ impl Delivery {
                     "WAL records skipped at startup because their checksum did not match",
                     &[("component", id)],
                 );
-                corrupt.add(replay.corrupt_records);
+                corrupt.add(replay.corrupt_records + u64::from(replay.torn_tail_bytes > 0));
                 for w in &replay.warnings {
                     tracing::warn!(exporter = id, "{w}");
                 }
@@ -210,7 +210,8 @@ impl Delivery {
                     let mut tick = tokio::time::interval(every);
                     loop {
                         tick.tick().await;
-                        if let Err(e) = w.sync() {
+                        let w = w.clone();
+                        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || w.sync()).await {
                             tracing::warn!("persistent queue fsync failed: {e}");
                         }
                     }
@@ -416,7 +417,9 @@ async fn deliver(s: &Shared, item: Item, seed: u64) {
     let outcome = deliver_batch(s, item.batch, seed).await;
     match (outcome, record, &s.wal) {
         (Outcome::Done, Some(rid), Some(w)) => {
-            if let Err(e) = w.ack(rid) {
+            let w = w.clone();
+            let r = tokio::task::spawn_blocking(move || w.ack(rid)).await;
+            if let Ok(Err(e)) = r {
                 tracing::warn!(exporter = %s.id, "cannot acknowledge WAL record: {e}");
             }
         }

@@ -65,13 +65,13 @@ pub struct FileExporter {
 
 pub fn build(v: &Value, ctx: &BuildContext) -> Result<Arc<dyn Exporter>, BuildError> {
     let c: FileConfig = parse_component(v).map_err(|e| BuildError::new(&ctx.id, e.message))?;
-    if let Some(f) = &c.format {
-        if f != "json" {
-            return Err(BuildError::new(
-                &ctx.id,
-                format!("format {f:?} is not supported; use json"),
-            ));
-        }
+    if let Some(f) = &c.format
+        && f != "json"
+    {
+        return Err(BuildError::new(
+            &ctx.id,
+            format!("format {f:?} is not supported; use json"),
+        ));
     }
     Ok(Arc::new(FileExporter {
         path: PathBuf::from(c.path),
@@ -86,17 +86,18 @@ pub fn build(v: &Value, ctx: &BuildContext) -> Result<Arc<dyn Exporter>, BuildEr
 impl FileExporter {
     fn write_line(&self, line: &[u8]) -> std::io::Result<()> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(r) = &self.rotation {
-            if st.file.is_some() && st.size + line.len() as u64 > r.max_megabytes * 1024 * 1024 {
-                st.file = None;
-                self.rotate(r.max_backups)?;
-            }
+        if let Some(r) = &self.rotation
+            && st.file.is_some()
+            && st.size + line.len() as u64 > r.max_megabytes * 1024 * 1024
+        {
+            st.file = None;
+            self.rotate(r.max_backups)?;
         }
         if st.file.is_none() {
-            if let Some(dir) = self.path.parent() {
-                if !dir.as_os_str().is_empty() {
-                    std::fs::create_dir_all(dir)?;
-                }
+            if let Some(dir) = self.path.parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir)?;
             }
             let f = std::fs::OpenOptions::new()
                 .create(true)

@@ -184,7 +184,7 @@ impl Service {
                         BuildError::new(eid, format!("cannot listen on {}: {e}", hc.endpoint))
                     })?;
             if let Ok(a) = listener.local_addr() {
-                bound.record(format!("{eid}"), a);
+                bound.record(eid.to_string(), a);
                 tracing::info!(
                     "health_check listening on http://{a} (/health/live, /health/ready, /metrics)"
                 );
