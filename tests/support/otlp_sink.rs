@@ -111,6 +111,11 @@ impl Sink {
         Sink::start_on("127.0.0.1:0".parse().unwrap(), Arc::default()).await
     }
 
+    /// Starts listening on a given address (a backend that comes up late).
+    pub async fn start_at(addr: SocketAddr) -> Sink {
+        Sink::start_on(addr, Arc::default()).await
+    }
+
     async fn start_on(addr: SocketAddr, state: Arc<Mutex<SinkState>>) -> Sink {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -183,6 +188,19 @@ impl Sink {
 
     pub fn batches(&self) -> Vec<Batch> {
         self.state.lock().unwrap().batches.clone()
+    }
+
+    /// Every span id received, with how many times it arrived.
+    pub fn span_ids(&self) -> std::collections::HashMap<Vec<u8>, usize> {
+        let mut m = std::collections::HashMap::new();
+        for b in self.state.lock().unwrap().batches.iter() {
+            if let Batch::Traces(v) = b {
+                for s in v.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans) {
+                    *m.entry(s.span_id.clone()).or_insert(0) += 1;
+                }
+            }
+        }
+        m
     }
 
     pub fn item_count(&self) -> usize {

@@ -78,3 +78,91 @@ pub fn config(processors: &str, exporters: &str, pipelines: &str) -> String {
 pub fn binary() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_BIN_EXE_weft"))
 }
+
+/// weft as a child process, with its admin endpoint for readiness and metrics.
+pub struct Process {
+    pub child: tokio::process::Child,
+    pub admin: String,
+    pub log: std::path::PathBuf,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Process {
+    /// Starts `weft --config <yaml>`; `admin_port` must be the health_check port in it.
+    pub async fn start(dir: &std::path::Path, name: &str, yaml: &str, admin_port: u16) -> Process {
+        let cfg = dir.join(format!("{name}.yaml"));
+        std::fs::write(&cfg, yaml).unwrap();
+        let log = dir.join(format!("{name}.log"));
+        let child = tokio::process::Command::new(binary())
+            .arg("--config")
+            .arg(&cfg)
+            .env("WEFT_LOG", "info")
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let p = Process {
+            child,
+            admin: format!("http://127.0.0.1:{admin_port}"),
+            log,
+        };
+        p.wait_ready().await;
+        p
+    }
+
+    pub async fn wait_ready(&self) {
+        for _ in 0..400 {
+            if let Ok(r) = reqwest::get(format!("{}/health/ready", self.admin)).await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("weft not ready; log:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.admin))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// A metric line's value (exact series text up to the value).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap();
+    }
+
+    pub async fn wait_exit(&mut self, timeout: std::time::Duration) -> Option<i32> {
+        tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .expect("weft exits in time")
+            .unwrap()
+            .code()
+    }
+}
