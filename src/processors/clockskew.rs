@@ -22,33 +22,40 @@
 //! per pair at most), widened by 50 ppm of their age so slowly drifting clocks stay
 //! covered while fresh evidence dominates. A pair's estimate is 0 when its evidence admits
 //! 0 (consistent clocks are left alone), else the midpoint of the supported region
-//! (symmetric latency), else — one-sided evidence — the smallest correction. Each domain's
-//! offset relative to the trace's root domain is the sum along the least uncertain chain
-//! of pairs (so a node linked to the root only through other nodes is solved through
-//! them), then projected onto the trace's own bounds: after correction no synchronous
-//! child lies outside its parent and no consumer starts before its producer, whatever the
-//! cross-trace estimate said. Spans of one domain all move by the same amount, so their
-//! relative timing is kept exactly; start, end and event timestamps move together.
+//! (symmetric latency). Each domain's offset relative to the trace's root domain is the
+//! sum along the least uncertain chain of two-sided pair estimates, so a node linked to
+//! the root only through other nodes is solved through them. A domain reached only by
+//! one-sided (asynchronous) evidence gets the offset nearest 0 that this evidence allows
+//! once its neighbours are corrected: a consumer moves only as far as needed to start
+//! after its producer. Finally the offsets are projected onto the trace's own bounds:
+//! after correction no synchronous child lies outside its parent and no consumer starts
+//! before its producer, whatever the cross-trace estimate said. Spans of one domain all
+//! move by the same amount, so their relative timing is kept exactly; start, end and
+//! event timestamps move together.
 //!
 //! **Output.** Every shifted span gets `weft.clock_skew.adjustment_ns` (int: nanoseconds
 //! added; accumulated over repeated passes), so the original timestamps stay recoverable.
-//! A domain whose offset exceeds `max_adjustment` is left as it is and counted.
+//! A domain whose offset exceeds `max_adjustment` is left as it is and counted (so
+//! `max_adjustment: 0` turns correction off, as in Jaeger).
 //!
 //! **Domain overrides and Debezium.** Some spans are stamped by another machine's clock
 //! than their resource names. Debezium's outbox EventRouter creates a `db-log-write` span
-//! whose start is the database's commit time — the MySQL server's clock, truncated to the
-//! second when binlogs lack GTIDs — while its resource is the Kafka Connect worker. Taken
-//! at face value it would drag the worker's clock by up to a second. A rule fixes that:
+//! (child of the span whose context the application wrote into the outbox row) whose
+//! start is the database's commit time — the MySQL server's clock, truncated to the second
+//! when binlogs lack GTIDs — while its resource is the Kafka Connect worker. Taken at face
+//! value ("a child starts no earlier than its parent") it would drag the worker's clock by
+//! up to a second plus the database's own skew. A rule fixes that:
 //!
 //! ```yaml
 //! processors:
 //!   clockskew:
 //!     domain_overrides:
-//!       - span_name: db-log-write            # match: exact name, and/or
-//!         attributes: {db.type: mysql}       #        attribute values (all must match)
-//!         domain_attribute: db.server.address # domain from a span attribute, or
-//!         # domain: mysql-orders              # a fixed domain name
-//!         coarse: true                        # timestamps give no evidence, no bounds
+//!       - span_name: db-log-write       # match: exact span name, and/or
+//!         attributes: {db.type: mysql}  #   attribute values (all must match)
+//!         domain_attribute: db.server_id # the domain from a span attribute (Debezium
+//!                                        # copies the binlog source block as db.*), or
+//!         # domain: mysql-orders         # a fixed domain name
+//!         coarse: true                   # its timestamps bound no offset
 //! ```
 //!
 //! The first matching rule applies; a coarse span still moves with its domain.
@@ -323,7 +330,9 @@ impl ClockSkew {
             return fragments;
         }
         let (bounds, mut inconsistent) = solve::combine_pairs(&view.constraints);
-        let chained: Vec<Option<Chained>> = match self.estimator {
+        let mut chained: Vec<Option<Chained>> = vec![None; n];
+        let mut one_sided: Vec<Option<i64>> = vec![None; n];
+        match self.estimator {
             Estimator::CrossTrace => {
                 for c in &view.constraints {
                     self.window
@@ -337,7 +346,28 @@ impl ClockSkew {
                         .filter_map(|other| window.estimate(k, &other, now).map(|e| (other, e)))
                         .collect()
                 });
-                view.domains.iter().map(|d| found.get(d).copied()).collect()
+                for (d, name) in view.domains.iter().enumerate() {
+                    chained[d] = found.get(name).copied();
+                    one_sided[d] = chained[d].map(|c| c.offset);
+                }
+                let local: HashMap<&str, usize> = view
+                    .domains
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| (&**d, i))
+                    .collect();
+                let domains = &view.domains;
+                solve::one_sided_offsets(&mut one_sided, |d| {
+                    let name = &domains[d];
+                    window
+                        .neighbours(name)
+                        .into_iter()
+                        .filter_map(|other| {
+                            let n = *local.get(&*other)?;
+                            window.estimate(name, &other, now).map(|e| (n, e))
+                        })
+                        .collect()
+                });
             }
             Estimator::PerTrace => {
                 let mut adjacent: Vec<Vec<(usize, Estimate)>> = vec![Vec::new(); n];
@@ -348,15 +378,18 @@ impl ClockSkew {
                 }
                 let all: Vec<usize> = (0..n).collect();
                 let found = solve::chain_offsets(reference, &all, |k| adjacent[*k].clone());
-                all.iter().map(|d| found.get(d).copied()).collect()
+                for d in 0..n {
+                    chained[d] = found.get(&d).copied();
+                    one_sided[d] = chained[d].map(|c| c.offset);
+                }
+                solve::one_sided_offsets(&mut one_sided, |d| adjacent[d].clone());
             }
-        };
+        }
 
-        let mut offsets = vec![0i64; n];
+        let mut offsets: Vec<i64> = one_sided.iter().map(|o| o.unwrap_or(0)).collect();
         let mut freedom = vec![Freedom::Free; n];
         for (d, c) in chained.iter().enumerate() {
             if let Some(c) = c {
-                offsets[d] = c.offset;
                 freedom[d] = Freedom::Estimated(c.uncertainty);
             }
         }

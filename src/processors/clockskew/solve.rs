@@ -7,9 +7,6 @@ use std::hash::Hash;
 
 use super::estimate::{Estimate, Interval, Region, marzullo};
 
-/// Path weight of a pair bounded on one side only: such a link is used only when no
-/// two-sided chain exists.
-const ONE_SIDED_WEIGHT: u64 = 10_000_000_000_000;
 /// Added per hop so equally certain chains prefer fewer domains.
 const HOP_WEIGHT: u64 = 1_000;
 /// A correction lands this far inside a bound (when the bound leaves room) so that the
@@ -70,6 +67,9 @@ pub struct Chained {
 
 /// Least-uncertain chains (Dijkstra over estimate widths) from `root` to `targets`;
 /// `neighbours(k)` yields the estimates of o_n − o_k. Stops once every target is reached.
+/// Only two-sided estimates chain: a one-sided "smallest correction" is relative to an
+/// uncorrected neighbour and means nothing once that neighbour moved (see
+/// [`one_sided_offsets`]).
 pub fn chain_offsets<K, F>(root: K, targets: &[K], mut neighbours: F) -> HashMap<K, Chained>
 where
     K: Clone + Eq + Hash,
@@ -103,12 +103,10 @@ where
             break;
         }
         for (next, est) in neighbours(&key) {
-            let weight = if est.width == u64::MAX {
-                ONE_SIDED_WEIGHT
-            } else {
-                est.width.min(ONE_SIDED_WEIGHT)
-            };
-            let d = dist.saturating_add(weight).saturating_add(HOP_WEIGHT);
+            if !est.region.bounds.is_two_sided() {
+                continue;
+            }
+            let d = dist.saturating_add(est.width).saturating_add(HOP_WEIGHT);
             let o = offset.saturating_add(est.offset);
             let i = *index.entry(next.clone()).or_insert_with(|| {
                 nodes.push(next.clone());
@@ -123,6 +121,53 @@ where
         }
     }
     out
+}
+
+/// Offsets for domains no two-sided chain reached, from one-sided evidence (asynchronous
+/// edges) against domains that have an offset: the value nearest 0 that all of it allows
+/// (a consumer is moved only as far as needed to start after its producer). Repeats so
+/// chains of asynchronous hops are followed; contradicting evidence leaves a domain at
+/// `None`. `neighbours(d)` yields (n, estimate of o_n − o_d) over local indices.
+pub fn one_sided_offsets<F>(known: &mut [Option<i64>], mut neighbours: F)
+where
+    F: FnMut(usize) -> Vec<(usize, Estimate)>,
+{
+    loop {
+        let mut progress = false;
+        for d in 0..known.len() {
+            if known[d].is_some() {
+                continue;
+            }
+            let mut allowed = Interval::new(i64::MIN, i64::MAX);
+            let mut any = false;
+            for (n, est) in neighbours(d) {
+                let Some(base) = known.get(n).copied().flatten() else {
+                    continue;
+                };
+                // o_d − o_n is bounded by the reversed region.
+                let rel = est.region.bounds.reversed();
+                let lo = if rel.lo == i64::MIN {
+                    i64::MIN
+                } else {
+                    base.saturating_add(rel.lo)
+                };
+                let hi = if rel.hi == i64::MAX {
+                    i64::MAX
+                } else {
+                    base.saturating_add(rel.hi)
+                };
+                allowed = Interval::new(allowed.lo.max(lo), allowed.hi.min(hi));
+                any = true;
+            }
+            if any && allowed.lo <= allowed.hi {
+                known[d] = Some(0i64.clamp(allowed.lo, allowed.hi));
+                progress = true;
+            }
+        }
+        if !progress {
+            break;
+        }
+    }
 }
 
 /// How freely a domain may move in the projection.
@@ -238,6 +283,23 @@ mod tests {
         assert_eq!(out[&1].offset, 10_100 + 5_050);
         assert_eq!(out[&2].offset, 10_100);
         assert!(out[&1].uncertainty < 1_000_000);
+    }
+
+    #[test]
+    fn one_sided_evidence_is_applied_after_the_neighbour_moved() {
+        // Domain 1 is corrected by −250; domain 2 (a consumer of 1) has o_2 − o_1 ≥ 220.
+        let est = Estimate::from_region(marzullo([Interval::at_least(220)]).unwrap());
+        let graph: HashMap<usize, Vec<(usize, Estimate)>> = HashMap::from([
+            (1, vec![(2, est)]),
+            (2, vec![(1, est.reversed())]),
+            (0, vec![]),
+        ]);
+        let mut known = vec![Some(0), Some(-250), None];
+        one_sided_offsets(&mut known, |d| graph[&d].clone());
+        assert_eq!(known[2], Some(0), "no move needed once 1 moved");
+        let mut known = vec![Some(0), Some(0), None];
+        one_sided_offsets(&mut known, |d| graph[&d].clone());
+        assert_eq!(known[2], Some(220));
     }
 
     #[test]
