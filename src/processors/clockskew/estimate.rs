@@ -11,7 +11,9 @@
 //! intersection is Marzullo's: the region covered by the largest number of intervals,
 //! which ignores a minority of "falsetickers" instead of collapsing to nothing. Slow clock
 //! drift is absorbed by widening every stored interval by [`MAX_DRIFT_PPM`] of its age, so
-//! old evidence stays honest while fresh evidence dominates.
+//! old evidence stays honest while fresh evidence dominates; a stepped clock is recognised
+//! when the [`STEP_SAMPLES`] latest intervals all miss the combined region, and the older
+//! evidence is dropped.
 //!
 //! The point estimate is 0 when the region admits 0 (clocks that agree are left alone,
 //! byte for byte) and otherwise the region's midpoint (symmetric latency), or its finite
@@ -27,6 +29,10 @@ pub const MAX_DRIFT_PPM: u64 = 50;
 
 /// Most recent intervals kept per domain pair (older ones add little once widened).
 pub const MAX_SAMPLES_PER_PAIR: usize = 256;
+
+/// When this many most recent intervals of a pair all miss the combined region, the clock
+/// was stepped: older evidence is dropped.
+pub const STEP_SAMPLES: usize = 16;
 
 /// Bounds on δ = o_b − o_a in nanoseconds; `i64::MIN` / `i64::MAX` mean unbounded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,6 +210,15 @@ impl Estimate {
     }
 }
 
+/// Marzullo over a pair's samples, each widened by the drift bound times its age.
+fn combine(samples: &VecDeque<(Instant, Interval)>, now: Instant) -> Option<Region> {
+    marzullo(samples.iter().map(|(at, iv)| {
+        let age = now.saturating_duration_since(*at).as_nanos();
+        let by = age.saturating_mul(MAX_DRIFT_PPM as u128) / 1_000_000;
+        iv.widened(i64::try_from(by).unwrap_or(i64::MAX))
+    }))
+}
+
 struct PairSamples {
     samples: VecDeque<(Instant, Interval)>,
     cached: Option<(Instant, Estimate)>,
@@ -291,12 +306,22 @@ impl CrossTraceWindow {
                         break;
                     }
                 }
-                let widened = pair.samples.iter().map(|(at, iv)| {
-                    let age = now.saturating_duration_since(*at).as_nanos();
-                    let by = age.saturating_mul(MAX_DRIFT_PPM as u128) / 1_000_000;
-                    iv.widened(i64::try_from(by).unwrap_or(i64::MAX))
-                });
-                let est = Estimate::from_region(marzullo(widened)?);
+                let mut region = combine(&pair.samples, now)?;
+                // A stepped clock: the latest evidence all disagrees with the majority, so
+                // the older evidence describes a clock that no longer exists.
+                if pair.samples.len() > STEP_SAMPLES
+                    && pair
+                        .samples
+                        .iter()
+                        .rev()
+                        .take(STEP_SAMPLES)
+                        .all(|(_, iv)| iv.lo > region.bounds.hi || iv.hi < region.bounds.lo)
+                {
+                    let stale = pair.samples.len() - STEP_SAMPLES;
+                    pair.samples.drain(..stale);
+                    region = combine(&pair.samples, now)?;
+                }
+                let est = Estimate::from_region(region);
                 pair.cached = Some((now, est));
                 est
             }

@@ -449,17 +449,15 @@ fn late_spans_are_corrected_against_the_same_reference() {
     assert_eq!(adjustment(&out[&4]), Some(-25 * MS));
 }
 
-#[test]
-fn cross_trace_estimates_converge_on_the_true_offset() {
-    // Latencies are asymmetric (request 0.2–4 ms, response 0.2–0.6 ms), so centring one
-    // edge is off by up to ~1.7 ms; intersecting many edges is not.
-    let skew = 90 * MS;
+/// Sends `n` two-node traces `spacing` apart with b's clock `skew(i)` ahead; latencies are
+/// asymmetric (request 0.2–4 ms, response 0.2–0.6 ms). Returns each trace's error and
+/// checks every server span lands inside its client.
+fn pair_errors(estimator: &str, n: u8, spacing: Duration, skew: impl Fn(u8) -> i64) -> Vec<i64> {
     let mut rng = fastrand::Rng::with_seed(7);
-    let mut per_trace = processor(serde_json::json!({"estimator": "per_trace"})).0;
-    let mut cross = processor(serde_json::json!({"estimator": "cross_trace"})).0;
+    let mut p = processor(serde_json::json!({"estimator": estimator})).0;
     let t0 = Instant::now();
-    let mut errors = (Vec::new(), Vec::new());
-    for i in 0..200u8 {
+    let mut errors = Vec::new();
+    for i in 0..n {
         let up = rng.i64(200 * US..4 * MS);
         let down = rng.i64(200 * US..600 * US);
         let work = rng.i64(MS..5 * MS);
@@ -471,26 +469,52 @@ fn cross_trace_estimates_converge_on_the_true_offset() {
                     span(i, 2, 1, Client, 0, up + work + down),
                 ],
             ),
-            skewed("b", skew, vec![span(i, 3, 2, Server, up, up + work)]),
+            skewed("b", skew(i), vec![span(i, 3, 2, Server, up, up + work)]),
         ];
-        let now = t0 + Duration::from_millis(50 * i as u64);
-        for (p, errs) in [(&mut per_trace, &mut errors.0), (&mut cross, &mut errors.1)] {
-            let out = by_id(&run(p, now, vec![trace.clone()]));
-            errs.push((adjustment(&out[&3]).unwrap() + skew).abs());
-            assert!(inside(&out[&2], &out[&3]));
-        }
+        let out = by_id(&run(&mut p, t0 + spacing * i as u32, vec![trace]));
+        errors.push((adjustment(&out[&3]).unwrap_or(0) + skew(i)).abs());
+        assert!(inside(&out[&2], &out[&3]), "trace {i}");
     }
-    let tail = |e: &[i64]| *e[150..].iter().max().unwrap();
+    errors
+}
+
+fn worst(errors: &[i64]) -> i64 {
+    errors.iter().copied().max().unwrap_or(0)
+}
+
+#[test]
+fn cross_trace_estimates_converge_on_the_true_offset() {
+    // Centring one edge is off by up to ~1.7 ms here; intersecting many edges is not.
+    let spacing = Duration::from_millis(50);
+    let per_trace = pair_errors("per_trace", 200, spacing, |_| 90 * MS);
+    let cross = pair_errors("cross_trace", 200, spacing, |_| 90 * MS);
     assert!(
-        tail(&errors.1) < 200 * US,
-        "cross-trace error {}",
-        tail(&errors.1)
+        worst(&cross[150..]) < 200 * US,
+        "cross-trace {}",
+        worst(&cross[150..])
     );
     assert!(
-        tail(&errors.0) > 500 * US,
-        "per-trace error {}",
-        tail(&errors.0)
+        worst(&per_trace[150..]) > 500 * US,
+        "per-trace {}",
+        worst(&per_trace[150..])
     );
+}
+
+#[test]
+fn cross_trace_estimates_follow_a_drifting_clock() {
+    // 40 ppm over 100 s: b drifts by 4 ms.
+    let spacing = Duration::from_millis(400);
+    let drift = |i: u8| 90 * MS + (i as i64 * 400 * MS) * 40 / 1_000_000;
+    let cross = pair_errors("cross_trace", 250, spacing, drift);
+    assert!(worst(&cross[200..]) < 300 * US, "{}", worst(&cross[200..]));
+}
+
+#[test]
+fn cross_trace_estimates_recover_from_a_clock_step() {
+    // b's clock is stepped by 20 ms at trace 100 (an NTP step).
+    let step = |i: u8| if i < 100 { 90 * MS } else { 110 * MS };
+    let cross = pair_errors("cross_trace", 200, Duration::from_millis(50), step);
+    assert!(worst(&cross[150..]) < 200 * US, "{}", worst(&cross[150..]));
 }
 
 #[test]
