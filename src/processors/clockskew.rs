@@ -314,22 +314,17 @@ impl ClockSkew {
         }
     }
 
-    /// Corrects one released trace and returns its fragments.
-    fn correct(&mut self, trace: BufferedTrace, now: Instant) -> Vec<ResourceSpans> {
-        self.metrics.traces.inc();
-        let mut fragments = trace.resource_spans;
-        let remembered = self.recent.get(&trace.trace_id).cloned();
-        let view = trace::analyse(&fragments, &self.domains, remembered.as_ref());
-        let Some(reference) = view.reference else {
-            return fragments;
-        };
-        let reference_name = view.domains[reference].clone();
-        self.remember(&trace.trace_id, &reference_name);
+    /// Offsets before the projection: chained two-sided estimates (with their uncertainty)
+    /// and, for every domain, the starting offset including one-sided evidence.
+    fn initial_offsets(
+        &mut self,
+        view: &trace::TraceView,
+        reference: usize,
+        bounds: &[solve::PairBound],
+        now: Instant,
+    ) -> (Vec<Option<Chained>>, Vec<Option<i64>>) {
         let n = view.domains.len();
-        if n < 2 {
-            return fragments;
-        }
-        let (bounds, mut inconsistent) = solve::combine_pairs(&view.constraints);
+        let reference_name = view.domains[reference].clone();
         let mut chained: Vec<Option<Chained>> = vec![None; n];
         let mut one_sided: Vec<Option<i64>> = vec![None; n];
         match self.estimator {
@@ -371,7 +366,7 @@ impl ClockSkew {
             }
             Estimator::PerTrace => {
                 let mut adjacent: Vec<Vec<(usize, Estimate)>> = vec![Vec::new(); n];
-                for p in &bounds {
+                for p in bounds {
                     let e = Estimate::from_region(p.region);
                     adjacent[p.a].push((p.b, e));
                     adjacent[p.b].push((p.a, e.reversed()));
@@ -385,6 +380,27 @@ impl ClockSkew {
                 solve::one_sided_offsets(&mut one_sided, |d| adjacent[d].clone());
             }
         }
+
+        (chained, one_sided)
+    }
+
+    /// Corrects one released trace and returns its fragments.
+    fn correct(&mut self, trace: BufferedTrace, now: Instant) -> Vec<ResourceSpans> {
+        self.metrics.traces.inc();
+        let mut fragments = trace.resource_spans;
+        let remembered = self.recent.get(&trace.trace_id).cloned();
+        let view = trace::analyse(&fragments, &self.domains, remembered.as_ref());
+        let Some(reference) = view.reference else {
+            return fragments;
+        };
+        let reference_name = view.domains[reference].clone();
+        self.remember(&trace.trace_id, &reference_name);
+        let n = view.domains.len();
+        if n < 2 {
+            return fragments;
+        }
+        let (bounds, mut inconsistent) = solve::combine_pairs(&view.constraints);
+        let (chained, one_sided) = self.initial_offsets(&view, reference, &bounds, now);
 
         let mut offsets: Vec<i64> = one_sided.iter().map(|o| o.unwrap_or(0)).collect();
         let mut freedom = vec![Freedom::Free; n];
