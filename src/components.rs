@@ -190,6 +190,14 @@ pub static FACTORIES: &[Factory] = &[
         validate: processors::resourcedetection::validate,
         construct: Constructor::Processor(processors::resourcedetection::build),
     },
+    Factory {
+        kind: Kind::Processor,
+        ty: "clockskew",
+        aliases: &[],
+        signals: TRACES,
+        validate: processors::clockskew::validate,
+        construct: Constructor::Processor(processors::clockskew::build),
+    },
     // exporters
     Factory {
         kind: Kind::Exporter,

@@ -11,11 +11,13 @@ use crate::data::Batch;
 
 pub mod attributes;
 pub mod batch;
+pub mod clockskew;
 pub mod filter;
 pub mod memory_limiter;
 pub mod ottl;
 pub mod resource;
 pub mod resourcedetection;
+pub mod trace_buffer;
 
 /// Why a processor did not take a batch.
 #[derive(Debug, thiserror::Error)]
