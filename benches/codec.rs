@@ -1,0 +1,80 @@
+//! OTLP protobuf decode and encode, JSON decode, batch merge and split: items/s.
+//! The decode+encode figure is the ceiling for a collector that must touch every span.
+//!
+//!   cargo bench --bench codec
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use weft::data::*;
+
+pub fn spans(n: usize, attrs: usize) -> Batch {
+    let mut rng = fastrand::Rng::with_seed(7);
+    let kv = |k: String, v: String| KeyValue {
+        key: k,
+        value: Some(AnyValue {
+            value: Some(string_value(v)),
+        }),
+        ..Default::default()
+    };
+    Batch::Traces(vec![ResourceSpans {
+        resource: Some(Resource {
+            attributes: vec![kv("service.name".into(), "order".into())],
+            ..Default::default()
+        }),
+        scope_spans: vec![ScopeSpans {
+            spans: (0..n)
+                .map(|i| Span {
+                    trace_id: (0..16).map(|_| rng.u8(..)).collect(),
+                    span_id: rng.u64(..).to_be_bytes().to_vec(),
+                    name: format!("GET /api/orders/{}", i % 16),
+                    kind: 2,
+                    start_time_unix_nano: 1_700_000_000_000_000_000 + i as u64,
+                    end_time_unix_nano: 1_700_000_000_001_000_000 + i as u64,
+                    attributes: (0..attrs)
+                        .map(|a| {
+                            kv(
+                                format!("attr.{a}"),
+                                (0..24).map(|_| rng.alphanumeric()).collect(),
+                            )
+                        })
+                        .collect(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }])
+}
+
+fn bench(c: &mut Criterion) {
+    let b = spans(100, 10);
+    let proto = b.encode_proto();
+    let json = b.encode_json();
+    let mut g = c.benchmark_group("otlp");
+    g.throughput(Throughput::Elements(100));
+    g.bench_function("decode_proto_100_spans", |x| {
+        x.iter(|| Batch::decode_proto(Signal::Traces, &proto).unwrap())
+    });
+    g.bench_function("encode_proto_100_spans", |x| x.iter(|| b.encode_proto()));
+    g.bench_function("decode_encode_proto_100_spans", |x| {
+        x.iter(|| {
+            Batch::decode_proto(Signal::Traces, &proto)
+                .unwrap()
+                .encode_proto()
+        })
+    });
+    g.bench_function("decode_json_100_spans", |x| {
+        x.iter(|| Batch::decode_json(Signal::Traces, &json).unwrap())
+    });
+    g.bench_function("merge_then_split_100_spans", |x| {
+        x.iter(|| {
+            let mut m = b.clone();
+            m.merge(b.clone());
+            m.split_front(100)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
