@@ -224,3 +224,53 @@ async fn wait_ready(url: &str) {
     }
     panic!("weft did not become ready at {url}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_limit_refuses_with_a_retry_hint() {
+    let sink = Sink::start().await;
+    // A 2 MiB limit: any real process is above its 1 MiB soft limit, so data is refused.
+    let yaml = config(
+        "  memory_limiter:\n    check_interval: 1s\n    limit_mib: 2\n    spike_limit_mib: 1\n",
+        &format!(
+            "  otlp:\n    endpoint: {}\n    tls: {{insecure: true}}\n",
+            sink.endpoint()
+        ),
+        "    traces:\n      receivers: [otlp]\n      processors: [memory_limiter]\n      exporters: [otlp]\n",
+    );
+    let weft = start(&yaml).await;
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/traces", weft.http()))
+        .header("content-type", "application/x-protobuf")
+        .body(spans(2, "order").encode_proto())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(
+        r.headers().get("retry-after").is_some(),
+        "HTTP refusal carries Retry-After"
+    );
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTraceServiceRequest, trace_service_client::TraceServiceClient,
+    };
+    let Batch::Traces(rs) = spans(2, "order") else {
+        unreachable!()
+    };
+    let st = TraceServiceClient::connect(weft.grpc())
+        .await
+        .unwrap()
+        .export(ExportTraceServiceRequest { resource_spans: rs })
+        .await
+        .unwrap_err();
+    assert_eq!(st.code(), tonic::Code::Unavailable);
+    assert!(
+        weft::receivers::otlp::codec::retry_delay_of(&st).is_some(),
+        "gRPC refusal carries RetryInfo"
+    );
+    assert_eq!(
+        weft.metric("weft_receiver_refused_spans_total", "otlp"),
+        4.0
+    );
+    assert_eq!(sink.item_count(), 0);
+    weft.service.shutdown().await;
+}
