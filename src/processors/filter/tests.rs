@@ -376,3 +376,52 @@ fn empty_config_is_a_passthrough() {
     let out = run(json!({}), &c, probe_batch()).unwrap();
     assert_eq!(span_names(&out).len(), 3);
 }
+
+#[test]
+fn collector_documentation_examples_validate() {
+    // The filterprocessor README's example.
+    validate(&json!({
+        "error_mode": "ignore",
+        "traces": {
+            "span": [
+                "attributes[\"container.name\"] == \"app_container_1\"",
+                "resource.attributes[\"host.name\"] == \"localhost\"",
+                "name == \"app_3\"",
+            ],
+            "spanevent": ["attributes[\"grpc\"] == true", "IsMatch(name, \".*grpc.*\")"],
+        },
+        "metrics": {
+            "metric": [
+                "name == \"my.metric\" and resource.attributes[\"my_label\"] == \"abc123\"",
+                "type == METRIC_DATA_TYPE_HISTOGRAM",
+            ],
+            "datapoint": [
+                "metric.type == METRIC_DATA_TYPE_SUMMARY",
+                "resource.attributes[\"service.name\"] == \"my_service_name\"",
+            ],
+        },
+        "logs": {"log_record": [
+            "IsMatch(body, \".*password.*\")",
+            "severity_number < SEVERITY_NUMBER_WARN",
+        ]},
+    }))
+    .unwrap();
+    // The context-inference examples (collector-contrib v0.146+).
+    validate(&json!({
+        "error_mode": "ignore",
+        "trace_conditions": [
+            "resource.attributes[\"host.name\"] == \"localhost\"",
+            "span.attributes[\"container.name\"] == \"app_container_1\"",
+            "span.name == \"app_3\"",
+            "spanevent.attributes[\"grpc\"] == true",
+            "IsMatch(spanevent.name, \".*grpc.*\")",
+            "resource.attributes[\"host.name\"] == \"localhost\" or spanevent.name == \"grpc.timeout\"",
+            "span.kind != SPAN_KIND_CLIENT or span.attributes[\"db.system.name\"] == nil",
+        ],
+        "log_conditions": [
+            {"error_mode": "propagate", "conditions": ["log.severity_number < SEVERITY_NUMBER_WARN"]},
+            {"error_mode": "silent", "conditions": ["resource.attributes[\"service.name\"] == \"noisy-service\""]},
+        ],
+    }))
+    .unwrap();
+}
