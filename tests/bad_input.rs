@@ -204,46 +204,7 @@ async fn grpc_bad_input_is_invalid_argument() {
 
 /// Sends arbitrary bytes as the trace Export request.
 async fn raw_unary(ch: tonic::transport::Channel, body: Vec<u8>) -> Result<(), tonic::Status> {
-    #[derive(Clone, Default)]
-    struct RawCodec;
-    struct Enc;
-    struct Dec;
-    impl tonic::codec::Encoder for Enc {
-        type Item = Vec<u8>;
-        type Error = tonic::Status;
-        fn encode(
-            &mut self,
-            item: Vec<u8>,
-            buf: &mut tonic::codec::EncodeBuf<'_>,
-        ) -> Result<(), tonic::Status> {
-            use bytes::BufMut;
-            buf.put_slice(&item);
-            Ok(())
-        }
-    }
-    impl tonic::codec::Decoder for Dec {
-        type Item = Vec<u8>;
-        type Error = tonic::Status;
-        fn decode(
-            &mut self,
-            buf: &mut tonic::codec::DecodeBuf<'_>,
-        ) -> Result<Option<Vec<u8>>, tonic::Status> {
-            use bytes::Buf;
-            Ok(Some(buf.copy_to_bytes(buf.remaining()).to_vec()))
-        }
-    }
-    impl tonic::codec::Codec for RawCodec {
-        type Encode = Vec<u8>;
-        type Decode = Vec<u8>;
-        type Encoder = Enc;
-        type Decoder = Dec;
-        fn encoder(&mut self) -> Enc {
-            Enc
-        }
-        fn decoder(&mut self) -> Dec {
-            Dec
-        }
-    }
+    use weft::receivers::otlp::codec::RawCodec;
     let mut grpc = tonic::client::Grpc::new(ch);
     grpc.ready()
         .await

@@ -518,7 +518,7 @@ mod send {
                     }
                     let path = http::uri::PathAndQuery::from_static(grpc_path(o.signal));
                     match g
-                        .unary(tonic::Request::new(body), path, raw::RawCodec)
+                        .unary(tonic::Request::new(body), path, weft::receivers::otlp::codec::RawCodec)
                         .await
                     {
                         Ok(_) => Outcome::Ok,
@@ -566,53 +566,6 @@ mod send {
                     }
                 }
             }
-        }
-    }
-}
-
-/// A pass-through codec: the generator sends pre-encoded bodies, the sink reads raw bytes.
-mod raw {
-    #[derive(Clone, Default)]
-    pub struct RawCodec;
-    pub struct Enc;
-    pub struct Dec;
-
-    impl tonic::codec::Encoder for Enc {
-        type Item = Vec<u8>;
-        type Error = tonic::Status;
-        fn encode(
-            &mut self,
-            item: Vec<u8>,
-            buf: &mut tonic::codec::EncodeBuf<'_>,
-        ) -> Result<(), tonic::Status> {
-            use bytes::BufMut;
-            buf.put_slice(&item);
-            Ok(())
-        }
-    }
-
-    impl tonic::codec::Decoder for Dec {
-        type Item = Vec<u8>;
-        type Error = tonic::Status;
-        fn decode(
-            &mut self,
-            buf: &mut tonic::codec::DecodeBuf<'_>,
-        ) -> Result<Option<Vec<u8>>, tonic::Status> {
-            use bytes::Buf;
-            Ok(Some(buf.copy_to_bytes(buf.remaining()).to_vec()))
-        }
-    }
-
-    impl tonic::codec::Codec for RawCodec {
-        type Encode = Vec<u8>;
-        type Decode = Vec<u8>;
-        type Encoder = Enc;
-        type Decoder = Dec;
-        fn encoder(&mut self) -> Enc {
-            Enc
-        }
-        fn decoder(&mut self) -> Dec {
-            Dec
         }
     }
 }
