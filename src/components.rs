@@ -190,6 +190,14 @@ pub static FACTORIES: &[Factory] = &[
         validate: processors::resourcedetection::validate,
         construct: Constructor::Processor(processors::resourcedetection::build),
     },
+    Factory {
+        kind: Kind::Processor,
+        ty: "stitch",
+        aliases: &[],
+        signals: TRACES_LOGS,
+        validate: processors::stitch::validate,
+        construct: Constructor::Processor(processors::stitch::build),
+    },
     // exporters
     Factory {
         kind: Kind::Exporter,

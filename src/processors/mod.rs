@@ -16,6 +16,7 @@ pub mod memory_limiter;
 pub mod ottl;
 pub mod resource;
 pub mod resourcedetection;
+pub mod stitch;
 
 /// Why a processor did not take a batch.
 #[derive(Debug, thiserror::Error)]
