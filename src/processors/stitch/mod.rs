@@ -53,7 +53,7 @@
 //! the one deliberate piece of cross-pipeline state: built once per processor id into
 //! `BuildContext::shared` under `stitch/<id>` (see [`remap`]), it records for each settled
 //! trace whether it was merged (and into what) or left unchanged, bounded by `max_pending`
-//! entries with a TTL of `2 × window` from settling (a producer may be matched up to
+//! entries of each kind, with a TTL of `2 × window` from settling (a producer may be matched up to
 //! `window` after the hop it belongs to was merged, so its merge must outlive that). In a
 //! logs pipeline a record whose trace was merged is rewritten to the producer's trace id
 //! (and carries the two attributes); a record whose trace is not settled yet waits, at most
@@ -81,6 +81,7 @@ mod logs;
 mod merge;
 pub mod remap;
 pub mod rules;
+mod ttl;
 
 #[cfg(test)]
 mod testkit;
@@ -251,7 +252,6 @@ impl Base {
                 trace,
                 span: sid,
                 trace_flags: span.flags & 0xff,
-                seen: now,
             };
             let (is_new, evicted) = self.producers.insert(k.clone(), p, now);
             if let Some(r) = evicted {

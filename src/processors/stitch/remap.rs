@@ -2,18 +2,19 @@
 //! pipelines: for every trace the traces instance released, whether it was merged into
 //! another trace (and which) or left as it is.
 //!
-//! Entries are bounded (`max_pending`, oldest evicted first) and have a fixed TTL counted
-//! from when the trace was settled. A merged trace's entry is *live* for one TTL (spans and
+//! Entries are bounded (`max_pending` merged and `max_pending` unchanged traces, each kept
+//! apart so ordinary traffic cannot push merges out; oldest evicted first) and have a fixed
+//! TTL counted from when the trace was settled. A merged trace's entry is *live* for one TTL (spans and
 //! log records of it are rewritten) and then a *tombstone* for one more TTL, so that records
 //! arriving too late are recognised (left unchanged and counted) rather than mistaken for
 //! an unknown trace. "Left unchanged" entries stay valid for both periods.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::rules::{SpanId, TraceId};
+use super::ttl::TtlMap;
 
 /// What became of a trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,70 +46,71 @@ pub(crate) enum Seen {
     Unknown,
 }
 
-struct Entry {
-    fate: Fate,
-    at: Instant,
+#[derive(Debug, Clone, Copy)]
+struct Remap {
+    target: TraceId,
+    producer_span: SpanId,
+    rule: usize,
 }
 
-/// Bounded, TTL'd map from trace id to [`Fate`].
+/// Bounded, TTL'd map from trace id to [`Fate`]. Merged and unchanged traces are bounded
+/// separately, so a flood of ordinary traces cannot push merges out early.
 pub(crate) struct FateTable {
-    map: HashMap<TraceId, Entry>,
-    order: VecDeque<(Instant, TraceId)>,
+    remapped: TtlMap<TraceId, Remap>,
+    unchanged: TtlMap<TraceId, ()>,
     ttl: Duration,
-    capacity: usize,
 }
 
 /// Hops followed when resolving a chain (a → b → c); more means a cycle in the data.
 const MAX_HOPS: usize = 32;
 
 impl FateTable {
+    /// Entries physically live `2 × ttl` (the second half as tombstones for merges).
     pub fn new(ttl: Duration, capacity: usize) -> FateTable {
         FateTable {
-            map: HashMap::new(),
-            order: VecDeque::new(),
+            remapped: TtlMap::new(ttl * 2, capacity),
+            unchanged: TtlMap::new(ttl * 2, capacity),
             ttl,
-            capacity: capacity.max(1),
         }
     }
 
     /// Records a trace's fate; returns the rule of a live merge evicted to stay within
     /// capacity (counted as overflow).
     pub fn record(&mut self, trace: TraceId, fate: Fate, now: Instant) -> Option<usize> {
-        self.purge(now);
-        let mut evicted = None;
-        if !self.map.contains_key(&trace) && self.map.len() >= self.capacity {
-            while let Some((at, t)) = self.order.pop_front() {
-                if self.map.get(&t).is_some_and(|e| e.at == at) {
-                    if let Some(Entry {
-                        fate: Fate::Remapped { rule, .. },
-                        at,
-                    }) = self.map.remove(&t)
-                        && at + self.ttl > now
-                    {
-                        evicted = Some(rule);
-                    }
-                    break;
-                }
+        match fate {
+            Fate::Remapped {
+                target,
+                producer_span,
+                rule,
+            } => {
+                self.unchanged.remove(&trace);
+                let r = Remap {
+                    target,
+                    producer_span,
+                    rule,
+                };
+                let evicted = self.remapped.insert(trace, r, now)?;
+                (evicted.2 + self.ttl > now).then_some(evicted.1.rule)
+            }
+            Fate::Unchanged => {
+                self.unchanged.insert(trace, (), now);
+                None
             }
         }
-        self.order.push_back((now, trace));
-        self.map.insert(trace, Entry { fate, at: now });
-        // Re-recorded traces leave stale queue entries behind; keep the queue in step.
-        if self.order.len() > 2 * self.map.len() + 64 {
-            let map = &self.map;
-            self.order
-                .retain(|(at, t)| map.get(t).is_some_and(|e| e.at == *at));
-        }
-        evicted
     }
 
     fn fate(&self, trace: &TraceId, now: Instant) -> Option<(Fate, bool)> {
-        let e = self.map.get(trace)?;
-        let age = now.saturating_duration_since(e.at);
-        if age >= self.ttl * 2 {
-            return None;
+        if let Some((r, at)) = self.remapped.get(trace, now) {
+            let fate = Fate::Remapped {
+                target: r.target,
+                producer_span: r.producer_span,
+                rule: r.rule,
+            };
+            return Some((fate, at + self.ttl > now));
         }
-        Some((e.fate, age < self.ttl))
+        self.unchanged
+            .get(trace, now)
+            .map(|_| (Fate::Unchanged, true))
     }
 
     /// What to do with an item of `trace` at `now`.
@@ -145,21 +147,13 @@ impl FateTable {
     }
 
     pub fn purge(&mut self, now: Instant) {
-        while let Some((at, _)) = self.order.front() {
-            if *at + self.ttl * 2 > now {
-                break;
-            }
-            if let Some((at, t)) = self.order.pop_front()
-                && self.map.get(&t).is_some_and(|e| e.at == at)
-            {
-                self.map.remove(&t);
-            }
-        }
+        self.remapped.purge(now);
+        self.unchanged.purge(now);
     }
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.remapped.len() + self.unchanged.len()
     }
 }
 
@@ -239,14 +233,29 @@ mod tests {
     }
 
     #[test]
-    fn capacity_evicts_oldest_and_reports_live_merges() {
+    fn capacity_evicts_oldest_merges_and_unchanged_traces_separately() {
         let t0 = Instant::now();
         let mut t = FateTable::new(Duration::from_secs(10), 2);
         t.record([1; 16], remap(9), t0);
-        t.record([2; 16], Fate::Unchanged, t0);
-        assert_eq!(t.record([3; 16], Fate::Unchanged, t0), Some(0));
-        assert_eq!(t.record([4; 16], Fate::Unchanged, t0), None);
-        assert_eq!(t.len(), 2);
+        for i in 2..10 {
+            assert_eq!(t.record([i; 16], Fate::Unchanged, t0), None);
+        }
+        assert!(
+            matches!(t.lookup(&[1; 16], t0), Seen::Remapped { .. }),
+            "kept"
+        );
+        assert_eq!(
+            t.lookup(&[2; 16], t0),
+            Seen::Unknown,
+            "oldest unchanged evicted"
+        );
+        t.record([10; 16], remap(9), t0);
+        assert_eq!(
+            t.record([11; 16], remap(9), t0),
+            Some(0),
+            "live merge evicted"
+        );
+        assert_eq!(t.len(), 4);
         assert_eq!(t.lookup(&[1; 16], t0), Seen::Unknown);
     }
 }

@@ -1,11 +1,11 @@
 //! Stitch rules: which spans are producers and consumers, and the correlation key that
 //! pairs them; plus the index of recently seen producer spans.
 
-use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use super::ttl::TtlMap;
 use crate::data::{Span, value_to_string};
 
 pub(crate) type TraceId = [u8; 16];
@@ -267,70 +267,39 @@ pub(crate) struct Producer {
     pub span: SpanId,
     /// The producer span's W3C trace flags (low 8 bits), copied into links.
     pub trace_flags: u32,
-    pub seen: Instant,
 }
 
 /// Producer spans by correlation key, each kept for `window` after it was seen, at most
 /// `capacity` of them (the oldest is forgotten first). The first producer of a key wins:
 /// a producer seen again with the same key within the window does not replace it.
 pub(crate) struct ProducerIndex {
-    map: HashMap<Key, Producer>,
-    order: VecDeque<(Instant, Key)>,
-    window: Duration,
-    capacity: usize,
+    map: TtlMap<Key, Producer>,
 }
 
 impl ProducerIndex {
     pub fn new(window: Duration, capacity: usize) -> ProducerIndex {
         ProducerIndex {
-            map: HashMap::new(),
-            order: VecDeque::new(),
-            window,
-            capacity: capacity.max(1),
+            map: TtlMap::new(window, capacity),
         }
     }
 
-    /// Records a producer; returns whether the key is new, and the rule of an entry
+    /// Records a producer; returns whether the key is new, and the rule of a live entry
     /// evicted to stay within capacity.
     pub fn insert(&mut self, key: Key, p: Producer, now: Instant) -> (bool, Option<usize>) {
-        self.purge(now);
-        if self.map.contains_key(&key) {
+        if self.map.get(&key, now).is_some() {
             return (false, None);
         }
-        let mut evicted = None;
-        if self.map.len() >= self.capacity {
-            while let Some((seen, k)) = self.order.pop_front() {
-                if self.map.get(&k).is_some_and(|e| e.seen == seen) {
-                    self.map.remove(&k);
-                    evicted = Some(k.rule);
-                    break;
-                }
-            }
-        }
-        self.order.push_back((now, key.clone()));
-        self.map.insert(key, p);
+        let evicted = self.map.insert(key, p, now).map(|(k, _, _)| k.rule);
         (true, evicted)
     }
 
     /// The live producer for `key`.
     pub fn get(&self, key: &Key, now: Instant) -> Option<Producer> {
-        self.map
-            .get(key)
-            .filter(|p| p.seen + self.window > now)
-            .copied()
+        self.map.get(key, now).map(|(p, _)| *p)
     }
 
     pub fn purge(&mut self, now: Instant) {
-        while let Some((seen, _)) = self.order.front() {
-            if *seen + self.window > now {
-                break;
-            }
-            if let Some((seen, k)) = self.order.pop_front()
-                && self.map.get(&k).is_some_and(|e| e.seen == seen)
-            {
-                self.map.remove(&k);
-            }
-        }
+        self.map.purge(now);
     }
 
     #[cfg(test)]
@@ -413,11 +382,10 @@ mod tests {
             rule: 0,
             value: v.into(),
         };
-        let p = |b: u8, at: Instant| Producer {
+        let p = |b: u8, _at: Instant| Producer {
             trace: [b; 16],
             span: [b; 8],
             trace_flags: 1,
-            seen: at,
         };
         assert_eq!(idx.insert(key("a"), p(1, t0), t0), (true, None));
         assert_eq!(idx.insert(key("a"), p(2, t0), t0), (false, None));
