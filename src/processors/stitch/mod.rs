@@ -5,7 +5,7 @@
 //! ```yaml
 //! processors:
 //!   stitch:
-//!     window: 60s          # how far apart producer and consumer may arrive
+//!     window: 60s          # how far apart producer and consumer may arrive (at most 24h)
 //!     max_pending: 100000  # bound on held spans, held log records, producer index, remap table
 //!     mode: merge          # or: link
 //!     rules:               # default: message-id and kafka-offset (below)
@@ -30,8 +30,9 @@
 //! of a trace, whichever batch it arrives in, a trace is held (grouped by trace id) until
 //! it is settled: released as it is once its root span (no parent) has arrived and none of
 //! its spans is a consumer; held while a consumer waits for its producer; merged as soon as
-//! the producer is known (and, for a two-hop chain, the producer's own trace has settled,
-//! so order → payment → notification ends in one trace id). Nothing is held longer than
+//! the producer is known and the root has arrived (and, for a two-hop chain, once the
+//! producer's own trace has settled, so order → payment → notification ends in one trace
+//! id). Nothing is held longer than
 //! `window` after the first span of its trace arrived; then it is released unchanged and
 //! counted as unmatched. Spans of a trace already settled pass at once (rewritten if it
 //! was merged). Consequences, on purpose: traces whose root never reaches this weft wait
@@ -53,8 +54,9 @@
 //! the one deliberate piece of cross-pipeline state: built once per processor id into
 //! `BuildContext::shared` under `stitch/<id>` (see [`remap`]), it records for each settled
 //! trace whether it was merged (and into what) or left unchanged, bounded by `max_pending`
-//! entries of each kind, with a TTL of `2 × window` from settling (a producer may be matched up to
-//! `window` after the hop it belongs to was merged, so its merge must outlive that). In a
+//! entries of each kind, with a TTL of `2 × window` from settling (a producer may be
+//! matched up to `window` after the hop it belongs to was merged, so its merge must outlive
+//! that). In a
 //! logs pipeline a record whose trace was merged is rewritten to the producer's trace id
 //! (and carries the two attributes); a record whose trace is not settled yet waits, at most
 //! `window` (the table is re-read at least every second while records wait); a record of a
@@ -132,6 +134,9 @@ pub struct StitchConfig {
     pub rules: Vec<RuleConfig>,
 }
 
+/// Keeps every `Instant + 4 × window` far from overflow.
+const MAX_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
 fn default_window() -> Dur {
     Dur::secs(60)
 }
@@ -158,10 +163,10 @@ fn parse(v: &Value) -> Result<StitchConfig, FieldError> {
         message,
         suggestion: None,
     };
-    if c.window.get().is_zero() {
+    if c.window.get().is_zero() || c.window.get() > MAX_WINDOW {
         return Err(err(
             vec!["window".into()],
-            "window must be greater than zero".into(),
+            "window must be greater than zero and at most 24h".into(),
         ));
     }
     if c.max_pending == 0 {

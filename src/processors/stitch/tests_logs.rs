@@ -175,6 +175,8 @@ fn config_defaults_and_errors() {
     assert_eq!(e.suggestion.as_deref(), Some("window"));
     let e = validate(&json!({"mode": "merj"})).unwrap_err();
     assert_eq!(e.suggestion.as_deref(), Some("merge"));
+    assert!(validate(&json!({"window": "0s"})).is_err());
+    assert!(validate(&json!({"window": "25h"})).is_err());
     let e = validate(&json!({"max_pending": 0})).unwrap_err();
     assert_eq!(e.path, ["max_pending"]);
     let e = validate(&json!({"rules": [{"name": "x",
