@@ -198,6 +198,14 @@ pub static FACTORIES: &[Factory] = &[
         validate: processors::clockskew::validate,
         construct: Constructor::Processor(processors::clockskew::build),
     },
+    Factory {
+        kind: Kind::Processor,
+        ty: "stitch",
+        aliases: &[],
+        signals: TRACES_LOGS,
+        validate: processors::stitch::validate,
+        construct: Constructor::Processor(processors::stitch::build),
+    },
     // exporters
     Factory {
         kind: Kind::Exporter,
@@ -259,7 +267,7 @@ pub static FACTORIES: &[Factory] = &[
 ];
 
 #[allow(dead_code)]
-const _SIGNAL_SETS_USED: (&[Signal], &[Signal]) = (LOGS, TRACES_LOGS);
+const _SIGNAL_SETS_USED: &[Signal] = LOGS;
 
 /// Collector component types weft does not have, so the error can say so plainly instead
 /// of suggesting a look-alike.

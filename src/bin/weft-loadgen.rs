@@ -518,7 +518,11 @@ mod send {
                     }
                     let path = http::uri::PathAndQuery::from_static(grpc_path(o.signal));
                     match g
-                        .unary(tonic::Request::new(body), path, weft::receivers::otlp::codec::RawCodec)
+                        .unary(
+                            tonic::Request::new(body),
+                            path,
+                            weft::receivers::otlp::codec::RawCodec,
+                        )
                         .await
                     {
                         Ok(_) => Outcome::Ok,

@@ -17,6 +17,7 @@ pub mod memory_limiter;
 pub mod ottl;
 pub mod resource;
 pub mod resourcedetection;
+pub mod stitch;
 pub mod trace_buffer;
 
 /// Why a processor did not take a batch.
