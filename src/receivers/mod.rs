@@ -1,6 +1,7 @@
 //! Receivers: decode and validate input, count it, and hand it to the pipelines.
 
 pub mod otlp;
+pub mod tls;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

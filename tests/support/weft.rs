@@ -97,6 +97,7 @@ pub fn free_port() -> u16 {
 impl Process {
     /// Starts `weft --config <yaml>`; `admin_port` must be the health_check port in it.
     pub async fn start(dir: &std::path::Path, name: &str, yaml: &str, admin_port: u16) -> Process {
+        init();
         let cfg = dir.join(format!("{name}.yaml"));
         std::fs::write(&cfg, yaml).unwrap();
         let log = dir.join(format!("{name}.log"));

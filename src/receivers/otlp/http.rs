@@ -153,6 +153,16 @@ pub async fn serve(
         .route(&cfg.metrics_url_path, post(metrics))
         .layer(DefaultBodyLimit::max(cfg.max_request_body_size as usize))
         .with_state(state);
+    if let Some(tls) = &cfg.tls {
+        let tls = crate::receivers::tls::server_config(tls, id)?;
+        return Ok(tokio::spawn(serve_tls(
+            id.to_string(),
+            listener,
+            router,
+            tls,
+            shutdown,
+        )));
+    }
     let id = id.to_string();
     Ok(tokio::spawn(async move {
         let stop = async move {
@@ -165,4 +175,74 @@ pub async fn serve(
             tracing::error!(receiver = %id, "HTTP server failed: {e}");
         }
     }))
+}
+
+/// HTTPS: accept, handshake, serve HTTP/1.1 or HTTP/2 per ALPN; on shutdown stop accepting
+/// and let open connections finish their requests.
+async fn serve_tls(
+    id: String,
+    listener: tokio::net::TcpListener,
+    router: Router,
+    tls: std::sync::Arc<rustls::ServerConfig>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut shutdown = shutdown;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto;
+    use hyper_util::service::TowerToHyperService;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let stop = async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+    };
+    tokio::pin!(stop);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(receiver = %id, "accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let id = id.clone();
+        // The handshake runs in the connection's task, so a slow client never holds up
+        // accepting others.
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                acceptor.accept(tcp),
+            )
+            .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(receiver = %id, %peer, "TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(receiver = %id, %peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let conn = builder
+                .serve_connection_with_upgrades(
+                    TokioIo::new(stream),
+                    TowerToHyperService::new(router),
+                )
+                .into_owned();
+            let _ = watcher.watch(conn).await;
+        });
+    }
+    drop(router);
+    graceful.shutdown().await;
 }

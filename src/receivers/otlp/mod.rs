@@ -5,8 +5,8 @@
 //! `max_recv_msg_size_mib` (4), `tls` (`cert_file`, `key_file`, `client_ca_file`),
 //! `include_metadata`; `protocols.http`: `endpoint` (localhost:4318), `traces_url_path`,
 //! `logs_url_path`, `metrics_url_path`, `max_request_body_size` (20 MiB, bytes), `tls`
-//! (not yet supported on HTTP: a config error says so), `include_metadata`, `cors`
-//! (accepted, ignored). A protocol is served only when its key is present.
+//! (`cert_file`, `key_file`, `client_ca_file`), `include_metadata` and `cors` (accepted;
+//! weft does not attach client metadata to batches yet). A protocol is served only when its key is present.
 //!
 //! Bad input never takes the process down: malformed data → HTTP 400 / gRPC
 //! INVALID_ARGUMENT; too large → 413 / RESOURCE_EXHAUSTED; unsupported content type → 415;
@@ -136,13 +136,6 @@ pub fn validate(v: &Value) -> Result<(), FieldError> {
         });
     }
     if let Some(h) = &c.protocols.http {
-        if h.tls.is_some() {
-            return Err(FieldError {
-                path: vec!["protocols".into(), "http".into(), "tls".into()],
-                message: "TLS on the OTLP/HTTP receiver is not supported yet (gRPC supports tls; or terminate TLS in front of weft)".into(),
-                suggestion: None,
-            });
-        }
         for (k, p) in [
             ("traces_url_path", &h.traces_url_path),
             ("logs_url_path", &h.logs_url_path),
