@@ -463,3 +463,47 @@ fn the_shipped_otlp_to_loki_pipeline_is_valid() {
     );
     assert!(cfg.is_ok(), "{:?}", cfg.err());
 }
+
+#[tokio::test]
+async fn label_values_with_quotes_backslashes_and_newlines_survive_the_label_string() {
+    let loki = LokiStandIn::start(LokiLimits::default()).await;
+    let (exp, _) = exporter(json!({"endpoint": loki.endpoint(), "tenant_id": "acme"}));
+    let odd = "say \"hi\"\\n\nnext\tline";
+    exp.send(&logs(vec![(
+        vec![kv("service.name", odd)],
+        vec![rec(now_ns(), "x")],
+    )]))
+    .await
+    .unwrap();
+    assert_eq!(loki.streams("acme")[0].labels["service_name"], odd);
+}
+
+#[test]
+fn config_errors_name_the_key_and_suggest_the_fix() {
+    let yaml = r#"
+receivers:
+  otlp:
+    protocols:
+      http:
+exporters:
+  loki:
+    endpoint: http://loki:3100
+    line_fromat: raw
+service:
+  pipelines:
+    logs:
+      receivers: [otlp]
+      exporters: [loki]
+"#;
+    let errs = load_and_validate(
+        &[Source {
+            name: "bad.yaml".into(),
+            text: yaml.into(),
+        }],
+        &|_| None,
+    )
+    .unwrap_err();
+    let text = errs.to_string();
+    assert!(text.contains("line_fromat"), "{text}");
+    assert!(text.contains("line_format"), "{text}");
+}

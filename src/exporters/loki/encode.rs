@@ -218,7 +218,7 @@ pub fn encode(batch: &Batch, opts: &EncodeOptions, now_ns: u64) -> Vec<TenantPus
                     s
                 })
                 .collect(),
-            records: keep_records.then(|| Batch::Logs(acc.resources)),
+            records: keep_records.then_some(Batch::Logs(acc.resources)),
             stats: acc.stats,
         })
         .collect()

@@ -160,17 +160,17 @@ impl LabelRules {
     ) -> RecordLabels {
         let mut out = RecordLabels::default();
         for (key, name) in &self.resource {
-            if let Some(v) = lookup(resource_attrs, key) {
-                if self.insert(&mut out, name, v) {
-                    out.used_resource.insert(key.clone());
-                }
+            if let Some(v) = lookup(resource_attrs, key)
+                && self.insert(&mut out, name, v)
+            {
+                out.used_resource.insert(key.clone());
             }
         }
         for (key, name) in &self.attributes {
-            if let Some(v) = lookup(record_attrs, key) {
-                if self.insert(&mut out, name, v) {
-                    out.used_record.insert(key.clone());
-                }
+            if let Some(v) = lookup(record_attrs, key)
+                && self.insert(&mut out, name, v)
+            {
+                out.used_record.insert(key.clone());
             }
         }
         if let (Some(name), Some(level)) = (&self.level, level_of(severity_number, severity_text)) {

@@ -171,13 +171,13 @@ pub fn parse(v: &Value) -> Result<LokiConfig, FieldError> {
             "set either auth.basic or auth.bearer, not both",
         ));
     }
-    if let Some(t) = &cfg.tenant {
-        if t.key.trim().is_empty() {
-            return Err(field_error(
-                &["tenant", "key"],
-                "tenant.key must name an attribute",
-            ));
-        }
+    if let Some(t) = &cfg.tenant
+        && t.key.trim().is_empty()
+    {
+        return Err(field_error(
+            &["tenant", "key"],
+            "tenant.key must name an attribute",
+        ));
     }
     for (i, name) in cfg.labels.rename.values().enumerate() {
         if name.trim().is_empty() {
@@ -441,10 +441,10 @@ impl Exporter for LokiExporter {
             if reasons.is_empty() {
                 return Ok(());
             }
-            if failed_permanently == pushes.len() {
-                if let Some((reason, message)) = last_permanent {
-                    return Err(ExportError::Permanent { reason, message });
-                }
+            if failed_permanently == pushes.len()
+                && let Some((reason, message)) = last_permanent
+            {
+                return Err(ExportError::Permanent { reason, message });
             }
             if retry.item_count() == batch.item_count() {
                 return Err(ExportError::Retryable {

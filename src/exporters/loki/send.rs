@@ -222,10 +222,11 @@ fn grouped_segments(body: &str) -> Vec<(u64, &str)> {
             .find(|(_, c)| !c.is_ascii_digit())
             .map(|(p, c)| p + c.len_utf8())
             .unwrap_or(0);
-        if digits_start < i && (digits_start == 0 || before[..digits_start].ends_with("; ")) {
-            if let Ok(n) = before[digits_start..].parse::<u64>() {
-                headers.push((digits_start, i + MARK.len(), n));
-            }
+        if digits_start < i
+            && (digits_start == 0 || before[..digits_start].ends_with("; "))
+            && let Ok(n) = before[digits_start..].parse::<u64>()
+        {
+            headers.push((digits_start, i + MARK.len(), n));
         }
         from = i + MARK.len();
     }
