@@ -507,3 +507,44 @@ service:
     assert!(text.contains("line_fromat"), "{text}");
     assert!(text.contains("line_format"), "{text}");
 }
+
+#[tokio::test]
+async fn lifecycle_through_the_registry() {
+    use weft::components::{BuildContext, Constructor, Kind, Lookup, SharedState, lookup};
+    weft::install_crypto_provider();
+    let Lookup::Found(f) = lookup(Kind::Exporter, "loki") else {
+        panic!("loki is not registered")
+    };
+    assert_eq!(f.signals, &[weft::data::Signal::Logs]);
+    let cfg = json!({"endpoint": "http://127.0.0.1:1", "tenant_id": "acme"});
+    (f.validate)(&cfg).unwrap();
+    assert!((f.validate)(&json!({})).is_err());
+    let Constructor::Exporter(build) = f.construct else {
+        panic!("not an exporter")
+    };
+    let ctx = BuildContext {
+        id: "loki".into(),
+        signal: None,
+        telemetry: Telemetry::new(),
+        shared: SharedState::default(),
+        extensions: Default::default(),
+    };
+    // Shut down without start, then a normal start / send / shutdown.
+    build(&cfg, &ctx).unwrap().shutdown().await;
+    let e = build(&cfg, &ctx).unwrap();
+    e.start().await.unwrap();
+    let batch = logs(vec![(
+        vec![kv("service.name", "api")],
+        vec![rec(now_ns(), "x")],
+    )]);
+    // Nobody listens on port 1: a transport error, retryable.
+    assert!(matches!(
+        e.send(&batch).await,
+        Err(ExportError::Retryable { .. })
+    ));
+    assert!(matches!(
+        e.send(&Batch::Traces(vec![])).await,
+        Err(ExportError::Permanent { .. })
+    ));
+    e.shutdown().await;
+}

@@ -179,10 +179,10 @@ pub fn parse(v: &Value) -> Result<LokiConfig, FieldError> {
             "tenant.key must name an attribute",
         ));
     }
-    for (i, name) in cfg.labels.rename.values().enumerate() {
+    for (from, name) in &cfg.labels.rename {
         if name.trim().is_empty() {
             return Err(field_error(
-                &["labels", "rename", &i.to_string()],
+                &["labels", "rename", from],
                 "a label cannot be renamed to an empty name",
             ));
         }
@@ -244,12 +244,14 @@ impl LokiExporter {
                 .map_err(|_| "auth credentials are not a valid header value".to_string())?;
             headers.insert(reqwest::header::AUTHORIZATION, v);
         }
+        // An empty tenant_id (an unset `${env:...}`) means no X-Scope-OrgID, not an empty one.
+        let tenant_id = cfg.tenant_id.clone().filter(|t| !t.trim().is_empty());
         let tenant = match &cfg.tenant {
             Some(t) => TenantRule::Attribute {
                 key: t.key.clone(),
-                fallback: cfg.tenant_id.clone(),
+                fallback: tenant_id,
             },
-            None => TenantRule::Fixed(cfg.tenant_id.clone()),
+            None => TenantRule::Fixed(tenant_id),
         };
         Ok(LokiExporter {
             id: id.to_string(),
