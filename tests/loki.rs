@@ -144,6 +144,12 @@ async fn json_with_gzip_is_decoded_like_loki_and_auth_is_sent() {
     let s = &loki.streams("t1")[0];
     assert_eq!(s.entries[0].line, "hello");
     assert_eq!(s.labels["service_name"], "api");
+    // Structured metadata travels as the third element of each JSON value.
+    assert!(
+        s.entries[0]
+            .metadata
+            .contains(&("severity_text".into(), "INFO".into()))
+    );
 }
 
 #[tokio::test]
