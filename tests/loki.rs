@@ -337,9 +337,14 @@ async fn oversized_structured_metadata_is_truncated_and_accepted() {
     let mut r = rec(now_ns(), "boom");
     r.attributes
         .push(kv("exception.stacktrace", &"at frame\n".repeat(20_000)));
-    exp.send(&logs(vec![(vec![kv("service.name", "api")], vec![r])]))
-        .await
-        .unwrap();
+    // A label value over Loki's 2048 bytes would get the whole stream refused.
+    let long_service = "s".repeat(3000);
+    exp.send(&logs(vec![(
+        vec![kv("service.name", &long_service)],
+        vec![r],
+    )]))
+    .await
+    .unwrap();
     let e = &loki.streams("acme")[0].entries[0];
     let size: usize = e.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
     assert!(size <= 64 * 1024);
@@ -351,6 +356,12 @@ async fn oversized_structured_metadata_is_truncated_and_accepted() {
         ],
     );
     assert_eq!(truncations, Some(1.0));
+    assert_eq!(loki.streams("acme")[0].labels["service_name"].len(), 2048);
+    let label_truncations = metrics.value(
+        "weft_exporter_loki_truncations_total",
+        &[("component", "loki"), ("reason", "label_value")],
+    );
+    assert_eq!(label_truncations, Some(1.0));
 }
 
 #[tokio::test]

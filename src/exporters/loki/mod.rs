@@ -222,6 +222,22 @@ struct LogGate {
     suppressed: u64,
 }
 
+impl LogGate {
+    /// `Some(n)` when a line may be logged now (`n` similar lines were suppressed since
+    /// the last one), `None` within [`LOG_INTERVAL`] of the last logged line.
+    fn admit(&mut self, now: Instant) -> Option<u64> {
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < LOG_INTERVAL)
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
 impl LokiExporter {
     pub fn new(id: &str, cfg: &LokiConfig, metrics: Metrics) -> Result<LokiExporter, String> {
         let base = cfg.endpoint.trim().trim_end_matches('/');
@@ -302,15 +318,14 @@ impl LokiExporter {
 
     /// Logs a rejection unless one was logged less than [`LOG_INTERVAL`] ago.
     fn log_rejection(&self, tenant: Option<&str>, dropped: u64, message: &str) {
-        let mut g = self.log_gate.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        if g.last.is_some_and(|t| now.duration_since(t) < LOG_INTERVAL) {
-            g.suppressed += 1;
+        let admitted = self
+            .log_gate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .admit(Instant::now());
+        let Some(suppressed) = admitted else {
             return;
-        }
-        let suppressed = std::mem::take(&mut g.suppressed);
-        g.last = Some(now);
-        drop(g);
+        };
         let msg: String = message.chars().take(1000).collect();
         tracing::warn!(
             exporter = %self.id,
@@ -489,6 +504,17 @@ mod tests {
         assert!(cfg(serde_json::json!({"endpoint": "http://l", "auth": {"basic": {"username": "u"}, "bearer": {"token": "t"}}})).is_err());
         assert!(cfg(serde_json::json!({"endpoint": "http://l", "tenant": {"source": "attribute", "key": ""}})).is_err());
         assert!(cfg(serde_json::json!({"endpoint": "http://l", "tenant": {"source": "header", "key": "x"}})).is_err());
+    }
+
+    #[test]
+    fn rejections_are_logged_at_most_once_per_interval() {
+        let mut g = LogGate::default();
+        let t0 = Instant::now();
+        assert_eq!(g.admit(t0), Some(0));
+        assert_eq!(g.admit(t0 + Duration::from_secs(1)), None);
+        assert_eq!(g.admit(t0 + Duration::from_secs(9)), None);
+        assert_eq!(g.admit(t0 + LOG_INTERVAL), Some(2));
+        assert_eq!(g.admit(t0 + LOG_INTERVAL), None);
     }
 
     #[test]
