@@ -247,6 +247,14 @@ pub static FACTORIES: &[Factory] = &[
         validate: validate_as::<exporters::file::FileConfig>,
         construct: Constructor::Exporter(exporters::file::build),
     },
+    Factory {
+        kind: Kind::Exporter,
+        ty: "loki",
+        aliases: &[],
+        signals: LOGS,
+        validate: exporters::loki::validate,
+        construct: Constructor::Exporter(exporters::loki::build),
+    },
     // extensions
     Factory {
         kind: Kind::Extension,

@@ -1,0 +1,93 @@
+//! The Loki encoder: log records → per-tenant streams (labels, structured metadata, JSON
+//! line) → protobuf + snappy, or JSON: records/s. The exporter's CPU cost per batch.
+//!
+//!   cargo bench --bench loki
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use weft::data::*;
+use weft::exporters::loki::encode::{EncodeOptions, Limits, LineFormat, TenantRule, encode};
+use weft::exporters::loki::labels::{LabelRules, LabelsConfig};
+use weft::exporters::loki::proto::encode_snappy;
+
+fn records(services: usize, per_service: usize, attrs: usize) -> Batch {
+    let mut rng = fastrand::Rng::with_seed(7);
+    let kv = |k: String, v: String| KeyValue {
+        key: k,
+        value: Some(AnyValue {
+            value: Some(string_value(v)),
+        }),
+        ..Default::default()
+    };
+    Batch::Logs(
+        (0..services)
+            .map(|s| ResourceLogs {
+                resource: Some(Resource {
+                    attributes: vec![
+                        kv("service.name".into(), format!("svc-{s}")),
+                        kv("k8s.namespace.name".into(), "shop".into()),
+                        kv("k8s.pod.name".into(), format!("svc-{s}-7d9f-abcde")),
+                    ],
+                    ..Default::default()
+                }),
+                scope_logs: vec![ScopeLogs {
+                    log_records: (0..per_service)
+                        .map(|i| LogRecord {
+                            time_unix_nano: 1_700_000_000_000_000_000 + (per_service - i) as u64,
+                            severity_number: 9,
+                            severity_text: "INFO".into(),
+                            body: Some(AnyValue {
+                                value: Some(string_value(format!("GET /api/orders/{i} 200"))),
+                            }),
+                            trace_id: (0..16).map(|_| rng.u8(..)).collect(),
+                            span_id: rng.u64(..).to_be_bytes().to_vec(),
+                            attributes: (0..attrs)
+                                .map(|a| {
+                                    kv(
+                                        format!("attr.{a}"),
+                                        (0..24).map(|_| rng.alphanumeric()).collect(),
+                                    )
+                                })
+                                .collect(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .collect(),
+    )
+}
+
+fn bench(c: &mut Criterion) {
+    let b = records(5, 200, 10);
+    let opts = EncodeOptions {
+        labels: LabelRules::new(&LabelsConfig::default(), 2048),
+        line_format: LineFormat::Json,
+        structured_metadata: true,
+        limits: Limits::default(),
+        tenant: TenantRule::Fixed(Some("acme".into())),
+    };
+    let mut g = c.benchmark_group("loki");
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("encode_protobuf_snappy_1000_records", |x| {
+        x.iter(|| {
+            encode(&b, &opts, 0)
+                .iter()
+                .map(|p| encode_snappy(&p.to_proto()).map(|v| v.len()).unwrap_or(0))
+                .sum::<usize>()
+        })
+    });
+    g.bench_function("encode_json_1000_records", |x| {
+        x.iter(|| {
+            encode(&b, &opts, 0)
+                .iter()
+                .map(|p| p.to_json().len())
+                .sum::<usize>()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

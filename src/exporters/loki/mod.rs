@@ -1,0 +1,539 @@
+//! The `loki` exporter: OTLP logs to Loki's push API (`POST /loki/api/v1/push`) with
+//! low-cardinality stream labels, Loki 3 structured metadata and per-record tenants.
+//!
+//! Config keys (defaults in brackets):
+//! - `endpoint` (required): Loki's base URL; requests go to `<endpoint>/loki/api/v1/push`
+//!   (a URL that already ends in that path is used as is).
+//! - `tenant_id` [none]: sent as `X-Scope-OrgID`.
+//! - `tenant: {source: attribute, key: <attr>}` [none]: the tenant per record, from the
+//!   record attribute `key`, else the resource attribute, else `tenant_id`. Records are
+//!   grouped per tenant: one request per tenant.
+//! - `auth` [none]: `basic: {username, password}`, `bearer: {token}`, `headers: {k: v}`.
+//! - `tls` [plain]: the Collector's client TLS keys (`ca_file`, `cert_file`, ...).
+//! - `encoding` [`protobuf`]: `protobuf` (logproto `PushRequest`, snappy block-compressed,
+//!   `Content-Type: application/x-protobuf`) or `json`.
+//! - `compression` [`none`]: `gzip` or `none`; only for `json` (protobuf is always snappy).
+//! - `labels`: see [`labels`] (Loki 3's default OTLP resource labels plus `level`).
+//! - `line_format` [`json`]: `json`, `logfmt` or `raw` (see [`encode`]).
+//! - `structured_metadata` [true]: non-label attributes and trace context go to Loki 3
+//!   structured metadata instead of the line.
+//! - `limits`: Loki's limits the encoder stays within: `max_label_value_length` [2048],
+//!   `max_structured_metadata_size` [65536], `max_structured_metadata_entries` [128]. Longer
+//!   label values and oversized metadata are truncated (never rejected) and counted in
+//!   `weft_exporter_loki_truncations_total{component, reason}`.
+//! - Framework keys (`sending_queue`, `retry_on_failure`, `timeout`) belong to delivery.
+//!
+//! Bad input: other signals than logs are refused at validation (the registry lists logs
+//! only). A 400 in which Loki names the entries it refused (too old, too far behind, out of
+//! order, line too long, ...) means Loki stored the rest (see [`send`]): those entries are
+//! counted in `weft_exporter_loki_dropped_log_records_total{component, reason}`, logged at
+//! most once per [`LOG_INTERVAL`], never retried. 429 and 5xx are retried by delivery.
+
+pub mod encode;
+pub mod labels;
+pub mod proto;
+pub mod send;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use reqwest::header::HeaderMap;
+use serde::Deserialize;
+use serde_json::Value;
+
+use self::encode::{EncodeOptions, Limits, LineFormat, TenantPush, TenantRule};
+use self::labels::{LabelRules, LabelsConfig};
+use self::send::{PushRequestParts, PushResult};
+use super::http_client::{TlsClientConfig, build_client, gzip, header_map};
+use super::{BoxFuture, ExportError, Exporter};
+use crate::admin::Metrics;
+use crate::components::{BuildContext, BuildError};
+use crate::config::{FieldError, parse_component};
+use crate::data::{Batch, Signal};
+
+pub const PUSH_PATH: &str = "/loki/api/v1/push";
+/// Rejections by Loki are logged at most this often (with a count of what was suppressed).
+pub const LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LokiConfig {
+    pub endpoint: String,
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    #[serde(default)]
+    pub tenant: Option<TenantConfig>,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub tls: TlsClientConfig,
+    #[serde(default)]
+    pub encoding: Encoding,
+    #[serde(default)]
+    pub compression: Option<Compression>,
+    #[serde(default)]
+    pub labels: LabelsConfig,
+    #[serde(default)]
+    pub line_format: LineFormat,
+    #[serde(default = "yes")]
+    pub structured_metadata: bool,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub source: TenantSource,
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TenantSource {
+    Attribute,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub basic: Option<BasicAuth>,
+    pub bearer: Option<BearerAuth>,
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    #[serde(default)]
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BearerAuth {
+    pub token: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    #[default]
+    Protobuf,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    Gzip,
+    None,
+}
+
+fn field_error(path: &[&str], message: impl Into<String>) -> FieldError {
+    FieldError {
+        path: path.iter().map(|s| s.to_string()).collect(),
+        message: message.into(),
+        suggestion: None,
+    }
+}
+
+/// Parses and checks what serde cannot: combinations and non-empty values.
+pub fn parse(v: &Value) -> Result<LokiConfig, FieldError> {
+    let cfg: LokiConfig = parse_component(v)?;
+    let url = reqwest::Url::parse(cfg.endpoint.trim()).map_err(|e| {
+        field_error(
+            &["endpoint"],
+            format!("invalid URL {:?}: {e}", cfg.endpoint),
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(field_error(
+            &["endpoint"],
+            "the endpoint must be an http:// or https:// URL",
+        ));
+    }
+    if cfg.encoding == Encoding::Protobuf && cfg.compression == Some(Compression::Gzip) {
+        return Err(field_error(
+            &["compression"],
+            "compression applies to encoding: json; protobuf bodies are always snappy-compressed",
+        ));
+    }
+    if cfg.auth.basic.is_some() && cfg.auth.bearer.is_some() {
+        return Err(field_error(
+            &["auth"],
+            "set either auth.basic or auth.bearer, not both",
+        ));
+    }
+    if let Some(t) = &cfg.tenant
+        && t.key.trim().is_empty()
+    {
+        return Err(field_error(
+            &["tenant", "key"],
+            "tenant.key must name an attribute",
+        ));
+    }
+    for (from, name) in &cfg.labels.rename {
+        if name.trim().is_empty() {
+            return Err(field_error(
+                &["labels", "rename", from],
+                "a label cannot be renamed to an empty name",
+            ));
+        }
+    }
+    header_map(&cfg.auth.headers).map_err(|e| field_error(&["auth", "headers"], e))?;
+    Ok(cfg)
+}
+
+pub fn validate(v: &Value) -> Result<(), FieldError> {
+    parse(v).map(|_| ())
+}
+
+pub fn build(v: &Value, ctx: &BuildContext) -> Result<Arc<dyn Exporter>, BuildError> {
+    let cfg = parse(v)
+        .map_err(|e| BuildError::new(&ctx.id, format!("{}: {}", e.path.join("."), e.message)))?;
+    Ok(Arc::new(
+        LokiExporter::new(&ctx.id, &cfg, ctx.telemetry.metrics.clone())
+            .map_err(|e| BuildError::new(&ctx.id, e))?,
+    ))
+}
+
+pub struct LokiExporter {
+    id: String,
+    client: reqwest::Client,
+    url: String,
+    headers: HeaderMap,
+    encoding: Encoding,
+    gzip: bool,
+    opts: EncodeOptions,
+    metrics: Metrics,
+    log_gate: Mutex<LogGate>,
+}
+
+#[derive(Default)]
+struct LogGate {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl LogGate {
+    /// `Some(n)` when a line may be logged now (`n` similar lines were suppressed since
+    /// the last one), `None` within [`LOG_INTERVAL`] of the last logged line.
+    fn admit(&mut self, now: Instant) -> Option<u64> {
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < LOG_INTERVAL)
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+impl LokiExporter {
+    pub fn new(id: &str, cfg: &LokiConfig, metrics: Metrics) -> Result<LokiExporter, String> {
+        let base = cfg.endpoint.trim().trim_end_matches('/');
+        let url = if base.ends_with(PUSH_PATH) {
+            base.to_string()
+        } else {
+            format!("{base}{PUSH_PATH}")
+        };
+        let mut headers = header_map(&cfg.auth.headers)?;
+        let auth = match (&cfg.auth.basic, &cfg.auth.bearer) {
+            (Some(b), _) => Some(format!(
+                "Basic {}",
+                base64(&format!("{}:{}", b.username, b.password))
+            )),
+            (None, Some(b)) => Some(format!("Bearer {}", b.token)),
+            (None, None) => None,
+        };
+        if let Some(a) = auth {
+            let v = reqwest::header::HeaderValue::from_str(&a)
+                .map_err(|_| "auth credentials are not a valid header value".to_string())?;
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
+        // An empty tenant_id (an unset `${env:...}`) means no X-Scope-OrgID, not an empty one.
+        let tenant_id = cfg.tenant_id.clone().filter(|t| !t.trim().is_empty());
+        let tenant = match &cfg.tenant {
+            Some(t) => TenantRule::Attribute {
+                key: t.key.clone(),
+                fallback: tenant_id,
+            },
+            None => TenantRule::Fixed(tenant_id),
+        };
+        Ok(LokiExporter {
+            id: id.to_string(),
+            client: build_client(&cfg.tls, None)?,
+            url,
+            headers,
+            encoding: cfg.encoding,
+            gzip: cfg.encoding == Encoding::Json && cfg.compression == Some(Compression::Gzip),
+            opts: EncodeOptions {
+                labels: LabelRules::new(&cfg.labels, cfg.limits.max_label_value_length),
+                line_format: cfg.line_format,
+                structured_metadata: cfg.structured_metadata,
+                limits: cfg.limits.clone(),
+                tenant,
+            },
+            metrics,
+            log_gate: Mutex::new(LogGate::default()),
+        })
+    }
+
+    fn count_dropped(&self, reason: &str, n: u64) {
+        self.metrics
+            .counter(
+                "weft_exporter_loki_dropped_log_records_total",
+                "Log records Loki refused permanently (or that could not be sent), by reason",
+                &[("component", &self.id), ("reason", reason)],
+            )
+            .add(n);
+    }
+
+    fn count_truncations(&self, push: &TenantPush) {
+        for (reason, n) in [
+            ("label_value", push.stats.label_values),
+            ("structured_metadata_size", push.stats.metadata_size),
+            ("structured_metadata_entries", push.stats.metadata_entries),
+        ] {
+            if n > 0 {
+                self.metrics
+                    .counter(
+                        "weft_exporter_loki_truncations_total",
+                        "Label values and structured metadata truncated to stay within Loki's limits",
+                        &[("component", &self.id), ("reason", reason)],
+                    )
+                    .add(n);
+            }
+        }
+    }
+
+    /// Logs a rejection unless one was logged less than [`LOG_INTERVAL`] ago.
+    fn log_rejection(&self, tenant: Option<&str>, dropped: u64, message: &str) {
+        let admitted = self
+            .log_gate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .admit(Instant::now());
+        let Some(suppressed) = admitted else {
+            return;
+        };
+        let msg: String = message.chars().take(1000).collect();
+        tracing::warn!(
+            exporter = %self.id,
+            tenant = tenant.unwrap_or(""),
+            dropped,
+            similar_suppressed = suppressed,
+            "Loki refused log entries (not retried; the rest of the request was stored): {msg}"
+        );
+    }
+
+    async fn push_one(&self, push: &TenantPush) -> PushResult {
+        let (body, content_type, content_encoding) = match self.encoding {
+            Encoding::Protobuf => match proto::encode_snappy(&push.to_proto()) {
+                Ok(b) => (b, "application/x-protobuf", None),
+                Err(e) => {
+                    return PushResult::Failed(ExportError::permanent("encode", e.to_string()));
+                }
+            },
+            Encoding::Json if self.gzip => {
+                (gzip(&push.to_json()), "application/json", Some("gzip"))
+            }
+            Encoding::Json => (push.to_json(), "application/json", None),
+        };
+        let by_stream = push.entries_by_stream();
+        send::push(
+            &self.client,
+            PushRequestParts {
+                url: &self.url,
+                headers: &self.headers,
+                tenant: push.tenant.as_deref(),
+                body,
+                content_type,
+                content_encoding,
+                entries_by_stream: &by_stream,
+            },
+        )
+        .await
+    }
+}
+
+/// Standard base64 (for the basic auth header).
+fn base64(s: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = s.as_bytes();
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+impl Exporter for LokiExporter {
+    fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
+        Box::pin(async move {
+            if batch.signal() != Signal::Logs {
+                return Err(ExportError::permanent(
+                    "unsupported_signal",
+                    format!("loki exports logs, not {}", batch.signal()),
+                ));
+            }
+            let pushes = encode::encode(batch, &self.opts, now_ns());
+            let single = pushes.len() == 1;
+            let mut retry = Batch::empty(Signal::Logs);
+            let mut retry_after: Option<Duration> = None;
+            let mut reasons: Vec<String> = Vec::new();
+            let mut failed_permanently = 0usize;
+            let mut last_permanent = None;
+            for push in &pushes {
+                self.count_truncations(push);
+                match self.push_one(push).await {
+                    PushResult::Accepted => {}
+                    PushResult::Rejected { drops, message } => {
+                        let n: u64 = drops.iter().map(|(_, c)| c).sum();
+                        for (reason, c) in &drops {
+                            self.count_dropped(reason, *c);
+                        }
+                        self.log_rejection(push.tenant.as_deref(), n, &message);
+                        reasons.push(format!("loki refused {n} entries"));
+                    }
+                    PushResult::Failed(ExportError::Retryable { reason, after }) if single => {
+                        return Err(ExportError::Retryable { reason, after });
+                    }
+                    PushResult::Failed(ExportError::Permanent { reason, message }) if single => {
+                        self.count_dropped(&reason, push.entry_count() as u64);
+                        return Err(ExportError::Permanent { reason, message });
+                    }
+                    PushResult::Failed(ExportError::Retryable { reason, after }) => {
+                        if let Some(records) = &push.records {
+                            retry.merge(records.clone());
+                        }
+                        retry_after = retry_after.max(after);
+                        reasons.push(reason);
+                    }
+                    PushResult::Failed(ExportError::Permanent { reason, message }) => {
+                        self.count_dropped(&reason, push.entry_count() as u64);
+                        failed_permanently += 1;
+                        reasons.push(format!("{reason}: {message}"));
+                        last_permanent = Some((reason, message));
+                    }
+                    PushResult::Failed(ExportError::Partial {
+                        retry: r,
+                        reason,
+                        after,
+                    }) => {
+                        retry.merge(r);
+                        retry_after = retry_after.max(after);
+                        reasons.push(reason);
+                    }
+                }
+            }
+            if reasons.is_empty() {
+                return Ok(());
+            }
+            if failed_permanently == pushes.len()
+                && let Some((reason, message)) = last_permanent
+            {
+                return Err(ExportError::Permanent { reason, message });
+            }
+            if retry.item_count() == batch.item_count() {
+                return Err(ExportError::Retryable {
+                    reason: reasons.join("; "),
+                    after: retry_after,
+                });
+            }
+            // Some tenants or entries were taken; refused entries are counted above.
+            Err(ExportError::Partial {
+                retry,
+                reason: reasons.join("; "),
+                after: retry_after,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(yaml_json: Value) -> Result<LokiConfig, FieldError> {
+        parse(&yaml_json)
+    }
+
+    #[test]
+    fn config_defaults_and_checks() {
+        let c = cfg(serde_json::json!({"endpoint": "http://loki:3100"})).unwrap();
+        assert_eq!(c.encoding, Encoding::Protobuf);
+        assert_eq!(c.line_format, LineFormat::Json);
+        assert!(c.structured_metadata && c.labels.defaults && c.labels.level);
+        assert!(cfg(serde_json::json!({})).is_err());
+        assert!(cfg(serde_json::json!({"endpoint": "loki:3100"})).is_err());
+        let e =
+            cfg(serde_json::json!({"endpoint": "http://l", "compression": "gzip"})).unwrap_err();
+        assert_eq!(e.path, ["compression"]);
+        assert!(cfg(serde_json::json!({"endpoint": "http://l", "encoding": "json", "compression": "gzip"})).is_ok());
+        let e = cfg(serde_json::json!({"endpoint": "http://l", "line_fromat": "raw"})).unwrap_err();
+        assert_eq!(e.suggestion.as_deref(), Some("line_format"));
+        assert!(cfg(serde_json::json!({"endpoint": "http://l", "auth": {"basic": {"username": "u"}, "bearer": {"token": "t"}}})).is_err());
+        assert!(cfg(serde_json::json!({"endpoint": "http://l", "tenant": {"source": "attribute", "key": ""}})).is_err());
+        assert!(cfg(serde_json::json!({"endpoint": "http://l", "tenant": {"source": "header", "key": "x"}})).is_err());
+    }
+
+    #[test]
+    fn rejections_are_logged_at_most_once_per_interval() {
+        let mut g = LogGate::default();
+        let t0 = Instant::now();
+        assert_eq!(g.admit(t0), Some(0));
+        assert_eq!(g.admit(t0 + Duration::from_secs(1)), None);
+        assert_eq!(g.admit(t0 + Duration::from_secs(9)), None);
+        assert_eq!(g.admit(t0 + LOG_INTERVAL), Some(2));
+        assert_eq!(g.admit(t0 + LOG_INTERVAL), None);
+    }
+
+    #[test]
+    fn push_url_and_auth_header() {
+        let c = cfg(serde_json::json!({"endpoint": "http://loki:3100/", "auth": {"basic": {"username": "Aladdin", "password": "open sesame"}}})).unwrap();
+        let e = LokiExporter::new("loki", &c, Metrics::default()).unwrap();
+        assert_eq!(e.url, "http://loki:3100/loki/api/v1/push");
+        assert_eq!(
+            e.headers["authorization"],
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+        let c = cfg(serde_json::json!({"endpoint": "https://x/loki/api/v1/push"})).unwrap();
+        assert_eq!(
+            LokiExporter::new("loki", &c, Metrics::default())
+                .unwrap()
+                .url,
+            "https://x/loki/api/v1/push"
+        );
+        assert_eq!(base64("ab"), "YWI=");
+        assert_eq!(base64("a"), "YQ==");
+    }
+}

@@ -1,0 +1,567 @@
+//! The `loki` exporter against a Loki 3 stand-in (tests/support/loki.rs): wire formats,
+//! labels, structured metadata, tenants, Loki's 400/429/5xx answers, and the whole
+//! pipeline from an OTLP/HTTP client to stored Loki streams.
+
+mod support;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use prost::Message;
+use serde_json::json;
+use support::loki::{LokiLimits, LokiStandIn};
+use weft::admin::{Metrics, Telemetry};
+use weft::config::{Source, load_and_validate};
+use weft::data::{
+    AnyValue, Batch, KeyValue, LogRecord, Resource, ResourceLogs, ScopeLogs, any_value,
+};
+use weft::exporters::loki::{LokiExporter, parse};
+use weft::exporters::{ExportError, Exporter};
+use weft::pipeline::Service;
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+fn kv(k: &str, v: &str) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+fn rec(ts: u64, body: &str) -> LogRecord {
+    LogRecord {
+        time_unix_nano: ts,
+        severity_number: 9,
+        severity_text: "INFO".into(),
+        body: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(body.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+fn logs(resources: Vec<(Vec<KeyValue>, Vec<LogRecord>)>) -> Batch {
+    Batch::Logs(
+        resources
+            .into_iter()
+            .map(|(attrs, records)| ResourceLogs {
+                resource: Some(Resource {
+                    attributes: attrs,
+                    ..Default::default()
+                }),
+                scope_logs: vec![ScopeLogs {
+                    log_records: records,
+                    ..Default::default()
+                }],
+                schema_url: String::new(),
+            })
+            .collect(),
+    )
+}
+
+fn exporter(cfg: serde_json::Value) -> (LokiExporter, Metrics) {
+    weft::install_crypto_provider();
+    let metrics = Metrics::default();
+    let cfg = parse(&cfg).unwrap();
+    (
+        LokiExporter::new("loki", &cfg, metrics.clone()).unwrap(),
+        metrics,
+    )
+}
+
+fn dropped(m: &Metrics, reason: &str) -> f64 {
+    m.value(
+        "weft_exporter_loki_dropped_log_records_total",
+        &[("component", "loki"), ("reason", reason)],
+    )
+    .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn protobuf_push_stores_streams_with_default_labels_and_metadata() {
+    let loki = LokiStandIn::start(LokiLimits::default()).await;
+    let (exp, _) = exporter(json!({"endpoint": loki.endpoint(), "tenant_id": "acme"}));
+    let t = now_ns();
+    let mut traced = rec(t + 2, "paid");
+    traced.trace_id = vec![0xab; 16];
+    traced.attributes.push(kv("order.id", "42"));
+    let res = vec![
+        kv("service.name", "checkout"),
+        kv("k8s.namespace.name", "shop"),
+        kv("k8s.pod.name", "checkout-abc"),
+    ];
+    let batch = logs(vec![
+        (res.clone(), vec![traced, rec(t, "started")]),
+        (vec![kv("service.name", "cart")], vec![rec(t + 1, "added")]),
+    ]);
+    exp.send(&batch).await.unwrap();
+
+    let req = &loki.requests()[0];
+    assert_eq!(req.content_type.as_deref(), Some("application/x-protobuf"));
+    assert_eq!(req.tenant.as_deref(), Some("acme"));
+    assert_eq!(req.status, 204);
+    let streams = loki.streams("acme");
+    assert_eq!(streams.len(), 2);
+    let checkout = streams
+        .iter()
+        .find(|s| s.labels["service_name"] == "checkout")
+        .unwrap();
+    let names: Vec<&str> = checkout.labels.keys().map(String::as_str).collect();
+    assert_eq!(names, ["k8s_namespace_name", "level", "service_name"]);
+    let lines: Vec<&str> = checkout.entries.iter().map(|e| e.line.as_str()).collect();
+    assert_eq!(lines, [r#"{"body":"started"}"#, r#"{"body":"paid"}"#]);
+    let md = &checkout.entries[1].metadata;
+    assert!(md.contains(&("trace_id".into(), "ab".repeat(16))));
+    assert!(md.contains(&("order_id".into(), "42".into())));
+    assert!(md.contains(&("k8s_pod_name".into(), "checkout-abc".into())));
+}
+
+#[tokio::test]
+async fn json_with_gzip_is_decoded_like_loki_and_auth_is_sent() {
+    let loki = LokiStandIn::start(LokiLimits::default()).await;
+    let (exp, _) = exporter(json!({
+        "endpoint": loki.endpoint(), "tenant_id": "t1", "encoding": "json", "compression": "gzip",
+        "line_format": "raw", "auth": {"bearer": {"token": "s3cret"}}
+    }));
+    exp.send(&logs(vec![(
+        vec![kv("service.name", "api")],
+        vec![rec(now_ns(), "hello")],
+    )]))
+    .await
+    .unwrap();
+    let req = &loki.requests()[0];
+    assert_eq!(req.content_type.as_deref(), Some("application/json"));
+    assert_eq!(req.content_encoding.as_deref(), Some("gzip"));
+    assert_eq!(req.authorization.as_deref(), Some("Bearer s3cret"));
+    let s = &loki.streams("t1")[0];
+    assert_eq!(s.entries[0].line, "hello");
+    assert_eq!(s.labels["service_name"], "api");
+    // Structured metadata travels as the third element of each JSON value.
+    assert!(
+        s.entries[0]
+            .metadata
+            .contains(&("severity_text".into(), "INFO".into()))
+    );
+}
+
+#[tokio::test]
+async fn records_are_grouped_per_tenant_from_an_attribute() {
+    let loki = LokiStandIn::start(LokiLimits::default()).await;
+    let (exp, _) = exporter(json!({
+        "endpoint": loki.endpoint(), "tenant_id": "shared",
+        "tenant": {"source": "attribute", "key": "tenant"}
+    }));
+    let t = now_ns();
+    let mut a = rec(t, "for a");
+    a.attributes.push(kv("tenant", "team-a"));
+    let b = rec(t, "for b");
+    let batch = logs(vec![
+        (
+            vec![kv("service.name", "api")],
+            vec![a, rec(t + 1, "no tenant")],
+        ),
+        (
+            vec![kv("service.name", "api"), kv("tenant", "team-b")],
+            vec![b],
+        ),
+    ]);
+    exp.send(&batch).await.unwrap();
+    assert_eq!(loki.tenants(), ["shared", "team-a", "team-b"]);
+    let mut seen: Vec<String> = loki
+        .requests()
+        .iter()
+        .filter_map(|r| r.tenant.clone())
+        .collect();
+    seen.sort();
+    assert_eq!(seen, ["shared", "team-a", "team-b"]);
+    assert_eq!(
+        loki.streams("team-a")[0].entries[0].line,
+        r#"{"body":"for a"}"#
+    );
+}
+
+#[tokio::test]
+async fn entries_loki_refuses_are_counted_and_the_rest_is_not_resent() {
+    let loki = LokiStandIn::start(LokiLimits {
+        max_line_size: 100,
+        ..LokiLimits::default()
+    })
+    .await;
+    let (exp, metrics) =
+        exporter(json!({"endpoint": loki.endpoint(), "tenant_id": "acme", "line_format": "raw"}));
+    let t = now_ns();
+    let ten_days_ago = t - 10 * 24 * 3600 * 1_000_000_000;
+    let batch = logs(vec![(
+        vec![kv("service.name", "api")],
+        vec![
+            rec(t, "fine"),
+            rec(ten_days_ago, "ancient"),
+            rec(t + 1, &"x".repeat(200)),
+            rec(t + 2, "also fine"),
+        ],
+    )]);
+    match exp.send(&batch).await {
+        Err(ExportError::Partial { retry, .. }) => assert!(retry.is_empty(), "nothing is retried"),
+        other => panic!("expected a partial answer, got {other:?}"),
+    }
+    let stored: Vec<String> = loki.streams("acme")[0]
+        .entries
+        .iter()
+        .map(|e| e.line.clone())
+        .collect();
+    assert_eq!(stored, ["fine", "also fine"]);
+    assert_eq!(loki.requests().len(), 1);
+    assert_eq!(loki.requests()[0].status, 400);
+    assert_eq!(dropped(&metrics, "greater_than_max_sample_age"), 1.0);
+    assert_eq!(dropped(&metrics, "line_too_long"), 1.0);
+}
+
+#[tokio::test]
+async fn ordering_errors_from_the_ingester_are_permanent_for_those_entries() {
+    // Unordered writes off: an entry older than the stream's newest is refused.
+    let loki = LokiStandIn::start(LokiLimits {
+        unordered_writes: false,
+        ..LokiLimits::default()
+    })
+    .await;
+    let (exp, metrics) = exporter(json!({"endpoint": loki.endpoint(), "tenant_id": "acme"}));
+    let t = now_ns();
+    let res = vec![kv("service.name", "api")];
+    // Within one batch the exporter sorts, so Loki sees them in order.
+    exp.send(&logs(vec![(
+        res.clone(),
+        vec![rec(t + 10, "b"), rec(t, "a")],
+    )]))
+    .await
+    .unwrap();
+    let late = logs(vec![(
+        res.clone(),
+        vec![rec(t + 5, "late"), rec(t + 20, "c")],
+    )]);
+    assert!(
+        matches!(exp.send(&late).await, Err(ExportError::Partial { ref retry, .. }) if retry.is_empty())
+    );
+    assert_eq!(dropped(&metrics, "out_of_order"), 1.0);
+    assert_eq!(loki.streams("acme")[0].entries.len(), 3);
+
+    // Unordered writes on (Loki's default): only entries behind the window are refused.
+    let loki = LokiStandIn::start(LokiLimits::default()).await;
+    let (exp, metrics) = exporter(json!({"endpoint": loki.endpoint(), "tenant_id": "acme"}));
+    exp.send(&logs(vec![(res.clone(), vec![rec(t, "now")])]))
+        .await
+        .unwrap();
+    let hour = 3600 * 1_000_000_000u64;
+    let older = logs(vec![(
+        res,
+        vec![
+            rec(t - 2 * hour, "too far"),
+            rec(t - hour / 2, "within window"),
+        ],
+    )]);
+    assert!(matches!(
+        exp.send(&older).await,
+        Err(ExportError::Partial { .. })
+    ));
+    assert_eq!(dropped(&metrics, "too_far_behind"), 1.0);
+    assert_eq!(loki.streams("acme")[0].entries.len(), 2);
+}
+
+#[tokio::test]
+async fn rate_limits_and_server_errors_are_retryable_with_retry_after() {
+    let loki = LokiStandIn::start(LokiLimits::default()).await;
+    let (exp, _) = exporter(json!({"endpoint": loki.endpoint(), "tenant_id": "acme"}));
+    let batch = logs(vec![(
+        vec![kv("service.name", "api")],
+        vec![rec(now_ns(), "x")],
+    )]);
+    loki.fail_next(429, 1, Some(7));
+    loki.fail_next(500, 1, None);
+    match exp.send(&batch).await {
+        Err(ExportError::Retryable { after, .. }) => {
+            assert_eq!(after, Some(Duration::from_secs(7)))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        exp.send(&batch).await,
+        Err(ExportError::Retryable { after: None, .. })
+    ));
+    exp.send(&batch).await.unwrap();
+    assert_eq!(loki.entry_count(), 1);
+}
+
+#[tokio::test]
+async fn a_failing_tenant_is_retried_alone() {
+    let loki = LokiStandIn::start(LokiLimits::default()).await;
+    let (exp, _) = exporter(
+        json!({"endpoint": loki.endpoint(), "tenant": {"source": "attribute", "key": "tenant"}}),
+    );
+    let t = now_ns();
+    let batch = logs(vec![
+        (
+            vec![kv("service.name", "a"), kv("tenant", "team-a")],
+            vec![rec(t, "a1"), rec(t + 1, "a2")],
+        ),
+        (
+            vec![kv("service.name", "b"), kv("tenant", "team-b")],
+            vec![rec(t, "b1")],
+        ),
+    ]);
+    loki.fail_next(503, 1, Some(2)); // tenants go out in name order: team-a fails
+    let retry = match exp.send(&batch).await {
+        Err(ExportError::Partial { retry, after, .. }) => {
+            assert_eq!(after, Some(Duration::from_secs(2)));
+            retry
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(retry.item_count(), 2);
+    assert_eq!(loki.tenants(), ["team-b"]);
+    exp.send(&retry).await.unwrap();
+    assert_eq!(loki.tenants(), ["team-a", "team-b"]);
+    assert_eq!(loki.entry_count(), 3);
+}
+
+#[tokio::test]
+async fn oversized_structured_metadata_is_truncated_and_accepted() {
+    let loki = LokiStandIn::start(LokiLimits::default()).await;
+    let (exp, metrics) = exporter(json!({"endpoint": loki.endpoint(), "tenant_id": "acme"}));
+    let mut r = rec(now_ns(), "boom");
+    r.attributes
+        .push(kv("exception.stacktrace", &"at frame\n".repeat(20_000)));
+    // A label value over Loki's 2048 bytes would get the whole stream refused.
+    let long_service = "s".repeat(3000);
+    exp.send(&logs(vec![(
+        vec![kv("service.name", &long_service)],
+        vec![r],
+    )]))
+    .await
+    .unwrap();
+    let e = &loki.streams("acme")[0].entries[0];
+    let size: usize = e.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+    assert!(size <= 64 * 1024);
+    let truncations = metrics.value(
+        "weft_exporter_loki_truncations_total",
+        &[
+            ("component", "loki"),
+            ("reason", "structured_metadata_size"),
+        ],
+    );
+    assert_eq!(truncations, Some(1.0));
+    assert_eq!(loki.streams("acme")[0].labels["service_name"].len(), 2048);
+    let label_truncations = metrics.value(
+        "weft_exporter_loki_truncations_total",
+        &[("component", "loki"), ("reason", "label_value")],
+    );
+    assert_eq!(label_truncations, Some(1.0));
+}
+
+#[tokio::test]
+async fn a_request_loki_cannot_read_is_permanent() {
+    let loki = LokiStandIn::start(LokiLimits::default()).await;
+    // No tenant while Loki runs with auth_enabled: 401, permanent.
+    let (exp, metrics) = exporter(json!({"endpoint": loki.endpoint()}));
+    let batch = logs(vec![(
+        vec![kv("service.name", "api")],
+        vec![rec(now_ns(), "x")],
+    )]);
+    assert!(
+        matches!(exp.send(&batch).await, Err(ExportError::Permanent { ref reason, .. }) if reason == "http_401")
+    );
+    assert_eq!(dropped(&metrics, "http_401"), 1.0);
+}
+
+fn pipeline_yaml(loki: &str) -> String {
+    format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:0
+processors:
+  batch:
+    timeout: 10ms
+exporters:
+  loki:
+    endpoint: {loki}
+    tenant_id: acme
+    labels:
+      resource:
+        k8s.pod.name: pod
+    retry_on_failure:
+      initial_interval: 10ms
+      max_interval: 20ms
+service:
+  pipelines:
+    logs:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [loki]
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn otlp_http_to_loki_through_the_whole_pipeline() {
+    weft::install_crypto_provider();
+    let loki = LokiStandIn::start(LokiLimits::default()).await;
+    loki.fail_next(503, 1, None); // the delivery layer retries it
+    let cfg = load_and_validate(
+        &[Source {
+            name: "test.yaml".into(),
+            text: pipeline_yaml(&loki.endpoint()),
+        }],
+        &|_| None,
+    )
+    .unwrap();
+    let svc = Service::start(&cfg, Telemetry::new()).await.unwrap();
+    let addr = svc.bound["otlp/http"];
+
+    let t = now_ns();
+    let Batch::Logs(resource_logs) = logs(vec![(
+        vec![
+            kv("service.name", "checkout"),
+            kv("k8s.pod.name", "checkout-1"),
+        ],
+        vec![rec(t + 1, "second"), rec(t, "first")],
+    )]) else {
+        unreachable!()
+    };
+    let body = ExportLogsServiceRequest { resource_logs }.encode_to_vec();
+    let resp = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/logs"))
+        .header("content-type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    // Wait for delivery (bounded; no timing is asserted).
+    for _ in 0..500 {
+        if loki.entry_count() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let streams = loki.streams("acme");
+    assert_eq!(streams.len(), 1);
+    assert_eq!(streams[0].labels["pod"], "checkout-1");
+    assert_eq!(streams[0].labels["service_name"], "checkout");
+    let lines: Vec<&str> = streams[0].entries.iter().map(|e| e.line.as_str()).collect();
+    assert_eq!(lines, [r#"{"body":"first"}"#, r#"{"body":"second"}"#]);
+    let statuses: Vec<u16> = loki.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [503, 204]);
+    svc.shutdown().await;
+}
+
+#[test]
+fn the_shipped_otlp_to_loki_pipeline_is_valid() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/pipelines/otlp-to-loki.yaml"
+    ))
+    .unwrap();
+    let cfg = load_and_validate(
+        &[Source {
+            name: "pipelines/otlp-to-loki.yaml".into(),
+            text,
+        }],
+        &|_| None,
+    );
+    assert!(cfg.is_ok(), "{:?}", cfg.err());
+}
+
+#[tokio::test]
+async fn label_values_with_quotes_backslashes_and_newlines_survive_the_label_string() {
+    let loki = LokiStandIn::start(LokiLimits::default()).await;
+    let (exp, _) = exporter(json!({"endpoint": loki.endpoint(), "tenant_id": "acme"}));
+    let odd = "say \"hi\"\\n\nnext\tline";
+    exp.send(&logs(vec![(
+        vec![kv("service.name", odd)],
+        vec![rec(now_ns(), "x")],
+    )]))
+    .await
+    .unwrap();
+    assert_eq!(loki.streams("acme")[0].labels["service_name"], odd);
+}
+
+#[test]
+fn config_errors_name_the_key_and_suggest_the_fix() {
+    let yaml = r#"
+receivers:
+  otlp:
+    protocols:
+      http:
+exporters:
+  loki:
+    endpoint: http://loki:3100
+    line_fromat: raw
+service:
+  pipelines:
+    logs:
+      receivers: [otlp]
+      exporters: [loki]
+"#;
+    let errs = load_and_validate(
+        &[Source {
+            name: "bad.yaml".into(),
+            text: yaml.into(),
+        }],
+        &|_| None,
+    )
+    .unwrap_err();
+    let text = errs.to_string();
+    assert!(text.contains("line_fromat"), "{text}");
+    assert!(text.contains("line_format"), "{text}");
+}
+
+#[tokio::test]
+async fn lifecycle_through_the_registry() {
+    use weft::components::{BuildContext, Constructor, Kind, Lookup, SharedState, lookup};
+    weft::install_crypto_provider();
+    let Lookup::Found(f) = lookup(Kind::Exporter, "loki") else {
+        panic!("loki is not registered")
+    };
+    assert_eq!(f.signals, &[weft::data::Signal::Logs]);
+    let cfg = json!({"endpoint": "http://127.0.0.1:1", "tenant_id": "acme"});
+    (f.validate)(&cfg).unwrap();
+    assert!((f.validate)(&json!({})).is_err());
+    let Constructor::Exporter(build) = f.construct else {
+        panic!("not an exporter")
+    };
+    let ctx = BuildContext {
+        id: "loki".into(),
+        signal: None,
+        telemetry: Telemetry::new(),
+        shared: SharedState::default(),
+        extensions: Default::default(),
+    };
+    // Shut down without start, then a normal start / send / shutdown.
+    build(&cfg, &ctx).unwrap().shutdown().await;
+    let e = build(&cfg, &ctx).unwrap();
+    e.start().await.unwrap();
+    let batch = logs(vec![(
+        vec![kv("service.name", "api")],
+        vec![rec(now_ns(), "x")],
+    )]);
+    // Nobody listens on port 1: a transport error, retryable.
+    assert!(matches!(
+        e.send(&batch).await,
+        Err(ExportError::Retryable { .. })
+    ));
+    assert!(matches!(
+        e.send(&Batch::Traces(vec![])).await,
+        Err(ExportError::Permanent { .. })
+    ));
+    e.shutdown().await;
+}
