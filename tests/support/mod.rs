@@ -1,5 +1,6 @@
 //! Test support: protocol-faithful backend stand-ins and helpers to run weft in-process.
 #![allow(dead_code)]
 
+pub mod elasticsearch;
 pub mod otlp_sink;
 pub mod weft;
