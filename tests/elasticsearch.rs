@@ -78,7 +78,14 @@ fn log_record() -> LogRecord {
             kv(
                 "tags",
                 any_value::Value::ArrayValue(ArrayValue {
-                    values: vec![AnyValue { value: Some(s("a")) }, AnyValue { value: Some(s("b")) }],
+                    values: vec![
+                        AnyValue {
+                            value: Some(s("a")),
+                        },
+                        AnyValue {
+                            value: Some(s("b")),
+                        },
+                    ],
                 }),
             ),
             kv(
@@ -320,7 +327,8 @@ fn init() {
     weft::install_crypto_provider();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WEFT_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("WEFT_TEST_LOG")
+                .unwrap_or_else(|_| "warn".into()),
         )
         .with_test_writer()
         .try_init();
@@ -413,7 +421,9 @@ async fn with_30_percent_items_rejected_every_document_is_indexed_exactly_once()
     let es = Elasticsearch::start(0.3, 42).await;
     let t = Telemetry::new();
     let exp = exporter(json!({"endpoints": [es.url()]}), &t);
-    let d = Delivery::start("elasticsearch", exp, fast_delivery(), None, &t).await.unwrap();
+    let d = Delivery::start("elasticsearch", exp, fast_delivery(), None, &t)
+        .await
+        .unwrap();
     let h = d.handle();
     for b in 0..20 {
         h.push(Arc::new(logs(b * 50, 50)), false).await.unwrap();
@@ -424,15 +434,20 @@ async fn with_30_percent_items_rejected_every_document_is_indexed_exactly_once()
     assert_eq!(stored_bodies(&es, LOGS_INDEX), expected_bodies(1000));
     let st = es.stats();
     assert_eq!(st.created, 1000);
-    assert!(st.rejected_429 > 200, "the stand-in rejected {} items", st.rejected_429);
+    assert!(
+        st.rejected_429 > 200,
+        "the stand-in rejected {} items",
+        st.rejected_429
+    );
     // Only rejected items were sent again: no whole-bulk retries, no duplicates.
     assert_eq!(st.conflicts_409, 0);
     let sent_items: usize = es.requests().iter().map(|r| r.items).sum();
     assert_eq!(sent_items, st.created + st.rejected_429);
     assert!(es.requests().iter().all(|r| r.gzip));
-    let sent = t
-        .metrics
-        .value("weft_exporter_sent_log_records_total", &[("component", "elasticsearch")]);
+    let sent = t.metrics.value(
+        "weft_exporter_sent_log_records_total",
+        &[("component", "elasticsearch")],
+    );
     assert_eq!(sent, Some(1000.0));
 }
 
@@ -467,7 +482,9 @@ async fn a_mapping_error_drops_only_that_document() {
     let mut batch = logs(0, 5);
     if let Batch::Logs(v) = &mut batch {
         let recs = &mut v[0].scope_logs[0].log_records;
-        recs[0].attributes.push(kv("code", any_value::Value::IntValue(1)));
+        recs[0]
+            .attributes
+            .push(kv("code", any_value::Value::IntValue(1)));
         recs[2].attributes.push(kv("code", s("not-a-number")));
     }
     exp.send(&batch).await.unwrap();
@@ -477,7 +494,10 @@ async fn a_mapping_error_drops_only_that_document() {
     assert_eq!(es.stats().mapping_errors, 1);
     let dropped = t.metrics.value(
         "weft_exporter_elasticsearch_dropped_log_records_total",
-        &[("component", "elasticsearch"), ("error_type", "mapper_parsing_exception")],
+        &[
+            ("component", "elasticsearch"),
+            ("error_type", "mapper_parsing_exception"),
+        ],
     );
     assert_eq!(dropped, Some(1.0));
 }
@@ -513,13 +533,17 @@ async fn whole_request_429_is_retried_after_retry_after() {
 
     es.reject_next_requests(1, 1);
     match exp.send(&logs(0, 10)).await {
-        Err(ExportError::Retryable { after, .. }) => assert_eq!(after, Some(Duration::from_secs(1))),
+        Err(ExportError::Retryable { after, .. }) => {
+            assert_eq!(after, Some(Duration::from_secs(1)))
+        }
         other => panic!("expected retryable, got {other:?}"),
     }
     assert_eq!(es.doc_count(), 0);
 
     es.reject_next_requests(1, 1);
-    let d = Delivery::start("elasticsearch", exp, fast_delivery(), None, &t).await.unwrap();
+    let d = Delivery::start("elasticsearch", exp, fast_delivery(), None, &t)
+        .await
+        .unwrap();
     d.handle().push(Arc::new(logs(0, 10)), false).await.unwrap();
     wait_for("10 documents", || es.doc_count() >= 10).await;
     d.shutdown(Instant::now() + Duration::from_secs(5)).await;
@@ -576,7 +600,10 @@ async fn static_index_uses_index_actions_and_spans_are_indexed() {
 // ---- the ready-made pipeline ----
 
 fn pipeline_source() -> Source {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/otlp-to-elasticsearch.yaml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/pipelines/otlp-to-elasticsearch.yaml"
+    );
     Source {
         name: path.into(),
         text: std::fs::read_to_string(path).unwrap(),
@@ -585,7 +612,8 @@ fn pipeline_source() -> Source {
 
 #[test]
 fn pipeline_file_is_valid() {
-    weft::config::load_and_validate(&[pipeline_source()], &|_| None).unwrap_or_else(|e| panic!("{e}"));
+    weft::config::load_and_validate(&[pipeline_source()], &|_| None)
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -602,12 +630,18 @@ async fn pipeline_file_carries_otlp_logs_and_spans_into_elasticsearch() {
         name: "test-overrides.yaml".into(),
         text: "exporters:\n  elasticsearch:\n    retry_on_failure:\n      initial_interval: 10ms\n      max_interval: 50ms\nprocessors:\n  batch:\n    timeout: 20ms\n".into(),
     };
-    let cfg = weft::config::load_and_validate(&[pipeline_source(), overrides], &|k| env.get(k).cloned())
-        .unwrap_or_else(|e| panic!("{e}"));
-    let service = weft::pipeline::Service::start(&cfg, Telemetry::new()).await.unwrap();
+    let cfg =
+        weft::config::load_and_validate(&[pipeline_source(), overrides], &|k| env.get(k).cloned())
+            .unwrap_or_else(|e| panic!("{e}"));
+    let service = weft::pipeline::Service::start(&cfg, Telemetry::new())
+        .await
+        .unwrap();
     let http = service.bound["otlp/http"];
     let client = reqwest::Client::new();
-    for (path, body) in [("/v1/logs", logs(0, 30).encode_proto()), ("/v1/traces", span_batch().encode_proto())] {
+    for (path, body) in [
+        ("/v1/logs", logs(0, 30).encode_proto()),
+        ("/v1/traces", span_batch().encode_proto()),
+    ] {
         let resp = client
             .post(format!("http://{http}{path}"))
             .header("content-type", "application/x-protobuf")

@@ -99,7 +99,10 @@ pub struct Elasticsearch {
 
 fn is_data_stream(index: &str) -> bool {
     let p: Vec<&str> = index.splitn(3, '-').collect();
-    p.len() == 3 && matches!(p[0], "logs" | "traces" | "metrics") && !p[1].is_empty() && !p[2].is_empty()
+    p.len() == 3
+        && matches!(p[0], "logs" | "traces" | "metrics")
+        && !p[1].is_empty()
+        && !p[2].is_empty()
 }
 
 fn error_body(status: u16, ty: &str, reason: &str) -> Value {
@@ -109,7 +112,10 @@ fn error_body(status: u16, ty: &str, reason: &str) -> Value {
 fn reply(status: u16, body: Value) -> Response {
     let mut r = (
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        [("content-type", "application/json"), ("x-elastic-product", "Elasticsearch")],
+        [
+            ("content-type", "application/json"),
+            ("x-elastic-product", "Elasticsearch"),
+        ],
         body.to_string(),
     )
         .into_response();
@@ -128,7 +134,11 @@ fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, FieldType, String)>) 
                 out.push((prefix.to_string(), FieldType::Object, String::new()));
             }
             for (k, x) in m {
-                let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 // A dotted key is a path of objects.
                 let parts: Vec<&str> = p.split('.').collect();
                 for i in 1..parts.len() {
@@ -144,7 +154,9 @@ fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, FieldType, String)>) 
         }
         Value::Null => {}
         Value::Bool(_) => out.push((prefix.to_string(), FieldType::Boolean, v.to_string())),
-        Value::Number(n) if n.is_f64() => out.push((prefix.to_string(), FieldType::Double, v.to_string())),
+        Value::Number(n) if n.is_f64() => {
+            out.push((prefix.to_string(), FieldType::Double, v.to_string()))
+        }
         Value::Number(_) => out.push((prefix.to_string(), FieldType::Long, v.to_string())),
         Value::String(s) => out.push((prefix.to_string(), FieldType::Keyword, s.clone())),
     }
@@ -216,7 +228,9 @@ impl Elasticsearch {
             .route("/{index}/_bulk", post(bulk_index))
             .layer(DefaultBodyLimit::disable())
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -308,7 +322,11 @@ fn check_auth(s: &Shared, headers: &HeaderMap) -> Option<Response> {
     (got != Some(want.as_str())).then(|| {
         reply(
             401,
-            error_body(401, "security_exception", "missing authentication credentials for REST request [/_bulk]"),
+            error_body(
+                401,
+                "security_exception",
+                "missing authentication credentials for REST request [/_bulk]",
+            ),
         )
     })
 }
@@ -327,19 +345,28 @@ async fn bulk_index(
     bulk(s, Some(index), headers, uri, body)
 }
 
-fn bulk(s: Shared, path_index: Option<String>, headers: HeaderMap, _uri: Uri, body: Bytes) -> Response {
+fn bulk(
+    s: Shared,
+    path_index: Option<String>,
+    headers: HeaderMap,
+    _uri: Uri,
+    body: Bytes,
+) -> Response {
     let started = Instant::now();
     let gz = headers
         .get("content-encoding")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
     let log = |status: u16, items: usize| {
-        s.lock().unwrap_or_else(|p| p.into_inner()).requests.push(RequestLog {
-            at: started,
-            status,
-            items,
-            gzip: gz,
-        });
+        s.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .requests
+            .push(RequestLog {
+                at: started,
+                status,
+                items,
+                gzip: gz,
+            });
     };
     if let Some(r) = check_auth(&s, &headers) {
         log(401, 0);
@@ -354,13 +381,20 @@ fn bulk(s: Shared, path_index: Option<String>, headers: HeaderMap, _uri: Uri, bo
             log(429, 0);
             let mut r = reply(
                 429,
-                error_body(429, "es_rejected_execution_exception", "rejected execution of coordinating operation"),
+                error_body(
+                    429,
+                    "es_rejected_execution_exception",
+                    "rejected execution of coordinating operation",
+                ),
             );
             r.headers_mut().insert("retry-after", secs.into());
             return r;
         }
     }
-    let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let mime = ct.split(';').next().unwrap_or("").trim();
     if !matches!(mime, "application/x-ndjson" | "application/json") {
         log(406, 0);
@@ -371,15 +405,24 @@ fn bulk(s: Shared, path_index: Option<String>, headers: HeaderMap, _uri: Uri, bo
     }
     let raw = if gz {
         let mut out = Vec::new();
-        if flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut out).is_err() {
+        if flate2::read::GzDecoder::new(&body[..])
+            .read_to_end(&mut out)
+            .is_err()
+        {
             log(400, 0);
-            return reply(400, error_body(400, "parse_exception", "request body is not valid gzip"));
+            return reply(
+                400,
+                error_body(400, "parse_exception", "request body is not valid gzip"),
+            );
         }
         out
     } else {
         body.to_vec()
     };
-    let max = s.lock().unwrap_or_else(|p| p.into_inner()).max_content_length;
+    let max = s
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .max_content_length;
     if raw.len() > max {
         log(413, 0);
         return reply(413, Value::Null);
@@ -388,7 +431,11 @@ fn bulk(s: Shared, path_index: Option<String>, headers: HeaderMap, _uri: Uri, bo
         log(400, 0);
         return reply(
             400,
-            error_body(400, "illegal_argument_exception", "The bulk request must be terminated by a newline [\\n]"),
+            error_body(
+                400,
+                "illegal_argument_exception",
+                "The bulk request must be terminated by a newline [\\n]",
+            ),
         );
     }
     // Parse everything first: a malformed action line fails the whole request.
@@ -403,22 +450,47 @@ fn bulk(s: Shared, path_index: Option<String>, headers: HeaderMap, _uri: Uri, bo
             Ok(v) => v,
             Err(e) => {
                 log(400, 0);
-                return reply(400, error_body(400, "x_content_parse_exception", &format!("malformed action/metadata line: {e}")));
+                return reply(
+                    400,
+                    error_body(
+                        400,
+                        "x_content_parse_exception",
+                        &format!("malformed action/metadata line: {e}"),
+                    ),
+                );
             }
         };
-        let Some((op, meta)) = action.as_object().and_then(|o| o.iter().next()).map(|(k, v)| (k.clone(), v.clone()))
+        let Some((op, meta)) = action
+            .as_object()
+            .and_then(|o| o.iter().next())
+            .map(|(k, v)| (k.clone(), v.clone()))
         else {
             log(400, 0);
-            return reply(400, error_body(400, "illegal_argument_exception", "Malformed action/metadata line"));
+            return reply(
+                400,
+                error_body(
+                    400,
+                    "illegal_argument_exception",
+                    "Malformed action/metadata line",
+                ),
+            );
         };
         if !matches!(op.as_str(), "create" | "index" | "delete") {
             log(400, 0);
             return reply(
                 400,
-                error_body(400, "illegal_argument_exception", &format!("Action/metadata line [1] contains an unknown parameter [{op}]")),
+                error_body(
+                    400,
+                    "illegal_argument_exception",
+                    &format!("Action/metadata line [1] contains an unknown parameter [{op}]"),
+                ),
             );
         }
-        let source = if op == "delete" { None } else { Some(lines.next().unwrap_or("")) };
+        let source = if op == "delete" {
+            None
+        } else {
+            Some(lines.next().unwrap_or(""))
+        };
         let index = meta
             .get("_index")
             .and_then(Value::as_str)
@@ -426,7 +498,14 @@ fn bulk(s: Shared, path_index: Option<String>, headers: HeaderMap, _uri: Uri, bo
             .or_else(|| path_index.clone());
         let Some(index) = index else {
             log(400, 0);
-            return reply(400, error_body(400, "action_request_validation_exception", "Validation Failed: 1: index is missing;"));
+            return reply(
+                400,
+                error_body(
+                    400,
+                    "action_request_validation_exception",
+                    "Validation Failed: 1: index is missing;",
+                ),
+            );
         };
         let id = meta.get("_id").and_then(Value::as_str).map(str::to_string);
         actions.push((op, index, id, source.map(str::to_string)));
@@ -446,10 +525,22 @@ fn bulk(s: Shared, path_index: Option<String>, headers: HeaderMap, _uri: Uri, bo
             }
             json!({ op.clone(): m })
         };
-        let err = |status: u16, ty: &str, reason: String| item(status, json!({"error": {"type": ty, "reason": reason, "index": index}}));
+        let err = |status: u16, ty: &str, reason: String| {
+            item(
+                status,
+                json!({"error": {"type": ty, "reason": reason, "index": index}}),
+            )
+        };
         if op == "delete" {
-            let existed = g.indices.get_mut(&index).and_then(|i| i.docs.remove(&id)).is_some();
-            items.push(item(if existed { 200 } else { 404 }, json!({"result": if existed { "deleted" } else { "not_found" }})));
+            let existed = g
+                .indices
+                .get_mut(&index)
+                .and_then(|i| i.docs.remove(&id))
+                .is_some();
+            items.push(item(
+                if existed { 200 } else { 404 },
+                json!({"result": if existed { "deleted" } else { "not_found" }}),
+            ));
             continue;
         }
         let reject = g.reject_fraction;
@@ -468,7 +559,9 @@ fn bulk(s: Shared, path_index: Option<String>, headers: HeaderMap, _uri: Uri, bo
             items.push(err(
                 400,
                 "illegal_argument_exception",
-                format!("only write ops with an op_type of create are allowed in data streams [{index}]"),
+                format!(
+                    "only write ops with an op_type of create are allowed in data streams [{index}]"
+                ),
             ));
             continue;
         }
@@ -477,7 +570,11 @@ fn bulk(s: Shared, path_index: Option<String>, headers: HeaderMap, _uri: Uri, bo
             _ => {
                 errors = true;
                 g.stats.mapping_errors += 1;
-                items.push(err(400, "mapper_parsing_exception", "failed to parse".into()));
+                items.push(err(
+                    400,
+                    "mapper_parsing_exception",
+                    "failed to parse".into(),
+                ));
                 continue;
             }
         };
@@ -496,7 +593,11 @@ fn bulk(s: Shared, path_index: Option<String>, headers: HeaderMap, _uri: Uri, bo
         if is_data_stream(&index) && doc.get("@timestamp").is_none() {
             errors = true;
             g.stats.mapping_errors += 1;
-            items.push(err(400, "mapper_parsing_exception", "data stream timestamp field [@timestamp] is missing".into()));
+            items.push(err(
+                400,
+                "mapper_parsing_exception",
+                "data stream timestamp field [@timestamp] is missing".into(),
+            ));
             continue;
         }
         if let Err(reason) = ix.map(&id, &doc) {
@@ -507,7 +608,11 @@ fn bulk(s: Shared, path_index: Option<String>, headers: HeaderMap, _uri: Uri, bo
         }
         ix.docs.insert(id.clone(), doc);
         g.stats.created += 1;
-        let (status, result) = if exists { (200, "updated") } else { (201, "created") };
+        let (status, result) = if exists {
+            (200, "updated")
+        } else {
+            (201, "created")
+        };
         items.push(item(
             status,
             json!({"_version": 1, "result": result, "_shards": {"total": 1, "successful": 1, "failed": 0}, "_seq_no": 0, "_primary_term": 1}),
@@ -521,7 +626,10 @@ fn bulk(s: Shared, path_index: Option<String>, headers: HeaderMap, _uri: Uri, bo
         gzip: gz,
     });
     drop(g);
-    reply(200, json!({"took": started.elapsed().as_millis() as u64, "errors": errors, "items": items}))
+    reply(
+        200,
+        json!({"took": started.elapsed().as_millis() as u64, "errors": errors, "items": items}),
+    )
 }
 
 #[cfg(test)]
@@ -531,9 +639,17 @@ mod tests {
     #[test]
     fn dynamic_mapping_conflicts() {
         let mut ix = Index::default();
-        assert!(ix.map("1", &json!({"attributes": {"code": 1, "ok": true}})).is_ok());
-        assert!(ix.map("2", &json!({"attributes": {"code": "2", "ok": "false"}})).is_ok());
-        let e = ix.map("3", &json!({"attributes": {"code": "abc"}})).unwrap_err();
+        assert!(
+            ix.map("1", &json!({"attributes": {"code": 1, "ok": true}}))
+                .is_ok()
+        );
+        assert!(
+            ix.map("2", &json!({"attributes": {"code": "2", "ok": "false"}}))
+                .is_ok()
+        );
+        let e = ix
+            .map("3", &json!({"attributes": {"code": "abc"}}))
+            .unwrap_err();
         assert!(e.contains("[attributes.code] of type [long]"), "{e}");
         assert!(ix.map("4", &json!({"attributes.code.x": 1})).is_err());
         assert!(ix.map("5", &json!({"attributes": 3})).is_err());

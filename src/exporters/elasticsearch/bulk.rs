@@ -135,10 +135,8 @@ impl Encoder {
             Signal::Traces => (self.traces_dynamic_index, &self.traces_index),
             Signal::Metrics => (false, &None),
         };
-        if dynamic {
-            if let Some(ix) = lookup("elasticsearch.index", &chain) {
-                return (ix.to_string(), None);
-            }
+        if dynamic && let Some(ix) = lookup("elasticsearch.index", &chain) {
+            return (ix.to_string(), None);
         }
         if let Some(ix) = fixed.as_ref().filter(|s| !s.is_empty()) {
             return (ix.clone(), None);

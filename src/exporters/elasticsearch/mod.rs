@@ -493,10 +493,10 @@ impl ElasticsearchExporter {
         }
         // A request-level rejection of everything is the delivery layer's permanent error
         // (counted there); item-level drops are counted here.
-        if let (0, 0, Some((reason, message))) = (indexed, n_retry, &rejected) {
-            if reasons.len() == 1 {
-                return Err(ExportError::permanent(reason.clone(), message.clone()));
-            }
+        if let (0, 0, Some((reason, message))) = (indexed, n_retry, &rejected)
+            && reasons.len() == 1
+        {
+            return Err(ExportError::permanent(reason.clone(), message.clone()));
         }
         for (t, (reason, n)) in &reasons {
             self.note_drop(batch, t, reason, *n);
