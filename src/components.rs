@@ -235,7 +235,7 @@ pub static FACTORIES: &[Factory] = &[
         kind: Kind::Exporter,
         ty: "elasticsearch",
         aliases: &[],
-        signals: TRACES_LOGS,
+        signals: ALL,
         validate: exporters::elasticsearch::validate,
         construct: Constructor::Exporter(exporters::elasticsearch::build),
     },

@@ -659,3 +659,127 @@ async fn pipeline_file_carries_otlp_logs_and_spans_into_elasticsearch() {
     assert_eq!(spans[0]["name"], "POST /pay");
     assert_eq!(es.stats().conflicts_409, 0);
 }
+
+// ---- metrics ----
+
+fn metric_batch() -> Batch {
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Gauge, Histogram, HistogramDataPoint, NumberDataPoint, Summary, SummaryDataPoint,
+        number_data_point,
+    };
+    let point = |i: i64| NumberDataPoint {
+        attributes: vec![kv("cpu", any_value::Value::IntValue(i))],
+        time_unix_nano: T0,
+        value: Some(number_data_point::Value::AsDouble(0.5 + i as f64)),
+        ..Default::default()
+    };
+    let metrics = vec![
+        Metric {
+            name: "system.cpu.utilization".into(),
+            unit: "1".into(),
+            data: Some(metric::Data::Gauge(Gauge {
+                data_points: (0..4).map(point).collect(),
+            })),
+            ..Default::default()
+        },
+        Metric {
+            name: "http.server.request.duration".into(),
+            unit: "s".into(),
+            data: Some(metric::Data::Histogram(Histogram {
+                data_points: vec![HistogramDataPoint {
+                    start_time_unix_nano: T0 - 60_000_000_000,
+                    time_unix_nano: T0,
+                    count: 6,
+                    bucket_counts: vec![1, 0, 3, 2],
+                    explicit_bounds: vec![0.1, 0.2, 0.4],
+                    ..Default::default()
+                }],
+                aggregation_temporality: 2,
+            })),
+            ..Default::default()
+        },
+        Metric {
+            name: "rpc.latency".into(),
+            data: Some(metric::Data::Summary(Summary {
+                data_points: vec![SummaryDataPoint {
+                    time_unix_nano: T0,
+                    count: 3,
+                    sum: 1.5,
+                    ..Default::default()
+                }],
+            })),
+            ..Default::default()
+        },
+    ];
+    Batch::Metrics(vec![ResourceMetrics {
+        resource: Some(resource()),
+        scope_metrics: vec![ScopeMetrics {
+            scope: Some(scope()),
+            metrics,
+            schema_url: String::new(),
+        }],
+        schema_url: SCHEMA.into(),
+    }])
+}
+
+#[test]
+fn metric_points_become_one_document_each() {
+    let docs = Encoder::default().documents(&metric_batch());
+    assert_eq!(docs.len(), 6);
+    // Time series data streams choose their own ids.
+    assert!(
+        docs.iter()
+            .all(|d| d.id.is_none() && d.index == "metrics-checkout.otel-default")
+    );
+    let (resource, scope) = otel_resource_scope();
+    assert_eq!(
+        docs[4].source,
+        json!({
+            "@timestamp": "2023-11-14T22:13:20.000000000Z",
+            "start_timestamp": "2023-11-14T22:12:20.000000000Z",
+            "data_stream": {"type": "metrics", "dataset": "checkout.otel", "namespace": "default"},
+            "resource": resource,
+            "scope": scope,
+            "unit": "s",
+            "metrics": {"http.server.request.duration": {"counts": [1, 3, 2], "values": [0.05, 0.30000000000000004, 0.4]}}
+        })
+    );
+    assert_eq!(docs[1].source["metrics"]["system.cpu.utilization"], 1.5);
+    assert_eq!(docs[1].source["attributes"]["cpu"], 1);
+    assert_eq!(
+        docs[5].source["metrics"]["rpc.latency"],
+        json!({"sum": 1.5, "value_count": 3})
+    );
+    let ecs = Encoder {
+        mode: Mode::Ecs,
+        ..Default::default()
+    }
+    .documents(&metric_batch());
+    assert_eq!(ecs[0].index, "metrics-checkout-default");
+    assert_eq!(ecs[0].source["system.cpu.utilization"], 0.5);
+    assert_eq!(ecs[0].source["service.name"], "checkout");
+}
+
+#[tokio::test]
+async fn metric_points_are_retried_individually() {
+    init();
+    let es = Elasticsearch::start(0.5, 11).await;
+    let t = Telemetry::new();
+    let exp = exporter(json!({"endpoints": [es.url()]}), &t);
+    let mut batch = metric_batch();
+    let mut rounds = 0;
+    loop {
+        match exp.send(&batch).await {
+            Ok(()) => break,
+            Err(ExportError::Partial { retry, .. }) => {
+                assert!(retry.item_count() < batch.item_count());
+                batch = retry;
+            }
+            Err(e) => panic!("unexpected {e}"),
+        }
+        rounds += 1;
+        assert!(rounds < 50);
+    }
+    assert!(es.stats().rejected_429 > 0);
+    assert_eq!(es.docs("metrics-checkout.otel-default").len(), 6);
+}

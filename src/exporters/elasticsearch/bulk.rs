@@ -3,9 +3,9 @@
 //! `\n`), splitting it at `flush.bytes`, parsing the per-item answer, and rebuilding a batch
 //! from the items that must be sent again.
 //!
-//! Routing, in priority order: with `logs_dynamic_index.enabled` / `traces_dynamic_index.enabled`,
-//! the `elasticsearch.index` attribute (record, then scope, then resource); else
-//! `logs_index` / `traces_index`; else the data stream `{type}-{dataset}-{namespace}` with
+//! Routing, in priority order: with `logs_dynamic_index.enabled` (`traces_…`, `metrics_…`),
+//! the `elasticsearch.index` attribute (record / span / data point, then scope, then
+//! resource); else `logs_index` / `traces_index` / `metrics_index`; else the data stream `{type}-{dataset}-{namespace}` with
 //! `data_stream.dataset` / `data_stream.namespace` from the attributes (same priority;
 //! defaults `generic` / `default`; `otel` mode appends `.otel` to the dataset as the
 //! Collector does: `logs-generic.otel-default`). Dataset and namespace are sanitised to
@@ -23,6 +23,9 @@
 //! indexed once. The price: two records identical in every field (timestamp to the
 //! nanosecond, body, attributes, resource, scope) are stored once, and Elasticsearch does
 //! an id lookup per document. `document_id: auto` lets Elasticsearch generate ids.
+//! Metric documents bound for a data stream never carry `_id`: metrics data streams are
+//! time series (TSDB) indices, which derive the id from dimensions and timestamp
+//! themselves and reject a client-chosen one — a resent point is answered 409 there too.
 
 use std::ops::Range;
 
@@ -30,6 +33,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::mapping::{self, Context, DataStream, Mode};
+use super::metrics;
 use crate::data::{
     Batch, InstrumentationScope, KeyValue, Resource, ResourceLogs, ResourceSpans, ScopeLogs,
     ScopeSpans, Signal, attr_str, hex,
@@ -94,6 +98,8 @@ pub struct Encoder {
     pub traces_index: Option<String>,
     pub logs_dynamic_index: bool,
     pub traces_dynamic_index: bool,
+    pub metrics_index: Option<String>,
+    pub metrics_dynamic_index: bool,
     pub document_id: DocumentId,
 }
 
@@ -133,7 +139,7 @@ impl Encoder {
         let (dynamic, fixed) = match signal {
             Signal::Logs => (self.logs_dynamic_index, &self.logs_index),
             Signal::Traces => (self.traces_dynamic_index, &self.traces_index),
-            Signal::Metrics => (false, &None),
+            Signal::Metrics => (self.metrics_dynamic_index, &self.metrics_index),
         };
         if dynamic && let Some(ix) = lookup("elasticsearch.index", &chain) {
             return (ix.to_string(), None);
@@ -158,14 +164,12 @@ impl Encoder {
         )
     }
 
-    fn doc(&self, (index, ds): Target, source: Value) -> Doc {
-        let op = if ds.is_some() || is_data_stream_name(&index) {
-            Op::Create
-        } else {
-            Op::Index
-        };
+    fn doc(&self, signal: Signal, (index, ds): Target, source: Value) -> Doc {
+        let data_stream = ds.is_some() || is_data_stream_name(&index);
+        let op = if data_stream { Op::Create } else { Op::Index };
         let id = match self.document_id {
             DocumentId::Auto => None,
+            DocumentId::ContentHash if signal == Signal::Metrics && data_stream => None,
             DocumentId::ContentHash => {
                 let mut h = Sha256::new();
                 h.update(index.as_bytes());
@@ -182,8 +186,8 @@ impl Encoder {
         }
     }
 
-    /// One document per item, in the batch's order (the order [`retain`] uses).
-    /// Metrics are not indexed by this exporter and yield no documents.
+    /// One document per item (span, log record, metric data point), in the batch's order
+    /// (the order [`retain`] uses).
     pub fn documents(&self, batch: &Batch) -> Vec<Doc> {
         let none = Resource::default();
         let no_scope = InstrumentationScope::default();
@@ -206,7 +210,7 @@ impl Encoder {
                                 [&r.attributes, &scope.attributes, &resource.attributes],
                             );
                             let src = mapping::log_document(self.mode, &ctx, r, t.1.as_ref());
-                            out.push(self.doc(t, src));
+                            out.push(self.doc(Signal::Logs, t, src));
                         }
                     }
                 }
@@ -228,12 +232,36 @@ impl Encoder {
                                 [&s.attributes, &scope.attributes, &resource.attributes],
                             );
                             let src = mapping::span_document(self.mode, &ctx, s, t.1.as_ref());
-                            out.push(self.doc(t, src));
+                            out.push(self.doc(Signal::Traces, t, src));
                         }
                     }
                 }
             }
-            Batch::Metrics(_) => {}
+            Batch::Metrics(v) => {
+                for rm in v {
+                    let resource = rm.resource.as_ref().unwrap_or(&none);
+                    for sm in &rm.scope_metrics {
+                        let scope = sm.scope.as_ref().unwrap_or(&no_scope);
+                        let ctx = Context {
+                            resource,
+                            resource_schema_url: &rm.schema_url,
+                            scope,
+                            scope_schema_url: &sm.schema_url,
+                        };
+                        for m in &sm.metrics {
+                            for p in metrics::points(m) {
+                                let t = self.route(
+                                    Signal::Metrics,
+                                    [p.attributes(), &scope.attributes, &resource.attributes],
+                                );
+                                let src =
+                                    metrics::point_document(self.mode, &ctx, m, p, t.1.as_ref());
+                                out.push(self.doc(Signal::Metrics, t, src));
+                            }
+                        }
+                    }
+                }
+            }
         }
         out
     }
@@ -313,7 +341,7 @@ pub fn retain(batch: &Batch, keep: &[bool]) -> Batch {
                 })
                 .collect(),
         ),
-        Batch::Metrics(_) => Batch::empty(Signal::Metrics),
+        Batch::Metrics(v) => Batch::Metrics(metrics::retain(v, &mut next)),
     }
 }
 

@@ -104,14 +104,14 @@ fn attributes(attrs: &[KeyValue]) -> Map<String, Value> {
         .collect()
 }
 
-fn put_attributes(doc: &mut Map<String, Value>, attrs: &[KeyValue]) {
+pub(super) fn put_attributes(doc: &mut Map<String, Value>, attrs: &[KeyValue]) {
     let m = attributes(attrs);
     if !m.is_empty() {
         doc.insert("attributes".into(), Value::Object(m));
     }
 }
 
-fn put_data_stream(doc: &mut Map<String, Value>, ds: Option<&DataStream>) {
+pub(super) fn put_data_stream(doc: &mut Map<String, Value>, ds: Option<&DataStream>) {
     if let Some(ds) = ds {
         doc.insert(
             "data_stream".into(),
@@ -120,7 +120,7 @@ fn put_data_stream(doc: &mut Map<String, Value>, ds: Option<&DataStream>) {
     }
 }
 
-fn otel_resource_scope(doc: &mut Map<String, Value>, ctx: &Context<'_>) {
+pub(super) fn otel_resource_scope(doc: &mut Map<String, Value>, ctx: &Context<'_>) {
     let mut r = Map::new();
     put_str(&mut r, "schema_url", ctx.resource_schema_url);
     put_attributes(&mut r, &ctx.resource.attributes);
@@ -353,7 +353,7 @@ const ECS_RESOURCE: &[(&str, &str)] = &[
     ("container.image.tag", "container.image.tag"),
 ];
 
-fn ecs_common(d: &mut Map<String, Value>, ctx: &Context<'_>, ds: Option<&DataStream>) {
+pub(super) fn ecs_common(d: &mut Map<String, Value>, ctx: &Context<'_>, ds: Option<&DataStream>) {
     for kv in &ctx.resource.attributes {
         if ROUTING_KEYS.contains(&kv.key.as_str()) {
             continue;
@@ -378,7 +378,7 @@ fn ecs_common(d: &mut Map<String, Value>, ctx: &Context<'_>, ds: Option<&DataStr
 
 /// Record attributes at the top level; a name already used by a mapped field goes to
 /// `labels.<name>` instead of overwriting it.
-fn ecs_attributes(d: &mut Map<String, Value>, attrs: &[KeyValue]) {
+pub(super) fn ecs_attributes(d: &mut Map<String, Value>, attrs: &[KeyValue]) {
     for kv in attrs {
         if ROUTING_KEYS.contains(&kv.key.as_str()) {
             continue;

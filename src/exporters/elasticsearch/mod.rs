@@ -1,5 +1,6 @@
-//! The `elasticsearch` exporter: logs and spans into Elasticsearch through the `_bulk` API,
-//! as documents Kibana understands (`mapping.mode: otel` or `ecs`, see [`mapping`]).
+//! The `elasticsearch` exporter: logs, spans and metric data points into Elasticsearch
+//! through the `_bulk` API, one document per item, in shapes Kibana understands
+//! (`mapping.mode: otel` or `ecs`, see [`mapping`] and [`metrics`]).
 //!
 //! **Client.** A direct `reqwest` `_bulk` client, not the `elasticsearch` crate: the crate
 //! has only ever been released as `-alpha.1` (nothing since 2025-08), pulls a second reqwest
@@ -13,8 +14,8 @@
 //! - `auth`: `user` + `password` (basic), or `api_key` (sent as `ApiKey <key>`, the
 //!   base64 `id:key` form Kibana shows), and `headers`; the Collector's top-level `user`,
 //!   `password`, `api_key`, `headers` are accepted too. `tls`: the client TLS block.
-//! - `logs_index`, `traces_index` (default empty: data stream routing),
-//!   `logs_dynamic_index.enabled` / `traces_dynamic_index.enabled` (false): index from the
+//! - `logs_index`, `traces_index`, `metrics_index` (default empty: data stream routing),
+//!   `logs_dynamic_index.enabled` / `traces_…` / `metrics_…` (false): index from the
 //!   `elasticsearch.index` attribute. Routing and actions: see [`bulk`].
 //! - `mapping.mode`: `otel` (default) or `ecs`.
 //! - `document_id`: `content_hash` (default) or `auto` — how "indexed exactly once" is kept
@@ -29,6 +30,12 @@
 //!   backoff, jitter and `Retry-After`, bounded by `max_elapsed_time` rather than a count
 //!   (`max_retries` is not enforced). `retry_on_status` adds item statuses to retry.
 //! - `compression`: `gzip` (default) or `none`. `pipeline`: ingest pipeline name.
+//! - Not supported (an error names the key): `cloudid`, `discover`, `logstash_format`,
+//!   `batcher`, `num_workers` and other Collector keys not listed here.
+//!
+//! **Bad input.** Items are mapped whatever their content (invalid UTF-8 cannot occur in
+//! protobuf strings; NaN values become `null`); a document Elasticsearch refuses is
+//! dropped and counted as below, never retried.
 //!
 //! **Answers.** 2xx: per item, 2xx (and 409 on `create`: already indexed under its content
 //! id) is done, 429 and 5xx are returned as `ExportError::Partial` holding only those items,
@@ -41,230 +48,29 @@
 //! permanently when it is the only one. Other 4xx (401, 403): permanent.
 
 pub mod bulk;
+pub mod config;
 pub mod mapping;
+pub mod metrics;
 pub mod send;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderValue};
-use serde::Deserialize;
 use serde_json::Value;
 
-use self::bulk::{
-    Doc, DocumentId, Encoder, ItemOutcome, chunk_ranges, classify_item, parse_response, retain,
-};
-use self::mapping::Mode;
+use self::bulk::{Doc, Encoder, ItemOutcome, chunk_ranges, classify_item, parse_response, retain};
+use self::config::base64;
+pub use self::config::{ElasticsearchConfig, validate};
 use self::send::{Endpoints, Verdict, verdict};
-use super::http_client::{TlsClientConfig, build_client, gzip, header_map};
+use super::http_client::{build_client, gzip, header_map};
 use super::{BoxFuture, ExportError, Exporter};
 use crate::admin::Telemetry;
 use crate::components::{BuildContext, BuildError};
-use crate::config::{Dur, FieldError, parse_component};
+use crate::config::parse_component;
 use crate::data::Batch;
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ElasticsearchConfig {
-    #[serde(default)]
-    pub endpoints: Vec<String>,
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    #[serde(default)]
-    pub auth: AuthConfig,
-    #[serde(default)]
-    pub user: Option<String>,
-    #[serde(default)]
-    pub password: Option<String>,
-    #[serde(default)]
-    pub api_key: Option<String>,
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    #[serde(default)]
-    pub tls: TlsClientConfig,
-    #[serde(default)]
-    pub logs_index: Option<String>,
-    #[serde(default)]
-    pub traces_index: Option<String>,
-    #[serde(default)]
-    pub logs_dynamic_index: DynamicIndex,
-    #[serde(default)]
-    pub traces_dynamic_index: DynamicIndex,
-    #[serde(default)]
-    pub mapping: MappingConfig,
-    #[serde(default)]
-    pub document_id: DocumentId,
-    #[serde(default)]
-    pub flush: FlushConfig,
-    #[serde(default)]
-    pub retry: EsRetryConfig,
-    #[serde(default = "default_compression")]
-    pub compression: String,
-    #[serde(default)]
-    pub pipeline: Option<String>,
-}
-
-fn default_compression() -> String {
-    "gzip".into()
-}
-
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
-    pub user: Option<String>,
-    pub password: Option<String>,
-    pub api_key: Option<String>,
-    pub headers: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct DynamicIndex {
-    pub enabled: bool,
-}
-
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct MappingConfig {
-    pub mode: Mode,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FlushConfig {
-    pub bytes: usize,
-    pub interval: Dur,
-}
-
-impl Default for FlushConfig {
-    fn default() -> Self {
-        FlushConfig {
-            bytes: 5_000_000,
-            interval: Dur::secs(30),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EsRetryConfig {
-    pub enabled: bool,
-    pub max_retries: u32,
-    pub initial_interval: Dur,
-    pub max_interval: Dur,
-    pub retry_on_status: Vec<u16>,
-    /// Deprecated Collector key, accepted.
-    pub max_requests: Option<u32>,
-}
-
-impl Default for EsRetryConfig {
-    fn default() -> Self {
-        EsRetryConfig {
-            enabled: true,
-            max_retries: 2,
-            initial_interval: Dur::millis(100),
-            max_interval: Dur::secs(60),
-            retry_on_status: vec![429],
-            max_requests: None,
-        }
-    }
-}
-
-impl ElasticsearchConfig {
-    fn all_endpoints(&self) -> Vec<String> {
-        let mut v = self.endpoints.clone();
-        if let Some(e) = &self.endpoint {
-            v.push(e.clone());
-        }
-        v
-    }
-
-    /// `(user, password, api_key)` from `auth` or the top-level keys; empty values (an
-    /// unset `${env:VAR:-}`) count as not set.
-    fn credentials(&self) -> (Option<&String>, Option<&String>, Option<&String>) {
-        fn pick<'a>(a: &'a Option<String>, b: &'a Option<String>) -> Option<&'a String> {
-            let a = a.as_ref().filter(|s| !s.is_empty());
-            a.or(b.as_ref().filter(|s| !s.is_empty()))
-        }
-        (
-            pick(&self.auth.user, &self.user),
-            pick(&self.auth.password, &self.password),
-            pick(&self.auth.api_key, &self.api_key),
-        )
-    }
-
-    /// Checks what serde cannot: endpoints present and well-formed, auth complete,
-    /// compression known.
-    pub fn check(&self) -> Result<(), FieldError> {
-        let err = |path: &str, message: String| FieldError {
-            path: path.split('.').map(str::to_string).collect(),
-            message,
-            suggestion: None,
-        };
-        let eps = self.all_endpoints();
-        if eps.is_empty() {
-            return Err(err(
-                "endpoints",
-                "set endpoints (a list of Elasticsearch URLs)".into(),
-            ));
-        }
-        for (i, e) in eps.iter().enumerate() {
-            match reqwest::Url::parse(e) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-                _ => {
-                    return Err(err(
-                        &format!("endpoints.{i}"),
-                        format!("{e:?} is not an http(s) URL"),
-                    ));
-                }
-            }
-        }
-        let (user, password, _) = self.credentials();
-        if user.is_some() != password.is_some() {
-            return Err(err(
-                "auth.user",
-                "auth.user and auth.password must be set together".into(),
-            ));
-        }
-        if !matches!(self.compression.as_str(), "gzip" | "none" | "") {
-            return Err(err(
-                "compression",
-                format!(
-                    "unsupported compression {:?}: use gzip or none",
-                    self.compression
-                ),
-            ));
-        }
-        if self.flush.bytes == 0 {
-            return Err(err("flush.bytes", "must be greater than 0".into()));
-        }
-        Ok(())
-    }
-}
-
-pub fn validate(v: &Value) -> Result<(), FieldError> {
-    parse_component::<ElasticsearchConfig>(v)?.check()
-}
-
-fn base64(input: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for c in input.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
 
 pub struct ElasticsearchExporter {
     id: String,
@@ -355,6 +161,8 @@ impl ElasticsearchExporter {
                 traces_index: cfg.traces_index.clone(),
                 logs_dynamic_index: cfg.logs_dynamic_index.enabled,
                 traces_dynamic_index: cfg.traces_dynamic_index.enabled,
+                metrics_index: cfg.metrics_index.clone(),
+                metrics_dynamic_index: cfg.metrics_dynamic_index.enabled,
                 document_id: cfg.document_id,
             },
             retry_on_status: cfg.retry.retry_on_status.clone(),
@@ -539,50 +347,5 @@ impl Exporter for ElasticsearchExporter {
             }
             Ok(())
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cfg(v: Value) -> Result<(), FieldError> {
-        validate(&v)
-    }
-
-    #[test]
-    fn config_defaults_and_checks() {
-        let c: ElasticsearchConfig =
-            parse_component(&serde_json::json!({"endpoints": ["http://es:9200"]})).unwrap();
-        assert_eq!(c.flush.bytes, 5_000_000);
-        assert_eq!(c.mapping.mode, Mode::Otel);
-        assert_eq!(c.compression, "gzip");
-        assert_eq!(c.retry.max_retries, 2);
-        assert!(
-            cfg(serde_json::json!({}))
-                .unwrap_err()
-                .message
-                .contains("endpoints")
-        );
-        assert!(cfg(serde_json::json!({"endpoints": ["es:9200"]})).is_err());
-        assert!(
-            cfg(serde_json::json!({"endpoints": ["http://a"], "auth": {"user": "u"}})).is_err()
-        );
-        assert!(
-            cfg(serde_json::json!({"endpoints": ["http://a"], "mapping": {"mode": "raw"}}))
-                .is_err()
-        );
-        let e = cfg(serde_json::json!({"endpoints": ["http://a"], "logs_indx": "x"})).unwrap_err();
-        assert_eq!(e.suggestion.as_deref(), Some("logs_index"));
-        assert!(cfg(serde_json::json!({"endpoint": "https://a", "auth": {"api_key": "k"}, "mapping": {"mode": "ecs"}})).is_ok());
-    }
-
-    #[test]
-    fn base64_matches_rfc4648() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"elastic:changeme"), "ZWxhc3RpYzpjaGFuZ2VtZQ==");
     }
 }
