@@ -5,7 +5,8 @@
 //!
 //! Routing, in priority order: with `logs_dynamic_index.enabled` (`traces_…`, `metrics_…`),
 //! the `elasticsearch.index` attribute (record / span / data point, then scope, then
-//! resource); else `logs_index` / `traces_index` / `metrics_index`; else the data stream `{type}-{dataset}-{namespace}` with
+//! resource); else `logs_index` / `traces_index` / `metrics_index`; else the data stream
+//! `{type}-{dataset}-{namespace}` with
 //! `data_stream.dataset` / `data_stream.namespace` from the attributes (same priority;
 //! defaults `generic` / `default`; `otel` mode appends `.otel` to the dataset as the
 //! Collector does: `logs-generic.otel-default`). Dataset and namespace are sanitised to
@@ -62,6 +63,8 @@ pub struct Doc {
     pub op: Op,
     pub id: Option<String>,
     pub source: Value,
+    /// `source` serialised once (hashed for the id and written to the body).
+    pub source_json: String,
 }
 
 impl Doc {
@@ -75,7 +78,7 @@ impl Doc {
         let action = json!({ self.op.as_str(): meta });
         let mut out = action.to_string().into_bytes();
         out.push(b'\n');
-        out.extend_from_slice(self.source.to_string().as_bytes());
+        out.extend_from_slice(self.source_json.as_bytes());
         out.push(b'\n');
         out
     }
@@ -165,6 +168,7 @@ impl Encoder {
     }
 
     fn doc(&self, signal: Signal, (index, ds): Target, source: Value) -> Doc {
+        let source_json = source.to_string();
         let data_stream = ds.is_some() || is_data_stream_name(&index);
         let op = if data_stream { Op::Create } else { Op::Index };
         let id = match self.document_id {
@@ -174,7 +178,7 @@ impl Encoder {
                 let mut h = Sha256::new();
                 h.update(index.as_bytes());
                 h.update(b"\n");
-                h.update(source.to_string().as_bytes());
+                h.update(source_json.as_bytes());
                 Some(hex(&h.finalize()[..16]))
             }
         };
@@ -183,6 +187,7 @@ impl Encoder {
             op,
             id,
             source,
+            source_json,
         }
     }
 

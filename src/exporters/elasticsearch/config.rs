@@ -187,6 +187,20 @@ impl ElasticsearchConfig {
                 ),
             ));
         }
+        for (key, ix) in [
+            ("logs_index", &self.logs_index),
+            ("traces_index", &self.traces_index),
+            ("metrics_index", &self.metrics_index),
+        ] {
+            if let Some(ix) = ix.as_deref().filter(|s| !s.is_empty())
+                && let Some(problem) = index_name_problem(ix)
+            {
+                return Err(err(
+                    key,
+                    format!("{ix:?} is not a valid index name: {problem}"),
+                ));
+            }
+        }
         if self.flush.bytes == 0 {
             return Err(err("flush.bytes", "must be greater than 0".into()));
         }
@@ -196,6 +210,23 @@ impl ElasticsearchConfig {
 
 pub fn validate(v: &Value) -> Result<(), FieldError> {
     parse_component::<ElasticsearchConfig>(v)?.check()
+}
+
+/// Why Elasticsearch would refuse this index name, if it would.
+pub fn index_name_problem(ix: &str) -> Option<&'static str> {
+    if ix.chars().any(|c| c.is_ascii_uppercase()) {
+        return Some("must be lower case");
+    }
+    if ix.chars().any(|c| "\\/*?\"<>| ,#:".contains(c)) {
+        return Some("must not contain \\ / * ? \" < > | space , # :");
+    }
+    if ix.starts_with(['-', '_', '+']) || ix == "." || ix == ".." {
+        return Some("must not start with -, _ or + and must not be . or ..");
+    }
+    if ix.len() > 255 {
+        return Some("must be at most 255 bytes");
+    }
+    None
 }
 
 /// Standard base64 with padding (for the basic-auth header).
@@ -239,6 +270,13 @@ mod tests {
                 .contains("endpoints")
         );
         assert!(cfg(serde_json::json!({"endpoints": ["es:9200"]})).is_err());
+        let e =
+            cfg(serde_json::json!({"endpoints": ["http://a"], "logs_index": "Logs"})).unwrap_err();
+        assert_eq!(e.path, vec!["logs_index"]);
+        assert!(cfg(serde_json::json!({"endpoints": ["http://a"], "logs_index": "a b"})).is_err());
+        assert!(
+            cfg(serde_json::json!({"endpoints": ["http://a"], "logs_index": "app-logs"})).is_ok()
+        );
         assert!(
             cfg(serde_json::json!({"endpoints": ["http://a"], "auth": {"user": "u"}})).is_err()
         );
