@@ -429,6 +429,7 @@ async fn with_30_percent_items_rejected_every_document_is_indexed_exactly_once()
         h.push(Arc::new(logs(b * 50, 50)), false).await.unwrap();
     }
     wait_for("1000 documents", || es.doc_count() >= 1000).await;
+    drop(h);
     d.shutdown(Instant::now() + Duration::from_secs(5)).await;
 
     assert_eq!(stored_bodies(&es, LOGS_INDEX), expected_bodies(1000));
