@@ -525,6 +525,33 @@ async fn fails_over_when_one_of_two_endpoints_is_down() {
     assert!(es.requests().iter().all(|r| r.status == 200));
 }
 
+#[tokio::test]
+async fn refused_credentials_are_permanent_and_named_in_readiness() {
+    init();
+    let es = Elasticsearch::start(0.0, 1).await;
+    es.require_auth("ApiKey right");
+    let t = Telemetry::new();
+    t.health.set_started();
+    let wrong = exporter(
+        json!({"endpoints": [es.url()], "auth": {"api_key": "wrong"}}),
+        &t,
+    );
+    match wrong.send(&logs(0, 3)).await {
+        Err(ExportError::Permanent { reason, .. }) => assert_eq!(reason, "http_401"),
+        other => panic!("expected permanent, got {other:?}"),
+    }
+    let r = t.health.readiness();
+    assert!(!r.ready);
+    assert!(
+        r.reasons[0].contains("elasticsearch: Elasticsearch refuses the configured credentials"),
+        "{r:?}"
+    );
+    let right = exporter(json!({"endpoints": [es.url()], "api_key": "right"}), &t);
+    right.send(&logs(0, 3)).await.unwrap();
+    assert!(t.health.readiness().ready);
+    assert_eq!(es.doc_count(), 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_request_429_is_retried_after_retry_after() {
     init();

@@ -45,7 +45,8 @@
 //! documents are retried (`Retry-After` honoured) and later chunks are not sent in this
 //! attempt. 413: the chunk is split in halves and resent within the attempt; a single
 //! document over the limit is dropped (`document_too_large`), or fails the batch
-//! permanently when it is the only one. Other 4xx (401, 403): permanent.
+//! permanently when it is the only one. Other 4xx: permanent; 401 and 403 also make
+//! `/health/ready` name this exporter until a request is accepted again.
 
 pub mod bulk;
 pub mod config;
@@ -194,6 +195,20 @@ impl ElasticsearchExporter {
         }
     }
 
+    /// Credentials the cluster refuses make readiness name this exporter until a request
+    /// is accepted again: no retry can fix them, an operator must.
+    fn note_health(&self, status: u16, v: &Verdict) {
+        let health = &self.telemetry.health;
+        match (status, v) {
+            (401 | 403, Verdict::Reject { message, .. }) => health.set_failure(
+                &self.id,
+                format!("Elasticsearch refuses the configured credentials: {message}"),
+            ),
+            (_, Verdict::Items) => health.clear_failure(&self.id),
+            _ => {}
+        }
+    }
+
     /// One attempt for a whole batch: every chunk is sent at most once (413 halves aside).
     async fn send_batch(&self, batch: &Batch) -> Result<(), ExportError> {
         let docs = self.encoder.documents(batch);
@@ -230,7 +245,9 @@ impl ElasticsearchExporter {
                 }
                 Err(e) => return Err(e),
             };
-            match verdict(&answer) {
+            let v = verdict(&answer);
+            self.note_health(answer.status, &v);
+            match v {
                 Verdict::Items => match parse_response(&answer.body, range.len()) {
                     Ok(items) => {
                         for (i, r) in range.clone().zip(items) {
