@@ -49,7 +49,7 @@ pub struct ElasticsearchConfig {
     #[serde(default)]
     pub flush: FlushConfig,
     #[serde(default)]
-    pub retry: EsRetryConfig,
+    pub retry: Option<EsRetryConfig>,
     #[serde(default = "default_compression")]
     pub compression: String,
     #[serde(default)]
@@ -262,7 +262,13 @@ mod tests {
         assert_eq!(c.flush.bytes, 5_000_000);
         assert_eq!(c.mapping.mode, Mode::Otel);
         assert_eq!(c.compression, "gzip");
-        assert_eq!(c.retry.max_retries, 2);
+        assert!(c.retry.is_none());
+        let c: ElasticsearchConfig = parse_component(
+            &serde_json::json!({"endpoints": ["http://a"], "retry": {"max_retries": 5}}),
+        )
+        .unwrap();
+        let r = c.retry.unwrap();
+        assert_eq!((r.max_retries, r.retry_on_status), (5, vec![429]));
         assert!(
             cfg(serde_json::json!({}))
                 .unwrap_err()

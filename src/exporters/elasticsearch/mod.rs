@@ -93,6 +93,9 @@ const LOG_EVERY: Duration = Duration::from_secs(60);
 pub fn build(v: &Value, ctx: &BuildContext) -> Result<Arc<dyn Exporter>, BuildError> {
     let bad = |m: String| BuildError::new(&ctx.id, m);
     let cfg: ElasticsearchConfig = parse_component(v).map_err(|e| bad(e.message))?;
+    if cfg.retry.is_some() {
+        tracing::info!(exporter = %ctx.id, "retry.* is accepted for Collector configs; weft retries through retry_on_failure (only failed items are resent)");
+    }
     cfg.check()
         .map_err(|e| bad(format!("{}: {}", e.path.join("."), e.message)))?;
     ElasticsearchExporter::new(&ctx.id, &cfg, ctx.telemetry.clone())
@@ -166,7 +169,11 @@ impl ElasticsearchExporter {
                 metrics_dynamic_index: cfg.metrics_dynamic_index.enabled,
                 document_id: cfg.document_id,
             },
-            retry_on_status: cfg.retry.retry_on_status.clone(),
+            retry_on_status: cfg
+                .retry
+                .as_ref()
+                .map(|r| r.retry_on_status.clone())
+                .unwrap_or_else(|| vec![429]),
             telemetry,
             last_logged: Mutex::new(HashMap::new()),
         })
@@ -231,7 +238,7 @@ impl ElasticsearchExporter {
             for l in &lines[range.clone()] {
                 body.extend_from_slice(l);
             }
-            let body = if self.gzip { gzip(&body) } else { body };
+            let body = bytes::Bytes::from(if self.gzip { gzip(&body) } else { body });
             let answer = match self
                 .endpoints
                 .bulk(&self.client, &self.path, &self.headers, body)

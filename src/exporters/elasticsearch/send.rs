@@ -116,7 +116,7 @@ impl Endpoints {
         client: &reqwest::Client,
         path_and_query: &str,
         headers: &HeaderMap,
-        body: Vec<u8>,
+        body: bytes::Bytes,
     ) -> Result<Answer, ExportError> {
         let mut last_err = None;
         for i in self.order() {
