@@ -211,6 +211,12 @@ async fn static_index_uses_index_actions_and_spans_are_indexed() {
     assert_eq!(docs.len(), 1);
     assert_eq!(docs[0]["span.duration.us"], 1500);
     assert_eq!(docs[0]["trace.id"], "0102030405060708090a0b0c0d0e0f10");
+    let query = &es.requests()[0].query;
+    assert!(query.contains("pipeline=otel"), "{query}");
+    assert!(
+        query.contains("filter_path=errors,items.*.status"),
+        "{query}"
+    );
 }
 
 #[tokio::test]

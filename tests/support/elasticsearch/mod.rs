@@ -44,6 +44,8 @@ pub struct RequestLog {
     pub status: u16,
     pub items: usize,
     pub gzip: bool,
+    /// The query string (`pipeline=...`, `filter_path=...`), not interpreted.
+    pub query: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -244,10 +246,11 @@ fn bulk(
     s: Shared,
     path_index: Option<String>,
     headers: HeaderMap,
-    _uri: Uri,
+    uri: Uri,
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
+    let query = uri.query().unwrap_or("").to_string();
     let gz = headers
         .get("content-encoding")
         .and_then(|v| v.to_str().ok())
@@ -261,6 +264,7 @@ fn bulk(
                 status,
                 items,
                 gzip: gz,
+                query: query.clone(),
             });
     };
     if let Some(r) = check_auth(&s, &headers) {
@@ -519,6 +523,7 @@ fn bulk(
         status: 200,
         items: n,
         gzip: gz,
+        query,
     });
     drop(g);
     reply(
