@@ -23,7 +23,9 @@
 //! success; a retried `index` overwrites the same document. Either way a document is
 //! indexed once. The price: two records identical in every field (timestamp to the
 //! nanosecond, body, attributes, resource, scope) are stored once, and Elasticsearch does
-//! an id lookup per document. `document_id: auto` lets Elasticsearch generate ids.
+//! an id lookup per document. `document_id: auto` lets Elasticsearch generate ids. With
+//! `logs_dynamic_id.enabled`, a log record's `elasticsearch.document_id` attribute (when
+//! present and not empty) is its `_id` instead, as in the Collector.
 //! Metric documents bound for a data stream never carry `_id`: metrics data streams are
 //! time series (TSDB) indices, which derive the id from dimensions and timestamp
 //! themselves and reject a client-chosen one — a resent point is answered 409 there too.
@@ -103,6 +105,8 @@ pub struct Encoder {
     pub traces_dynamic_index: bool,
     pub metrics_index: Option<String>,
     pub metrics_dynamic_index: bool,
+    /// `logs_dynamic_id.enabled`: a log record's `elasticsearch.document_id` attribute is its `_id`.
+    pub logs_dynamic_id: bool,
     pub document_id: DocumentId,
 }
 
@@ -215,7 +219,15 @@ impl Encoder {
                                 [&r.attributes, &scope.attributes, &resource.attributes],
                             );
                             let src = mapping::log_document(self.mode, &ctx, r, t.1.as_ref());
-                            out.push(self.doc(Signal::Logs, t, src));
+                            let mut d = self.doc(Signal::Logs, t, src);
+                            if self.logs_dynamic_id
+                                && let Some(id) =
+                                    attr_str(&r.attributes, "elasticsearch.document_id")
+                                        .filter(|s| !s.is_empty())
+                            {
+                                d.id = Some(id.to_string());
+                            }
+                            out.push(d);
                         }
                     }
                 }
@@ -528,6 +540,28 @@ mod tests {
         let action: Value = serde_json::from_str(lines[0]).unwrap();
         assert_eq!(action["create"]["_index"], "logs-generic.otel-default");
         assert_eq!(action["create"]["_id"].as_str().unwrap().len(), 32);
+    }
+
+    #[test]
+    fn dynamic_document_ids_come_from_the_record() {
+        let mut b = logs(2);
+        if let Batch::Logs(v) = &mut b {
+            v[0].scope_logs[0].log_records[0]
+                .attributes
+                .push(kv("elasticsearch.document_id", "order-17"));
+        }
+        let e = Encoder {
+            logs_dynamic_id: true,
+            ..Default::default()
+        };
+        let docs = e.documents(&b);
+        assert_eq!(docs[0].id.as_deref(), Some("order-17"));
+        assert_eq!(docs[1].id.as_ref().map(String::len), Some(32));
+        assert!(docs[0].source.get("attributes").is_none());
+        assert_ne!(
+            Encoder::default().documents(&b)[0].id.as_deref(),
+            Some("order-17")
+        );
     }
 
     #[test]

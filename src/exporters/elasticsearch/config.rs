@@ -43,6 +43,8 @@ pub struct ElasticsearchConfig {
     #[serde(default)]
     pub metrics_dynamic_index: DynamicIndex,
     #[serde(default)]
+    pub logs_dynamic_id: DynamicIndex,
+    #[serde(default)]
     pub mapping: MappingConfig,
     #[serde(default)]
     pub document_id: DocumentId,
@@ -69,6 +71,7 @@ pub struct AuthConfig {
     pub headers: BTreeMap<String, String>,
 }
 
+/// `{enabled: bool}` blocks (`*_dynamic_index`, `logs_dynamic_id`).
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct DynamicIndex {

@@ -58,6 +58,7 @@ const ROUTING_KEYS: &[&str] = &[
     "data_stream.dataset",
     "data_stream.namespace",
     "elasticsearch.index",
+    "elasticsearch.document_id",
 ];
 
 /// Nanoseconds since the epoch → RFC 3339 with nanoseconds (`1970-01-01T00:00:00.000000000Z`).

@@ -19,7 +19,8 @@
 //!   `elasticsearch.index` attribute. Routing and actions: see [`bulk`].
 //! - `mapping.mode`: `otel` (default) or `ecs`.
 //! - `document_id`: `content_hash` (default) or `auto` — how "indexed exactly once" is kept
-//!   under retries, see [`bulk`].
+//!   under retries, see [`bulk`]. `logs_dynamic_id.enabled` (false): a log record's
+//!   `elasticsearch.document_id` attribute is its `_id`.
 //! - `flush.bytes` (5000000): the NDJSON body is split into `_bulk` requests of at most
 //!   this many (uncompressed) bytes. `flush.interval` (30s) is accepted: time-based
 //!   batching is the `batch` processor's job (or `sending_queue.batch`), one
@@ -167,6 +168,7 @@ impl ElasticsearchExporter {
                 traces_dynamic_index: cfg.traces_dynamic_index.enabled,
                 metrics_index: cfg.metrics_index.clone(),
                 metrics_dynamic_index: cfg.metrics_dynamic_index.enabled,
+                logs_dynamic_id: cfg.logs_dynamic_id.enabled,
                 document_id: cfg.document_id,
             },
             retry_on_status: cfg
