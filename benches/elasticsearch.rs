@@ -5,8 +5,9 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use weft::data::*;
-use weft::exporters::elasticsearch::bulk::{Doc, DocumentId, Encoder, parse_response};
+use weft::exporters::elasticsearch::bulk::{Doc, DocumentId, Encoder};
 use weft::exporters::elasticsearch::mapping::Mode;
+use weft::exporters::elasticsearch::response::parse_response;
 use weft::exporters::http_client::gzip;
 
 const N: usize = 1000;

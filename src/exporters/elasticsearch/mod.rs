@@ -53,6 +53,7 @@ pub mod bulk;
 pub mod config;
 pub mod mapping;
 pub mod metrics;
+pub mod response;
 pub mod send;
 
 use std::collections::{HashMap, VecDeque};
@@ -63,9 +64,10 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::Value;
 
-use self::bulk::{Doc, Encoder, ItemOutcome, chunk_ranges, classify_item, parse_response, retain};
+use self::bulk::{Doc, Encoder, chunk_ranges, retain};
 use self::config::base64;
 pub use self::config::{ElasticsearchConfig, validate};
+use self::response::{ItemOutcome, classify_item, parse_response};
 use self::send::{Endpoints, Verdict, verdict};
 use super::http_client::{build_client, gzip, header_map};
 use super::{BoxFuture, ExportError, Exporter};
