@@ -233,6 +233,14 @@ pub static FACTORIES: &[Factory] = &[
     },
     Factory {
         kind: Kind::Exporter,
+        ty: "elasticsearch",
+        aliases: &[],
+        signals: ALL,
+        validate: exporters::elasticsearch::validate,
+        construct: Constructor::Exporter(exporters::elasticsearch::build),
+    },
+    Factory {
+        kind: Kind::Exporter,
         ty: "debug",
         aliases: &["logging"],
         signals: ALL,

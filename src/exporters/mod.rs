@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::data::Batch;
 
 pub mod debug;
+pub mod elasticsearch;
 pub mod file;
 pub mod http_client;
 pub mod loki;

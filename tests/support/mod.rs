@@ -1,6 +1,7 @@
 //! Test support: protocol-faithful backend stand-ins and helpers to run weft in-process.
 #![allow(dead_code)]
 
+pub mod elasticsearch;
 pub mod loki;
 pub mod otlp_sink;
 pub mod weft;

@@ -1,0 +1,113 @@
+//! The elasticsearch exporter's pure stages on 1000-log-record batches: documents (mapping,
+//! routing, content ids), the NDJSON body, gzip, and parsing a `_bulk` answer: items/s.
+//!
+//!   cargo bench --bench elasticsearch
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use weft::data::*;
+use weft::exporters::elasticsearch::bulk::{Doc, DocumentId, Encoder};
+use weft::exporters::elasticsearch::mapping::Mode;
+use weft::exporters::elasticsearch::response::parse_response;
+use weft::exporters::http_client::gzip;
+
+const N: usize = 1000;
+
+fn logs(n: usize) -> Batch {
+    let kv = |k: &str, v: String| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(string_value(v)),
+        }),
+        ..Default::default()
+    };
+    Batch::Logs(vec![ResourceLogs {
+        resource: Some(Resource {
+            attributes: vec![
+                kv("service.name", "checkout".into()),
+                kv("host.name", "node-7".into()),
+                kv("k8s.pod.name", "checkout-7d9f".into()),
+            ],
+            ..Default::default()
+        }),
+        scope_logs: vec![ScopeLogs {
+            log_records: (0..n)
+                .map(|i| LogRecord {
+                    time_unix_nano: 1_700_000_000_000_000_000 + i as u64,
+                    severity_number: 9,
+                    severity_text: "INFO".into(),
+                    body: Some(AnyValue {
+                        value: Some(string_value(format!(
+                            "order {i} accepted for customer c-{} in 12ms",
+                            i % 97
+                        ))),
+                    }),
+                    attributes: (0..8)
+                        .map(|a| kv(&format!("attr.{a}"), format!("value-{a}-{}", i % 13)))
+                        .collect(),
+                    trace_id: vec![7; 16],
+                    span_id: (i as u64 + 1).to_be_bytes().to_vec(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }])
+}
+
+fn bench(c: &mut Criterion) {
+    let b = logs(N);
+    let mut g = c.benchmark_group("elasticsearch");
+    g.throughput(Throughput::Elements(N as u64));
+    for (name, enc) in [
+        ("documents_otel_1000_logs", Encoder::default()),
+        (
+            "documents_ecs_1000_logs",
+            Encoder {
+                mode: Mode::Ecs,
+                ..Default::default()
+            },
+        ),
+        (
+            "documents_otel_auto_id_1000_logs",
+            Encoder {
+                document_id: DocumentId::Auto,
+                ..Default::default()
+            },
+        ),
+    ] {
+        g.bench_function(name, |x| x.iter(|| enc.documents(&b)));
+    }
+    let docs = Encoder::default().documents(&b);
+    g.bench_function("ndjson_1000_logs", |x| {
+        x.iter(|| {
+            docs.iter()
+                .map(Doc::to_ndjson)
+                .map(|l| l.len())
+                .sum::<usize>()
+        })
+    });
+    let body: Vec<u8> = docs.iter().flat_map(Doc::to_ndjson).collect();
+    g.bench_function("gzip_1000_logs", |x| x.iter(|| gzip(&body)));
+    let answer = serde_json::json!({
+        "errors": true,
+        "items": (0..N).map(|i| if i % 10 == 0 {
+            serde_json::json!({"create": {"status": 429, "error": {"type": "es_rejected_execution_exception", "reason": "queue full"}}})
+        } else {
+            serde_json::json!({"create": {"status": 201}})
+        }).collect::<Vec<_>>()
+    })
+    .to_string();
+    g.bench_function("parse_answer_1000_items", |x| {
+        x.iter(|| parse_response(answer.as_bytes(), N).map(|v| v.len()))
+    });
+    g.finish();
+    eprintln!(
+        "1000 log records: NDJSON {} bytes, gzip {} bytes",
+        body.len(),
+        gzip(&body).len()
+    );
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

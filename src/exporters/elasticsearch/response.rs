@@ -1,0 +1,121 @@
+//! The `_bulk` answer: per-item status and error, in request order, and what each means
+//! for the item (indexed, retry, drop).
+
+use serde_json::Value;
+
+use super::bulk::Op;
+
+/// The answer for one bulk item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemResult {
+    pub status: u16,
+    pub error_type: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// What to do with one item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemOutcome {
+    Indexed,
+    Retry,
+    /// Dropped for good, with the error type used as the metric label.
+    Drop(String),
+}
+
+/// 2xx indexed; 409 on `create` is a document already indexed under its content id (a
+/// retry of something that succeeded) and counts as indexed; 429 and 5xx are retried;
+/// other 4xx (`mapper_parsing_exception`, `illegal_argument_exception`, ...) dropped.
+pub fn classify_item(op: Op, r: &ItemResult) -> ItemOutcome {
+    match r.status {
+        200..=299 => ItemOutcome::Indexed,
+        409 if op == Op::Create => ItemOutcome::Indexed,
+        429 | 500..=599 => ItemOutcome::Retry,
+        s => ItemOutcome::Drop(r.error_type.clone().unwrap_or_else(|| format!("http_{s}"))),
+    }
+}
+
+/// Parses a `_bulk` answer: `errors` and `items[i].<op>.status` / `.error.type` /
+/// `.error.reason`. With `errors: false` the items need not be present (as with
+/// `filter_path=errors`). Item order is the request's order.
+pub fn parse_response(body: &[u8], expected: usize) -> Result<Vec<ItemResult>, String> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| format!("invalid _bulk answer: {e}"))?;
+    let errors = v.get("errors").and_then(Value::as_bool).unwrap_or(true);
+    let items = v.get("items").and_then(Value::as_array);
+    let Some(items) = items else {
+        if !errors {
+            return Ok(vec![ok_item(); expected]);
+        }
+        return Err("_bulk answer has errors but no items".into());
+    };
+    if items.len() != expected {
+        return Err(format!(
+            "_bulk answer has {} items for {expected} documents",
+            items.len()
+        ));
+    }
+    items
+        .iter()
+        .map(|it| {
+            let inner = it
+                .as_object()
+                .and_then(|o| o.values().next())
+                .ok_or_else(|| "_bulk answer item is not an object".to_string())?;
+            let status = inner
+                .get("status")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| "_bulk answer item without status".to_string())?;
+            let err = inner.get("error");
+            let text = |k: &str| {
+                err.and_then(|e| e.get(k))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            };
+            Ok(ItemResult {
+                status: u16::try_from(status).unwrap_or(500),
+                error_type: text("type"),
+                reason: text("reason"),
+            })
+        })
+        .collect()
+}
+
+fn ok_item() -> ItemResult {
+    ItemResult {
+        status: 200,
+        error_type: None,
+        reason: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_items_and_classifies() {
+        let body = br#"{"took":3,"errors":true,"items":[
+            {"create":{"_index":"x","status":201}},
+            {"create":{"_index":"x","status":429,"error":{"type":"es_rejected_execution_exception","reason":"queue full"}}},
+            {"create":{"_index":"x","status":400,"error":{"type":"mapper_parsing_exception","reason":"bad"}}},
+            {"create":{"_index":"x","status":409,"error":{"type":"version_conflict_engine_exception","reason":"exists"}}}]}"#;
+        let items = parse_response(body, 4).unwrap();
+        let outcomes: Vec<_> = items.iter().map(|r| classify_item(Op::Create, r)).collect();
+        assert_eq!(
+            outcomes,
+            vec![
+                ItemOutcome::Indexed,
+                ItemOutcome::Retry,
+                ItemOutcome::Drop("mapper_parsing_exception".into()),
+                ItemOutcome::Indexed
+            ]
+        );
+        assert_eq!(
+            classify_item(Op::Index, &items[3]),
+            ItemOutcome::Drop("version_conflict_engine_exception".into())
+        );
+        assert_eq!(parse_response(br#"{"errors":false}"#, 2).unwrap().len(), 2);
+        assert!(parse_response(body, 3).is_err());
+        assert!(parse_response(b"nope", 1).is_err());
+    }
+}
