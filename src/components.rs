@@ -247,6 +247,14 @@ pub static FACTORIES: &[Factory] = &[
         validate: validate_as::<exporters::file::FileConfig>,
         construct: Constructor::Exporter(exporters::file::build),
     },
+    Factory {
+        kind: Kind::Exporter,
+        ty: "awss3",
+        aliases: &[],
+        signals: ALL,
+        validate: exporters::awss3::validate,
+        construct: Constructor::Exporter(exporters::awss3::build),
+    },
     // extensions
     Factory {
         kind: Kind::Extension,

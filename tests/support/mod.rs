@@ -2,4 +2,5 @@
 #![allow(dead_code)]
 
 pub mod otlp_sink;
+pub mod s3;
 pub mod weft;
