@@ -816,7 +816,7 @@ mod parquet_archive {
         );
         assert_eq!(
             stdout.trim(),
-            "[('checkout', 9, 1, 'INFO', 'checkout record 2'), ('checkout', 10, 2, 'INFO', 'checkout record 1'), ('payment', 10, 1, 'INFO', 'payment record 0')]"
+            "[('checkout', '09', 1, 'INFO', 'checkout record 2'), ('checkout', '10', 2, 'INFO', 'checkout record 1'), ('payment', '10', 1, 'INFO', 'payment record 0')]"
         );
     }
 }
