@@ -77,15 +77,14 @@ impl S3Access for BucketMustExist {
             if cx.credentials().is_none() {
                 return Err(s3_error!(AccessDenied, "Signature is required"));
             }
-            if cx.s3_op().name() != "CreateBucket" {
-                if let S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } = cx.s3_path() {
-                    if !self.root.join(&**bucket).is_dir() {
-                        return Err(s3_error!(
-                            NoSuchBucket,
-                            "The specified bucket does not exist"
-                        ));
-                    }
-                }
+            if cx.s3_op().name() != "CreateBucket"
+                && let S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } = cx.s3_path()
+                && !self.root.join(&**bucket).is_dir()
+            {
+                return Err(s3_error!(
+                    NoSuchBucket,
+                    "The specified bucket does not exist"
+                ));
             }
             Ok(())
         })

@@ -88,12 +88,12 @@ impl PartitionFormat {
             segments.push(Segment::Time(time));
         }
         for s in &segments {
-            if let Segment::Time(t) = s {
-                if StrftimeItems::new(t).any(|i| matches!(i, Item::Error)) {
-                    return Err(format!(
-                        "invalid strftime specifier in partition format {format:?}"
-                    ));
-                }
+            if let Segment::Time(t) = s
+                && StrftimeItems::new(t).any(|i| matches!(i, Item::Error))
+            {
+                return Err(format!(
+                    "invalid strftime specifier in partition format {format:?}"
+                ));
             }
         }
         Ok(PartitionFormat { segments })

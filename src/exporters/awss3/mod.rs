@@ -177,14 +177,14 @@ impl Settings {
         }
         let format = PartitionFormat::parse(&u.s3_partition_format)
             .map_err(|e| field_err(&["s3uploader", "s3_partition_format"], e, None))?;
-        if let Some(tz) = &u.s3_partition_timezone {
-            if !matches!(tz.as_str(), "" | "UTC" | "Etc/UTC") {
-                return Err(field_err(
-                    &["s3uploader", "s3_partition_timezone"],
-                    format!("only UTC is supported, got {tz:?}"),
-                    None,
-                ));
-            }
+        if let Some(tz) = &u.s3_partition_timezone
+            && !matches!(tz.as_str(), "" | "UTC" | "Etc/UTC")
+        {
+            return Err(field_err(
+                &["s3uploader", "s3_partition_timezone"],
+                format!("only UTC is supported, got {tz:?}"),
+                None,
+            ));
         }
         if u.role_arn.is_some() {
             return Err(field_err(
