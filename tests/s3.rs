@@ -797,10 +797,16 @@ mod parquet_archive {
         let script = format!(
             "import duckdb\n\
              rows = duckdb.sql(\"\"\"SELECT service, hour, count(*) AS n, min(severity_text), max(body)\n\
-               FROM read_parquet('{}', hive_partitioning = true)\n\
+               FROM read_parquet('{0}', hive_partitioning = true)\n\
                WHERE year = 2026 AND month = 11 AND day = 25\n\
                GROUP BY ALL ORDER BY ALL\"\"\").fetchall()\n\
-             print(rows)\n",
+             print(rows)\n\
+             readme = duckdb.sql(\"\"\"SELECT count(*) FROM (SELECT time, severity_text, body, trace_id\n\
+               FROM read_parquet('{0}', hive_partitioning = true)\n\
+               WHERE service = 'checkout' AND year = '2026' AND month = '11' AND day = '25'\n\
+                 AND hour BETWEEN '09' AND '11' AND attributes['user'] = 'u-7'\n\
+               ORDER BY time)\"\"\").fetchone()\n\
+             print(readme[0])\n",
             glob.display()
         );
         let out = std::process::Command::new(&python)
@@ -816,7 +822,7 @@ mod parquet_archive {
         );
         assert_eq!(
             stdout.trim(),
-            "[('checkout', '09', 1, 'INFO', 'checkout record 2'), ('checkout', '10', 2, 'INFO', 'checkout record 1'), ('payment', '10', 1, 'INFO', 'payment record 0')]"
+            "[('checkout', '09', 1, 'INFO', 'checkout record 2'), ('checkout', '10', 2, 'INFO', 'checkout record 1'), ('payment', '10', 1, 'INFO', 'payment record 0')]\n3"
         );
     }
 }

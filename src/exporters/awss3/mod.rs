@@ -12,7 +12,8 @@
 //!   - `endpoint` (none = AWS; a URL for MinIO/Ceph/...; `https://` is assumed when the
 //!     scheme is missing unless `disable_ssl`), `s3_force_path_style` (false),
 //!   - `compression` (`none` | `gzip` | `zstd`; default none, except zstd for parquet),
-//!   - `storage_class` (`STANDARD`), `acl` (none),
+//!   - `storage_class` (`STANDARD`), `acl` (none; a canned ACL such as
+//!     `bucket-owner-full-control`),
 //!   - `retry_mode`, `retry_max_attempts`, `retry_max_backoff`, `unique_key_func_name`:
 //!     accepted and ignored — retries belong to the delivery layer (`retry_on_failure`) and
 //!     the object id is always the content hash. `role_arn` is refused: use web identity
@@ -161,6 +162,7 @@ pub struct Settings {
     pub marshaler: Marshaler,
     pub compression: Compression,
     pub storage_class: Option<String>,
+    pub acl: Option<String>,
     pub max_object_bytes: usize,
     pub client: ClientSettings,
 }
@@ -243,6 +245,7 @@ impl Settings {
             marshaler: c.marshaler,
             compression,
             storage_class: (u.storage_class != "STANDARD").then(|| u.storage_class.clone()),
+            acl: u.acl.clone().filter(|a| !a.is_empty()),
             max_object_bytes: usize::try_from(c.max_object_size_mib.saturating_mul(1024 * 1024))
                 .unwrap_or(usize::MAX),
             client: ClientSettings {
@@ -390,6 +393,7 @@ impl AwsS3Exporter {
                 body: obj.body,
                 content_type: self.settings.marshaler.content_type(),
                 storage_class: self.settings.storage_class.as_deref(),
+                acl: self.settings.acl.as_deref(),
             };
             match upload::upload(client, put).await {
                 Ok(()) => {

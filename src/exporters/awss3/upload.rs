@@ -16,7 +16,7 @@ use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, StorageClass};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ObjectCannedAcl, StorageClass};
 
 /// Objects larger than this use multipart upload, in parts of this size.
 pub const MULTIPART_THRESHOLD: usize = 8 * 1024 * 1024;
@@ -165,6 +165,8 @@ pub struct Put<'a> {
     pub body: Vec<u8>,
     pub content_type: &'a str,
     pub storage_class: Option<&'a str>,
+    /// A canned ACL (`bucket-owner-full-control`, ...).
+    pub acl: Option<&'a str>,
 }
 
 /// Uploads one object: PutObject, or multipart (aborted on failure) above the threshold.
@@ -179,6 +181,7 @@ pub async fn upload(client: &Client, p: Put<'_>) -> Result<(), Failure> {
         .key(p.key)
         .content_type(p.content_type)
         .set_storage_class(storage_class)
+        .set_acl(p.acl.map(ObjectCannedAcl::from))
         .body(ByteStream::from(p.body))
         .send()
         .await
@@ -193,6 +196,7 @@ async fn multipart(client: &Client, p: Put<'_>) -> Result<(), Failure> {
         .key(p.key)
         .content_type(p.content_type)
         .set_storage_class(p.storage_class.map(StorageClass::from))
+        .set_acl(p.acl.map(ObjectCannedAcl::from))
         .send()
         .await
         .map_err(|e| classify(&e))?;
