@@ -487,6 +487,81 @@ async fn wrong_credentials_are_permanent() {
     task.abort();
 }
 
+/// The registered component from YAML, fed by the OTLP/HTTP receiver through `batch`.
+#[tokio::test(flavor = "multi_thread")]
+async fn service_from_yaml_archives_otlp_logs_and_spans() {
+    let server = S3Server::start().await;
+    server.create_bucket("archive").await;
+    let exporters = format!(
+        "  awss3:\n    s3uploader:\n      region: us-east-1\n      s3_bucket: archive\n      s3_prefix: otel\n      endpoint: {}\n      s3_force_path_style: true\n      s3_partition_format: \"service=%{{service.name}}/year=%Y/month=%m/day=%d/hour=%H\"\n      compression: zstd\n    marshaler: otlp_proto\n    timeout: 30s\n",
+        server.endpoint()
+    );
+    let yaml = support::weft::config(
+        "  batch:\n    timeout: 100ms\n",
+        &exporters,
+        "    logs:\n      receivers: [otlp]\n      processors: [batch]\n      exporters: [awss3]\n    traces:\n      receivers: [otlp]\n      processors: [batch]\n      exporters: [awss3]\n",
+    );
+    let running = support::weft::start(&yaml).await;
+    let http = reqwest::Client::new();
+    let log_batch = Batch::Logs(vec![logs("checkout", &[T10, T10 - 2 * HOUR])]);
+    let span_batch = Batch::Traces(vec![spans("payment", &[T10])]);
+    for (path, b) in [("/v1/logs", &log_batch), ("/v1/traces", &span_batch)] {
+        let r = http
+            .post(format!("{}{path}", running.http()))
+            .header("content-type", "application/x-protobuf")
+            .body(b.encode_proto())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut keys = Vec::new();
+    while keys.len() < 3 {
+        assert!(Instant::now() < deadline, "objects: {keys:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        keys = server.keys("archive", "otel/").await;
+    }
+    running.service.shutdown().await;
+    let dirs: Vec<&str> = keys.iter().map(|k| k.rsplit_once('/').unwrap().0).collect();
+    assert_eq!(
+        dirs,
+        [
+            "otel/service=checkout/year=2026/month=11/day=25/hour=08",
+            "otel/service=checkout/year=2026/month=11/day=25/hour=10",
+            "otel/service=payment/year=2026/month=11/day=25/hour=10",
+        ]
+    );
+    let mut back = Vec::new();
+    for k in &keys[..2] {
+        assert!(k.ends_with(".binpb.zst"), "{k}");
+        back.extend(records(&decode(
+            &server.get("archive", k).await,
+            k,
+            Signal::Logs,
+        )));
+    }
+    back.sort_by_key(|r| r.time_unix_nano);
+    let mut want = records(&log_batch);
+    want.sort_by_key(|r| r.time_unix_nano);
+    assert_eq!(back, want);
+    assert_eq!(
+        decode(
+            &server.get("archive", &keys[2]).await,
+            &keys[2],
+            Signal::Traces
+        ),
+        span_batch
+    );
+    assert_eq!(
+        running
+            .telemetry
+            .metrics
+            .value("weft_exporter_s3_objects_total", &[("component", "awss3")]),
+        Some(3.0)
+    );
+}
+
 #[test]
 fn tiering_pipeline_config_is_valid() {
     let path = concat!(

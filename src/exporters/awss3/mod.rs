@@ -50,6 +50,7 @@ pub mod parquet;
 pub mod upload;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
@@ -321,6 +322,9 @@ pub struct AwsS3Exporter {
     client: OnceCell<aws_sdk_s3::Client>,
     telemetry: Telemetry,
     objects: Counter,
+    /// Set while readiness names an S3 setup problem (bucket, credentials) that a later
+    /// successful upload clears. A config problem (`unsupported`) is never cleared.
+    s3_failure: AtomicBool,
     bytes: Counter,
 }
 
@@ -334,6 +338,7 @@ pub fn build(v: &Value, ctx: &BuildContext) -> Result<Arc<dyn Exporter>, BuildEr
         id: ctx.id.clone(),
         settings,
         client: OnceCell::new(),
+        s3_failure: AtomicBool::new(false),
         telemetry: ctx.telemetry.clone(),
         objects: m.counter("weft_exporter_s3_objects_total", "Objects written to S3", l),
         bytes: m.counter(
@@ -368,6 +373,9 @@ impl AwsS3Exporter {
                 &[("component", &self.id), ("code", code)],
             )
             .inc();
+        if code != "unsupported" {
+            self.s3_failure.store(true, Ordering::SeqCst);
+        }
         self.telemetry.health.set_failure(
             &self.id,
             format!("{code}: {message} (bucket {})", self.settings.bucket),
@@ -422,7 +430,9 @@ impl AwsS3Exporter {
         }
         match retry {
             None => {
-                self.telemetry.health.clear_failure(&self.id);
+                if self.s3_failure.swap(false, Ordering::SeqCst) {
+                    self.telemetry.health.clear_failure(&self.id);
+                }
                 Ok(())
             }
             Some(r) if written > 0 => Err(ExportError::Partial {
