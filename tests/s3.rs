@@ -849,24 +849,7 @@ mod parquet_archive {
         .await
         .unwrap();
 
-        let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("../py-venv");
-        let python = venv.join("bin/python");
-        if !python.exists() {
-            let ok = std::process::Command::new("python3")
-                .arg("-m")
-                .arg("venv")
-                .arg(&venv)
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "python3 -m venv failed");
-        }
-        let ok = std::process::Command::new(&python)
-            .args(["-m", "pip", "install", "-q", "duckdb==1.4.4"])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "pip install duckdb failed");
+        let python = support::s3::py_venv(&["duckdb==1.4.4"]);
         // s3s-fs keeps objects as plain files: <root>/<bucket>/<key>.
         let glob = server.root.path().join("archive/logs/**/*.parquet");
         let script = format!(
@@ -900,4 +883,101 @@ mod parquet_archive {
             "[('checkout', '09', 1, 'INFO', 'checkout record 2'), ('checkout', '10', 2, 'INFO', 'checkout record 1'), ('payment', '10', 1, 'INFO', 'payment record 0')]\n3"
         );
     }
+}
+
+/// The same exporter against moto's S3 server (PyPI), a second and looser target.
+/// Optional: the first run installs moto into target/py-venv (~2 min). Run with
+/// `cargo test --test s3 -- --ignored moto`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "installs moto from PyPI into target/py-venv"]
+async fn moto_takes_the_same_objects() {
+    let moto = support::s3::Moto::start().await;
+    let client = moto.client().await;
+    client
+        .create_bucket()
+        .bucket("archive")
+        .send()
+        .await
+        .unwrap();
+    let t = Telemetry::new();
+    t.health.set_started();
+    let cfg = |bucket: &str, extra| support::s3::exporter_config(&moto.endpoint(), bucket, extra);
+    // Small objects, each compression.
+    let batch = Batch::Logs(vec![logs("checkout", &[T10, T10 - HOUR])]);
+    for c in ["none", "gzip", "zstd"] {
+        let e = exporter(
+            &cfg(
+                "archive",
+                serde_json::json!({"s3uploader": {"s3_prefix": c, "compression": c}}),
+            ),
+            "awss3",
+            &t,
+        );
+        e.send(&batch).await.unwrap();
+    }
+    // A multipart object.
+    let mut rng = fastrand::Rng::with_seed(3);
+    let mut big = logs("bulk", &vec![T10; 90]);
+    for r in &mut big.scope_logs[0].log_records {
+        let body: String = (0..100 * 1024).map(|_| rng.alphanumeric()).collect();
+        r.body = Some(AnyValue {
+            value: Some(string_value(body)),
+        });
+    }
+    let big = Batch::Logs(vec![big]);
+    let e = exporter(
+        &cfg(
+            "archive",
+            serde_json::json!({"marshaler": "otlp_proto", "s3uploader": {"s3_prefix": "big"}}),
+        ),
+        "awss3",
+        &t,
+    );
+    e.send(&big).await.unwrap();
+
+    let list = client
+        .list_objects_v2()
+        .bucket("archive")
+        .send()
+        .await
+        .unwrap();
+    let mut keys: Vec<String> = list
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .collect();
+    keys.sort();
+    assert_eq!(keys.len(), 7, "{keys:?}");
+    for k in &keys {
+        let body = client
+            .get_object()
+            .bucket("archive")
+            .key(k)
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes();
+        if k.starts_with("big/") {
+            assert_eq!(Batch::decode_proto(Signal::Logs, &body).unwrap(), big);
+        } else {
+            assert_eq!(records(&decode(&body, k, Signal::Logs)).len(), 1, "{k}");
+        }
+    }
+    // A missing bucket is permanent and named by readiness.
+    let e = exporter(&cfg("missing", serde_json::json!({})), "awss3/missing", &t);
+    match e.send(&batch).await {
+        Err(ExportError::Permanent { reason, .. }) => assert_eq!(reason, "NoSuchBucket"),
+        other => panic!("expected a permanent error, got {other:?}"),
+    }
+    assert!(
+        t.health
+            .readiness()
+            .reasons
+            .iter()
+            .any(|r| r.contains("awss3/missing"))
+    );
 }

@@ -223,17 +223,26 @@ impl S3Server {
 
     /// The exporter config pointing at this server.
     pub fn exporter_config(&self, bucket: &str, extra: serde_json::Value) -> serde_json::Value {
-        let mut v = serde_json::json!({
-            "s3uploader": {
-                "region": REGION,
-                "s3_bucket": bucket,
-                "endpoint": self.endpoint(),
-                "s3_force_path_style": true,
-            }
-        });
-        merge(&mut v, extra);
-        v
+        exporter_config(&self.endpoint(), bucket, extra)
     }
+}
+
+/// An `awss3` exporter config for `endpoint` and `bucket`, with `extra` merged in.
+pub fn exporter_config(
+    endpoint: &str,
+    bucket: &str,
+    extra: serde_json::Value,
+) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "s3uploader": {
+            "region": REGION,
+            "s3_bucket": bucket,
+            "endpoint": endpoint,
+            "s3_force_path_style": true,
+        }
+    });
+    merge(&mut v, extra);
+    v
 }
 
 impl Drop for S3Server {
@@ -258,5 +267,88 @@ fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
             }
         }
         (slot, v) => *slot = v,
+    }
+}
+
+/// A Python virtualenv in `target/py-venv` with `packages` installed (cached across runs),
+/// for the optional tests that read the archive with other tools. Returns its python.
+pub fn py_venv(packages: &[&str]) -> PathBuf {
+    // One pip at a time: the optional tests may run in parallel.
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../py-venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        let ok = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "python3 -m venv failed");
+    }
+    let ok = std::process::Command::new(&python)
+        .args(["-m", "pip", "install", "-q"])
+        .args(packages)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "pip install {packages:?} failed");
+    python
+}
+
+/// moto's S3 server (a second, looser S3 target: any credentials, no signature check, but
+/// its own multipart and checksum handling), started from `target/py-venv`.
+pub struct Moto {
+    child: std::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl Moto {
+    pub async fn start() -> Moto {
+        init_env();
+        let python = py_venv(&["moto[s3,server]==5.1.*"]);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = python.with_file_name("moto_server");
+        let child = std::process::Command::new(server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "moto_server did not start"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Moto { child, addr }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn client(&self) -> aws_sdk_s3::Client {
+        build_client(&ClientSettings {
+            region: REGION.into(),
+            endpoint: Some(self.endpoint()),
+            force_path_style: true,
+        })
+        .await
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
