@@ -312,6 +312,49 @@ async fn objects_over_8_mib_use_multipart_upload() {
     assert!(etag.trim_matches('"').ends_with("-2"), "etag {etag}");
 }
 
+/// Throttling on one partition: the others are written, only the throttled records come
+/// back for a retry (`Partial`), and the retry writes the key the first attempt would have.
+#[tokio::test(flavor = "multi_thread")]
+async fn throttled_partition_is_retried_alone_under_the_same_key() {
+    let server = S3Server::start().await;
+    server.create_bucket("archive").await;
+    let t = Telemetry::new();
+    let cfg = server.exporter_config(
+        "archive",
+        serde_json::json!({"s3uploader": {"s3_partition_format": "hour=%H"}}),
+    );
+    let e = exporter(&cfg, "awss3", &t);
+    let batch = Batch::Logs(vec![logs("checkout", &[T10, T10 - 2 * HOUR, T10 + 1])]);
+    server.slow_down(Some("hour=08"));
+    let retry = match e.send(&batch).await {
+        Err(ExportError::Partial { retry, reason, .. }) => {
+            assert!(reason.contains("SlowDown"), "{reason}");
+            retry
+        }
+        other => panic!("expected a partial failure, got {other:?}"),
+    };
+    assert_eq!(records(&retry).len(), 1);
+    assert_eq!(records(&retry)[0].time_unix_nano, T10 - 2 * HOUR);
+    let first = server.keys("archive", "").await;
+    assert_eq!(first.len(), 1);
+    assert!(first[0].starts_with("hour=10/"));
+
+    // Throttled everywhere: nothing was written, the whole batch is retryable.
+    server.slow_down(Some("hour="));
+    assert!(matches!(
+        e.send(&retry).await,
+        Err(ExportError::Retryable { .. })
+    ));
+
+    server.slow_down(None);
+    e.send(&retry).await.unwrap();
+    let keys = server.keys("archive", "").await;
+    assert_eq!(keys.len(), 2);
+    // Sending the original batch again overwrites the very same two keys.
+    e.send(&batch).await.unwrap();
+    assert_eq!(server.keys("archive", "").await, keys);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn delivery_recovers_after_the_server_was_down() {
     let server = S3Server::start().await;

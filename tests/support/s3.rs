@@ -58,6 +58,8 @@ pub fn init_env() {
 /// (and, like s3s's default hook, refuses unauthenticated requests).
 struct BucketMustExist {
     root: PathBuf,
+    /// Writes to keys containing this text are answered `503 SlowDown` (fault injection).
+    slow_down: Arc<Mutex<Option<String>>>,
 }
 
 // `S3Access` is an `async_trait`; this is its expansion, written out so the tests need no
@@ -86,6 +88,13 @@ impl S3Access for BucketMustExist {
                     "The specified bucket does not exist"
                 ));
             }
+            let slow = self.slow_down.lock().unwrap().clone();
+            if let (Some(part), S3Path::Object { key, .. }) = (slow, cx.s3_path())
+                && cx.method() != http::Method::GET
+                && key.contains(part.as_str())
+            {
+                return Err(s3_error!(SlowDown, "Please reduce your request rate."));
+            }
             Ok(())
         })
     }
@@ -95,6 +104,7 @@ pub struct S3Server {
     pub addr: SocketAddr,
     pub root: tempfile::TempDir,
     down: Arc<AtomicBool>,
+    slow_down: Arc<Mutex<Option<String>>>,
     conns: Arc<Mutex<Vec<AbortHandle>>>,
     accept: JoinHandle<()>,
 }
@@ -106,8 +116,10 @@ impl S3Server {
         let fs = FileSystem::new(root.path()).unwrap();
         let mut b = S3ServiceBuilder::new(fs);
         b.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+        let slow_down: Arc<Mutex<Option<String>>> = Arc::default();
         b.set_access(BucketMustExist {
             root: root.path().to_path_buf(),
+            slow_down: slow_down.clone(),
         });
         let service = b.build();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -137,6 +149,7 @@ impl S3Server {
             addr,
             root,
             down,
+            slow_down,
             conns,
             accept,
         }
@@ -144,6 +157,11 @@ impl S3Server {
 
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Answers writes to keys containing `part` with `503 SlowDown` (None: stop).
+    pub fn slow_down(&self, part: Option<&str>) {
+        *self.slow_down.lock().unwrap() = part.map(str::to_string);
     }
 
     pub fn set_down(&self, down: bool) {
