@@ -38,6 +38,10 @@
 //! the same keys, so a retry overwrites instead of duplicating; objects that made it are
 //! not re-sent (a `Partial` answer retries only the failed ones).
 //!
+//! At start a HeadBucket checks the bucket, so a missing bucket or bad credentials show in
+//! readiness before the first batch (a 403 there is ignored: HeadBucket needs s3:ListBucket,
+//! which a writer with only s3:PutObject and s3:AbortMultipartUpload does not have).
+//!
 //! Errors: NoSuchBucket, AccessDenied, InvalidAccessKeyId (and the like) are permanent,
 //! counted and named by `/health/ready` until an upload succeeds again; SlowDown, 5xx and
 //! network errors are retryable; other 4xx drop the batch (counted). A metrics batch with
@@ -455,6 +459,12 @@ impl Exporter for AwsS3Exporter {
             let client = self.client().await;
             match upload::check_bucket(client, &self.settings.bucket).await {
                 Ok(()) => Ok(()),
+                // HeadBucket needs s3:ListBucket, which a least-privilege archive writer
+                // (s3:PutObject only) lacks: a refusal here says nothing about uploads.
+                Err(Failure::Permanent { code, .. }) if code == "AccessDenied" => {
+                    tracing::info!(exporter = %self.id, bucket = %self.settings.bucket, "cannot check the bucket at start (HeadBucket needs s3:ListBucket); uploads will tell");
+                    Ok(())
+                }
                 Err(Failure::Permanent { code, message }) => Err(self.broken(&code, &message)),
                 Err(Failure::Rejected { code, message }) => {
                     Err(ExportError::permanent(code, message))
