@@ -490,9 +490,21 @@ mod tests {
         assert_eq!(s.client.region, "us-east-1");
         assert_eq!(s.compression, Compression::None);
         assert_eq!(s.max_object_bytes, 64 << 20);
-        let s = cfg(serde_json::json!({"s3uploader": {"s3_bucket": "b", "endpoint": "minio:9000", "disable_ssl": true}, "marshaler": "parquet"})).unwrap();
-        assert_eq!(s.compression, Compression::Zstd);
-        assert_eq!(s.client.endpoint.as_deref(), Some("http://minio:9000"));
+        let parquet = cfg(
+            serde_json::json!({"s3uploader": {"s3_bucket": "b", "endpoint": "minio:9000", "disable_ssl": true}, "marshaler": "parquet"}),
+        );
+        if cfg!(feature = "parquet") {
+            let s = parquet.unwrap();
+            assert_eq!(s.compression, Compression::Zstd);
+            assert_eq!(s.client.endpoint.as_deref(), Some("http://minio:9000"));
+        } else {
+            assert!(
+                parquet
+                    .unwrap_err()
+                    .message
+                    .contains("`parquet` cargo feature")
+            );
+        }
         assert_eq!(
             cfg(serde_json::json!({})).unwrap_err().path,
             ["s3uploader", "s3_bucket"]
