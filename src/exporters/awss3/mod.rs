@@ -46,6 +46,10 @@
 //! counted and named by `/health/ready` until an upload succeeds again; SlowDown, 5xx and
 //! network errors are retryable; other 4xx drop the batch (counted). A metrics batch with
 //! the parquet marshaler is a permanent error, also named by readiness.
+//!
+//! Metrics: `weft_exporter_s3_objects_total`, `weft_exporter_s3_bytes_total` (after
+//! compression) and `weft_exporter_s3_permanent_errors_total{code}`, next to the delivery
+//! layer's sent/failed/retry counters.
 
 pub mod key;
 pub mod marshal;
