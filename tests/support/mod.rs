@@ -3,4 +3,5 @@
 
 pub mod otlp_sink;
 pub mod s3;
+pub mod s3_data;
 pub mod weft;
