@@ -5,10 +5,9 @@
 
 mod support;
 
-use support::s3::S3Server;
 use support::s3_data::*;
 use weft::admin::Telemetry;
-use weft::data::{AnyValue, Batch, KeyValue, Signal, string_value};
+use weft::data::{AnyValue, Batch, Signal, string_value};
 use weft::exporters::ExportError;
 
 #[cfg(feature = "parquet")]
@@ -18,6 +17,8 @@ mod parquet_archive {
     use arrow_array::types::{Int32Type, Int64Type, TimestampNanosecondType};
     use arrow_array::{Array, MapArray, RecordBatch};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use support::s3::S3Server;
+    use weft::data::KeyValue;
     use weft::data::{hex, value_to_string};
 
     fn read(bytes: Vec<u8>) -> RecordBatch {
