@@ -263,6 +263,14 @@ pub static FACTORIES: &[Factory] = &[
         validate: exporters::loki::validate,
         construct: Constructor::Exporter(exporters::loki::build),
     },
+    Factory {
+        kind: Kind::Exporter,
+        ty: "awss3",
+        aliases: &[],
+        signals: ALL,
+        validate: exporters::awss3::validate,
+        construct: Constructor::Exporter(exporters::awss3::build),
+    },
     // extensions
     Factory {
         kind: Kind::Extension,
@@ -281,9 +289,6 @@ pub static FACTORIES: &[Factory] = &[
         construct: Constructor::Extension,
     },
 ];
-
-#[allow(dead_code)]
-const _SIGNAL_SETS_USED: &[Signal] = LOGS;
 
 /// Collector component types weft does not have, so the error can say so plainly instead
 /// of suggesting a look-alike.

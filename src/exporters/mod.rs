@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::data::Batch;
 
+pub mod awss3;
 pub mod debug;
 pub mod elasticsearch;
 pub mod file;

@@ -4,4 +4,6 @@
 pub mod elasticsearch;
 pub mod loki;
 pub mod otlp_sink;
+pub mod s3;
+pub mod s3_data;
 pub mod weft;
