@@ -10,6 +10,7 @@ use crate::data::Batch;
 pub mod debug;
 pub mod file;
 pub mod http_client;
+pub mod loadbalancing;
 pub mod loki;
 pub mod otlp;
 pub mod otlphttp;

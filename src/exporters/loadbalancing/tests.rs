@@ -1,0 +1,123 @@
+//! Exporter-level tests without a backend: resolution, ring updates and the answers when
+//! nothing (or nothing reachable) is there. Delivery to real backends is covered by
+//! tests/loadbalancing.rs.
+
+use serde_json::json;
+
+use super::*;
+use crate::data::{ResourceSpans, ScopeSpans, Span};
+
+fn exporter(v: serde_json::Value) -> LoadBalancingExporter {
+    crate::install_crypto_provider();
+    let s = config::settings(&v).unwrap();
+    LoadBalancingExporter::new("loadbalancing", s, &Telemetry::new()).unwrap()
+}
+
+fn traces(n: u64) -> Batch {
+    Batch::Traces(vec![ResourceSpans {
+        scope_spans: vec![ScopeSpans {
+            spans: (0..n)
+                .map(|i| Span {
+                    trace_id: [i.to_be_bytes(), [1; 8]].concat(),
+                    span_id: (i + 1).to_be_bytes().to_vec(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }])
+}
+
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn static_backends_are_on_the_ring_at_once() {
+    let e = exporter(json!({"resolver": {"static": {"hostnames": ["b:1", "a", "b:1"]}}}));
+    assert_eq!(e.endpoints(), vec!["a:4317".to_string(), "b:1".to_string()]);
+    let before = e.inner.current();
+    e.inner.update(vec!["b:1".into(), "a:4317".into()]);
+    assert!(
+        Arc::ptr_eq(&before, &e.inner.current()),
+        "same set, no rebuild"
+    );
+    e.inner.update(vec!["b:1".into(), "c:4317".into()]);
+    let after = e.inner.current();
+    assert_eq!(after.ring.endpoints(), ["b:1", "c:4317"]);
+    assert!(
+        Arc::ptr_eq(&before.backends[1], &after.backends[0]),
+        "the client of a remaining backend is kept"
+    );
+    assert_eq!(e.inner.changes.get(), 2);
+    assert_eq!(e.inner.backend_count.get(), 2);
+}
+
+#[tokio::test]
+async fn unreachable_backends_make_the_whole_batch_retryable() {
+    let (p1, p2) = (closed_port(), closed_port());
+    let e = exporter(json!({
+        "protocol": {"otlp": {"tls": {"insecure": true}}},
+        "resolver": {"static": {"hostnames": [format!("127.0.0.1:{p1}"), format!("127.0.0.1:{p2}")]}}
+    }));
+    match e.send(&traces(50)).await {
+        Err(ExportError::Retryable { reason, .. }) => assert!(reason.contains("127.0.0.1")),
+        other => panic!("expected retryable, got {other:?}"),
+    }
+    let failed: u64 = e
+        .inner
+        .current()
+        .backends
+        .iter()
+        .map(|b| b.failed.get())
+        .sum();
+    assert_eq!(failed, 50);
+}
+
+#[tokio::test]
+async fn no_backends_is_retryable() {
+    let e = exporter(json!({"resolver": {"dns": {"hostname": "localhost"}}}));
+    // Not started: nothing resolved yet.
+    assert!(matches!(
+        e.send(&traces(3)).await,
+        Err(ExportError::Retryable { .. })
+    ));
+}
+
+#[tokio::test]
+async fn dns_resolver_finds_localhost_and_keeps_it_on_failure() {
+    let e = exporter(json!({"resolver": {"dns": {"hostname": "localhost", "port": 5317, "interval": "1h"}}}));
+    e.start().await.unwrap();
+    let eps = e.endpoints();
+    assert!(
+        eps.contains(&"127.0.0.1:5317".to_string()) || eps.contains(&"[::1]:5317".to_string()),
+        "{eps:?}"
+    );
+    // A failing lookup keeps what was known.
+    assert!(
+        e.inner
+            .resolve_dns("no-such-host.invalid", 5317, Duration::from_secs(2))
+            .await
+            .is_none()
+    );
+    assert_eq!(e.endpoints(), eps);
+    assert_eq!(e.inner.resolve_errors.get(), 1);
+    e.shutdown().await;
+    assert!(e.task.lock().unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_bad_protocol_config_fails_the_build() {
+    crate::install_crypto_provider();
+    let s = config::settings(&json!({
+        "protocol": {"otlp": {"compression": "lz4"}},
+        "resolver": {"static": {"hostnames": ["a"]}}
+    }))
+    .unwrap();
+    let err = LoadBalancingExporter::new("loadbalancing", s, &Telemetry::new())
+        .err()
+        .expect("lz4 is refused");
+    assert!(err.message.contains("lz4"), "{err}");
+}
