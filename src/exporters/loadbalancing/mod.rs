@@ -26,12 +26,21 @@
 //! outer queue of this exporter. `send` splits the batch by routing key, sends each part
 //! once to its backend (in parallel), and answers `Partial { retry }` with the parts that
 //! failed retryably. The delivery layer retries only those, with backoff, and every retry
-//! is routed again by the ring *current at that time*: while a replica is down its data
-//! waits in the queue; once resolution drops it, its keys go to their new owners. Nothing
-//! is lost that the queue keeps (with `sending_queue.storage`, not even across restarts;
-//! a persisted record is the whole original batch, so after a restart parts already
-//! delivered may be delivered again — at least once, as everywhere in weft). A part
-//! refused permanently is dropped and counted in `weft_exporter_send_failed_*_total`.
+//! is routed again by the ring *current at that time*. Nothing is lost that the queue keeps
+//! (with `sending_queue.storage`, not even across restarts; a persisted record is the whole
+//! original batch, so after a restart parts already delivered may be delivered again — at
+//! least once, as everywhere in weft). A part refused permanently is dropped and counted in
+//! `weft_exporter_send_failed_*_total`.
+//!
+//! Backends that fail are set aside. One queue for all backends has a failure mode the
+//! Collector's per-backend queues do not: a consumer retrying a dead replica's part holds
+//! its batch, so a few such batches occupy every consumer and stall the healthy replicas
+//! too (until DNS drops the dead one — with a static list, forever). So a backend whose
+//! attempt fails retryably is set aside for `EJECT_FOR` (5 s, the default DNS interval):
+//! its keys go to the next endpoint on the ring — exactly where they go once resolution
+//! drops it, so a trace moves once, not twice — and it is tried again afterwards. If every
+//! backend is set aside, none is (the data then waits in the queue). The price: traces of
+//! a replica that fails only briefly are split between it and their stand-in.
 //!
 //! Metrics: `weft_exporter_loadbalancing_backend_items_total{component, endpoint}` (items
 //! a backend accepted), `weft_exporter_loadbalancing_backend_failed_items_total{component,
@@ -44,7 +53,7 @@ pub mod ring;
 pub mod routing;
 
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use tokio::task::{JoinHandle, JoinSet};
@@ -60,6 +69,9 @@ use ring::Ring;
 use routing::RoutingKey;
 
 pub use config::validate;
+
+/// How long a backend whose attempt failed retryably is routed around.
+pub const EJECT_FOR: Duration = Duration::from_secs(5);
 
 pub fn build(v: &Value, ctx: &BuildContext) -> Result<Arc<dyn Exporter>, BuildError> {
     let settings = config::settings(v).map_err(|e| {
@@ -78,6 +90,26 @@ struct Backend {
     exporter: OtlpGrpcExporter,
     items: Counter,
     failed: Counter,
+    ejections: Counter,
+    /// Routed around until then (after a retryable failure).
+    down_until: Mutex<Option<Instant>>,
+}
+
+impl Backend {
+    fn usable(&self, now: Instant) -> bool {
+        let d = self.down_until.lock().unwrap_or_else(|p| p.into_inner());
+        d.is_none_or(|until| now >= until)
+    }
+
+    fn eject(&self, id: &str, reason: &str) {
+        let mut d = self.down_until.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if d.is_none_or(|until| now >= until) {
+            self.ejections.inc();
+            tracing::warn!(exporter = %id, endpoint = %self.endpoint, "backend failed, routing its keys to the next backends for {EJECT_FOR:?}: {reason}");
+        }
+        *d = Some(now + EJECT_FOR);
+    }
 }
 
 /// The ring and the backend for each of its endpoints (same order).
@@ -200,6 +232,12 @@ impl Inner {
                 "Items a backend did not accept (retried or dropped by the delivery layer)",
                 l,
             ),
+            ejections: metrics.counter(
+                "weft_exporter_loadbalancing_backend_ejections_total",
+                "Times a failing backend was set aside and its keys routed to the next",
+                l,
+            ),
+            down_until: Mutex::new(None),
         })
     }
 
@@ -302,7 +340,7 @@ enum PartResult {
     Dropped(Batch, String, String),
 }
 
-async fn send_part(b: &Backend, part: Batch, limit: Option<Duration>) -> PartResult {
+async fn send_part(b: &Backend, id: &str, part: Batch, limit: Option<Duration>) -> PartResult {
     let attempt = b.exporter.send(&part);
     let r = match limit {
         Some(t) => tokio::time::timeout(t, attempt)
@@ -318,6 +356,7 @@ async fn send_part(b: &Backend, part: Batch, limit: Option<Duration>) -> PartRes
         }
         Err(ExportError::Retryable { reason, after }) => {
             b.failed.add(n);
+            b.eject(id, &reason);
             PartResult::Retry(part, format!("{}: {reason}", b.endpoint), after)
         }
         Err(ExportError::Partial {
@@ -344,7 +383,14 @@ impl Exporter for LoadBalancingExporter {
             if cur.backends.is_empty() {
                 return Err(ExportError::retryable("no load-balancing backends resolved"));
             }
-            let parts = routing::split(batch, &self.inner.key, &cur.ring);
+            let now = Instant::now();
+            let usable: Vec<bool> = cur.backends.iter().map(|b| b.usable(now)).collect();
+            let route = |h: u64| {
+                cur.ring
+                    .index_for_usable(h, &|i| usable[i])
+                    .unwrap_or(0)
+            };
+            let parts = routing::split_with(batch, &self.inner.key, cur.backends.len(), &route);
             let total = batch.item_count();
             // Parts run as tasks so one slow backend does not delay the others; dropping
             // this future (the delivery timeout) aborts them with the set.
@@ -352,7 +398,8 @@ impl Exporter for LoadBalancingExporter {
             for (i, part) in parts {
                 let backend = cur.backends[i].clone();
                 let limit = self.inner.backend_timeout;
-                set.spawn(async move { send_part(&backend, part, limit).await });
+                let id = self.inner.id.clone();
+                set.spawn(async move { send_part(&backend, &id, part, limit).await });
             }
             let mut retry: Option<Batch> = None;
             let mut reasons: Vec<String> = Vec::new();
@@ -362,9 +409,11 @@ impl Exporter for LoadBalancingExporter {
                 let result = match joined {
                     Ok(r) => r,
                     Err(e) => {
-                        // A task cannot panic by design; if it did, the whole batch is
-                        // retried rather than losing its part.
-                        tracing::error!(exporter = %self.inner.id, "send task failed: {e}");
+                        // Cancelled at runtime shutdown, or (not by design) panicked:
+                        // the whole batch is retried rather than losing a part.
+                        if !e.is_cancelled() {
+                            tracing::error!(exporter = %self.inner.id, "send task failed: {e}");
+                        }
                         return Err(ExportError::retryable("internal: send task failed"));
                     }
                 };

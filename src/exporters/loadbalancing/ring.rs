@@ -112,6 +112,22 @@ impl Ring {
         Some(ep as usize)
     }
 
+    /// Like [`Ring::index_for`], skipping endpoints for which `usable` is false: the owner
+    /// is then the next usable endpoint clockwise — exactly the owner on a ring built
+    /// without the skipped endpoints, so skipping and removing move the same keys. When no
+    /// endpoint is usable, the plain owner.
+    pub fn index_for_usable(&self, key_hash: u64, usable: &dyn Fn(usize) -> bool) -> Option<usize> {
+        if self.points.is_empty() {
+            return None;
+        }
+        let start = self.points.partition_point(|(pos, _)| *pos < key_hash);
+        let n = self.points.len();
+        (0..n)
+            .map(|k| self.points[(start + k) % n].1 as usize)
+            .find(|ep| usable(*ep))
+            .or_else(|| self.index_for(key_hash))
+    }
+
     /// The endpoint owning `key_hash`.
     pub fn endpoint_for(&self, key_hash: u64) -> Option<&str> {
         self.index_for(key_hash).map(|i| self.endpoints[i].as_str())
@@ -201,6 +217,21 @@ mod tests {
         }
         let share = moved as f64 / keys.len() as f64;
         assert!((0.2..=0.3).contains(&share), "moved {share}");
+    }
+
+    #[test]
+    fn skipping_an_endpoint_equals_removing_it() {
+        let keys = keys();
+        let all = eps(&["10.0.0.1:4317", "10.0.0.2:4317", "10.0.0.3:4317"]);
+        let full = Ring::new(&all);
+        let without = assign(&Ring::new(&all[..2]), &keys);
+        let skip = |i: usize| full.endpoints()[i] != "10.0.0.3:4317";
+        for (k, w) in keys.iter().zip(&without) {
+            let i = full.index_for_usable(*k, &skip).unwrap();
+            assert_eq!(&full.endpoints()[i], w);
+        }
+        // Nothing usable: the plain owner.
+        assert_eq!(full.index_for_usable(keys[0], &|_| false), full.index_for(keys[0]));
     }
 
     #[test]

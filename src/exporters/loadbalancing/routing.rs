@@ -31,23 +31,34 @@ pub enum RoutingKey {
 /// Splits `batch` by the ring's owner of each item's key: `(endpoint index, part)` for every
 /// endpoint that gets something, in endpoint order. An empty ring yields nothing.
 pub fn split(batch: &Batch, key: &RoutingKey, ring: &Ring) -> Vec<(usize, Batch)> {
-    let n = ring.endpoints().len();
+    split_with(batch, key, ring.endpoints().len(), &|h| {
+        ring.index_for(h).unwrap_or(0)
+    })
+}
+
+/// [`split`] over `n` endpoints with a custom owner function (key hash → endpoint index
+/// below `n`), for routing around backends that are down.
+pub fn split_with(
+    batch: &Batch,
+    key: &RoutingKey,
+    n: usize,
+    route: &dyn Fn(u64) -> usize,
+) -> Vec<(usize, Batch)> {
     if n == 0 {
         return Vec::new();
     }
-    let route = |h: u64| ring.index_for(h).unwrap_or(0);
     let parts: Vec<(usize, Batch)> = match batch {
-        Batch::Traces(v) => split_spans(v, n, key, &route)
+        Batch::Traces(v) => split_spans(v, n, key, route)
             .into_iter()
             .enumerate()
             .map(|(i, p)| (i, Batch::Traces(p)))
             .collect(),
-        Batch::Logs(v) => split_logs(v, n, key, &route)
+        Batch::Logs(v) => split_logs(v, n, key, route)
             .into_iter()
             .enumerate()
             .map(|(i, p)| (i, Batch::Logs(p)))
             .collect(),
-        Batch::Metrics(v) => split_metrics(v, n, key, &route)
+        Batch::Metrics(v) => split_metrics(v, n, key, route)
             .into_iter()
             .enumerate()
             .map(|(i, p)| (i, Batch::Metrics(p)))
