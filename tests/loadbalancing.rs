@@ -209,10 +209,16 @@ async fn traces_stay_whole_across_gateways_and_a_gateway_leaving_loses_nothing()
     let round3: Vec<Vec<u8>> = (0..TRACES).map(|t| span_id(t, 3)).collect();
     wait_until("round 3 at the remaining gateways", || {
         let (a, b) = (g0.sink.span_ids(), g1.sink.span_ids());
-        round3.iter().all(|id| a.contains_key(id) || b.contains_key(id))
+        round3
+            .iter()
+            .all(|id| a.contains_key(id) || b.contains_key(id))
     })
     .await;
-    assert_eq!(g2.sink.item_count(), 3 * shares[2], "a stopped gateway got data");
+    assert_eq!(
+        g2.sink.item_count(),
+        3 * shares[2],
+        "a stopped gateway got data"
+    );
     let ejections = a1
         .telemetry
         .metrics

@@ -285,7 +285,8 @@ fn otlp_template(v: &Value) -> Result<(Map<String, Value>, Option<Duration>), Fi
 }
 
 fn prefix(mut e: FieldError) -> FieldError {
-    e.path.splice(0..0, ["protocol".to_string(), "otlp".to_string()]);
+    e.path
+        .splice(0..0, ["protocol".to_string(), "otlp".to_string()]);
     e
 }
 

@@ -381,15 +381,13 @@ impl Exporter for LoadBalancingExporter {
         Box::pin(async move {
             let cur = self.inner.current();
             if cur.backends.is_empty() {
-                return Err(ExportError::retryable("no load-balancing backends resolved"));
+                return Err(ExportError::retryable(
+                    "no load-balancing backends resolved",
+                ));
             }
             let now = Instant::now();
             let usable: Vec<bool> = cur.backends.iter().map(|b| b.usable(now)).collect();
-            let route = |h: u64| {
-                cur.ring
-                    .index_for_usable(h, &|i| usable[i])
-                    .unwrap_or(0)
-            };
+            let route = |h: u64| cur.ring.index_for_usable(h, &|i| usable[i]).unwrap_or(0);
             let parts = routing::split_with(batch, &self.inner.key, cur.backends.len(), &route);
             let total = batch.item_count();
             // Parts run as tasks so one slow backend does not delay the others; dropping

@@ -231,7 +231,10 @@ mod tests {
             assert_eq!(&full.endpoints()[i], w);
         }
         // Nothing usable: the plain owner.
-        assert_eq!(full.index_for_usable(keys[0], &|_| false), full.index_for(keys[0]));
+        assert_eq!(
+            full.index_for_usable(keys[0], &|_| false),
+            full.index_for(keys[0])
+        );
     }
 
     #[test]

@@ -207,9 +207,30 @@ shell!(ScopeLogs, { scope, schema_url }, log_records);
 shell!(ResourceMetrics, { resource, schema_url }, scope_metrics);
 shell!(ScopeMetrics, { scope, schema_url }, metrics);
 
-split_fn!(split_spans_by, ResourceSpans, scope_spans, ScopeSpans, spans, Span);
-split_fn!(split_logs_by, ResourceLogs, scope_logs, ScopeLogs, log_records, LogRecord);
-split_fn!(split_metrics_by, ResourceMetrics, scope_metrics, ScopeMetrics, metrics, Metric);
+split_fn!(
+    split_spans_by,
+    ResourceSpans,
+    scope_spans,
+    ScopeSpans,
+    spans,
+    Span
+);
+split_fn!(
+    split_logs_by,
+    ResourceLogs,
+    scope_logs,
+    ScopeLogs,
+    log_records,
+    LogRecord
+);
+split_fn!(
+    split_metrics_by,
+    ResourceMetrics,
+    scope_metrics,
+    ScopeMetrics,
+    metrics,
+    Metric
+);
 
 fn split_spans(
     v: &[ResourceSpans],
@@ -466,7 +487,11 @@ mod tests {
     fn logs_route_by_trace_id_and_untraced_by_service() {
         let recs: Vec<LogRecord> = (0..200u64)
             .map(|i| LogRecord {
-                trace_id: if i % 2 == 0 { trace_id(i / 2) } else { Vec::new() },
+                trace_id: if i % 2 == 0 {
+                    trace_id(i / 2)
+                } else {
+                    Vec::new()
+                },
                 ..Default::default()
             })
             .collect();
@@ -483,7 +508,11 @@ mod tests {
         let untraced_owner = ring.index_for(hash64(b"order")).unwrap();
         for (e, b) in &parts {
             let Batch::Logs(v) = b else { panic!() };
-            for rec in v.iter().flat_map(|r| &r.scope_logs).flat_map(|s| &s.log_records) {
+            for rec in v
+                .iter()
+                .flat_map(|r| &r.scope_logs)
+                .flat_map(|s| &s.log_records)
+            {
                 if rec.trace_id.is_empty() {
                     assert_eq!(*e, untraced_owner);
                 } else {
@@ -522,7 +551,11 @@ mod tests {
         assert!(by_name.len() > 1);
         for (e, b) in &by_name {
             let Batch::Metrics(v) = b else { panic!() };
-            for m in v.iter().flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics) {
+            for m in v
+                .iter()
+                .flat_map(|r| &r.scope_metrics)
+                .flat_map(|s| &s.metrics)
+            {
                 assert_eq!(*e, ring.index_for(hash64(m.name.as_bytes())).unwrap());
             }
         }

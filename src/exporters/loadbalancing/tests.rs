@@ -88,7 +88,9 @@ async fn no_backends_is_retryable() {
 
 #[tokio::test]
 async fn dns_resolver_finds_localhost_and_keeps_it_on_failure() {
-    let e = exporter(json!({"resolver": {"dns": {"hostname": "localhost", "port": 5317, "interval": "1h"}}}));
+    let e = exporter(
+        json!({"resolver": {"dns": {"hostname": "localhost", "port": 5317, "interval": "1h"}}}),
+    );
     e.start().await.unwrap();
     let eps = e.endpoints();
     assert!(
