@@ -36,7 +36,8 @@
 //! Collector's per-backend queues do not: a consumer retrying a dead replica's part holds
 //! its batch, so a few such batches occupy every consumer and stall the healthy replicas
 //! too (until DNS drops the dead one — with a static list, forever). So a backend whose
-//! attempt fails retryably is set aside for `EJECT_FOR` (5 s, the default DNS interval):
+//! attempt fails retryably, or that has not answered when the send is dropped (the
+//! delivery `timeout`), is set aside for `EJECT_FOR` (5 s, the default DNS interval):
 //! its keys go to the next endpoint on the ring — exactly where they go once resolution
 //! drops it, so a trace moves once, not twice — and it is tried again afterwards. If every
 //! backend is set aside, none is (the data then waits in the queue). The price: traces of
@@ -333,6 +334,21 @@ pub async fn resolve(hostname: &str, port: u16, timeout: Duration) -> Result<Vec
     Ok(out)
 }
 
+/// Sets aside the backends still sending when a send is dropped — the delivery layer's
+/// `timeout` fired — so a backend that hangs (rather than refusing) is routed around too.
+struct EjectUnanswered<'a> {
+    id: &'a str,
+    pending: Vec<Option<Arc<Backend>>>,
+}
+
+impl Drop for EjectUnanswered<'_> {
+    fn drop(&mut self) {
+        for b in self.pending.iter().flatten() {
+            b.eject(self.id, "no answer before the send timed out");
+        }
+    }
+}
+
 /// What became of one part.
 enum PartResult {
     Sent,
@@ -393,11 +409,16 @@ impl Exporter for LoadBalancingExporter {
             // Parts run as tasks so one slow backend does not delay the others; dropping
             // this future (the delivery timeout) aborts them with the set.
             let mut set = JoinSet::new();
+            let mut unanswered = EjectUnanswered {
+                id: &self.inner.id,
+                pending: vec![None; cur.backends.len()],
+            };
             for (i, part) in parts {
                 let backend = cur.backends[i].clone();
+                unanswered.pending[i] = Some(backend.clone());
                 let limit = self.inner.backend_timeout;
                 let id = self.inner.id.clone();
-                set.spawn(async move { send_part(&backend, &id, part, limit).await });
+                set.spawn(async move { (i, send_part(&backend, &id, part, limit).await) });
             }
             let mut retry: Option<Batch> = None;
             let mut reasons: Vec<String> = Vec::new();
@@ -405,7 +426,10 @@ impl Exporter for LoadBalancingExporter {
             let mut dropped: Vec<(Batch, String, String)> = Vec::new();
             while let Some(joined) = set.join_next().await {
                 let result = match joined {
-                    Ok(r) => r,
+                    Ok((i, r)) => {
+                        unanswered.pending[i] = None;
+                        r
+                    }
                     Err(e) => {
                         // Cancelled at runtime shutdown, or (not by design) panicked:
                         // the whole batch is retried rather than losing a part.

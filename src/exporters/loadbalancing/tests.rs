@@ -123,3 +123,48 @@ async fn a_bad_protocol_config_fails_the_build() {
         .expect("lz4 is refused");
     assert!(err.message.contains("lz4"), "{err}");
 }
+
+/// Accepts connections and never answers (a hung backend).
+async fn silent_backend() -> (String, tokio::task::JoinHandle<()>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let h = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    });
+    (addr, h)
+}
+
+#[tokio::test]
+async fn a_hung_backend_is_set_aside_when_the_send_is_dropped() {
+    let (addr, h) = silent_backend().await;
+    let e = exporter(json!({
+        "protocol": {"otlp": {"tls": {"insecure": true}}},
+        "resolver": {"static": {"hostnames": [addr]}}
+    }));
+    let b = e.inner.current().backends[0].clone();
+    assert!(b.usable(Instant::now()));
+    // What the delivery layer's timeout does.
+    let r = tokio::time::timeout(Duration::from_millis(200), e.send(&traces(5))).await;
+    assert!(r.is_err(), "a silent backend does not answer");
+    assert!(!b.usable(Instant::now()));
+    assert_eq!(b.ejections.get(), 1);
+    h.abort();
+}
+
+#[tokio::test]
+async fn protocol_timeout_limits_each_backend_and_sets_it_aside() {
+    let (addr, h) = silent_backend().await;
+    let e = exporter(json!({
+        "protocol": {"otlp": {"tls": {"insecure": true}, "timeout": "100ms"}},
+        "resolver": {"static": {"hostnames": [addr]}}
+    }));
+    match e.send(&traces(5)).await {
+        Err(ExportError::Retryable { reason, .. }) => assert!(reason.contains("timed out")),
+        other => panic!("expected retryable, got {other:?}"),
+    }
+    assert!(!e.inner.current().backends[0].usable(Instant::now()));
+    h.abort();
+}
