@@ -120,13 +120,38 @@ async fn gateway() -> Gateway {
 /// The agent: OTLP in, `loadbalancing` out over `gateways`, with a persistent queue in
 /// `queue_dir` and quick retries.
 async fn agent(gateways: &[&str], queue_dir: &Path) -> Running {
+    let yaml = agent_yaml(gateways, queue_dir);
+    // After an in-process shutdown the previous agent's queue may stay locked a moment
+    // (its consumers still hold the write-ahead log); a new process would not wait.
+    support::weft::init();
+    let cfg = support::weft::valid(&yaml);
+    let started = std::time::Instant::now();
+    loop {
+        let telemetry = weft::admin::Telemetry::new();
+        match weft::pipeline::Service::start(&cfg, telemetry.clone()).await {
+            Ok(service) => {
+                if started.elapsed() > Duration::from_millis(100) {
+                    eprintln!("queue directory was locked for {:?}", started.elapsed());
+                }
+                return Running { service, telemetry };
+            }
+            Err(e)
+                if e.message.contains("locked") && started.elapsed() < Duration::from_secs(10) =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("agent starts: {e}"),
+        }
+    }
+}
+
+fn agent_yaml(gateways: &[&str], queue_dir: &Path) -> String {
     let hosts: Vec<String> = gateways.iter().map(|g| format!("\"{g}\"")).collect();
-    let yaml = format!(
+    format!(
         "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:0\nexporters:\n  loadbalancing:\n    routing_key: traceID\n    protocol:\n      otlp:\n        tls:\n          insecure: true\n        timeout: 2s\n    resolver:\n      static:\n        hostnames: [{}]\n    timeout: 5s\n    sending_queue:\n      num_consumers: 4\n      storage: file_storage\n    retry_on_failure:\n      initial_interval: 50ms\n      max_interval: 200ms\n      max_elapsed_time: 0s\nextensions:\n  file_storage:\n    directory: {}\n    fsync: never\nservice:\n  extensions: [file_storage]\n  shutdown_timeout: 1s\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [loadbalancing]\n",
         hosts.join(", "),
         queue_dir.display()
-    );
-    start(&yaml).await
+    )
 }
 
 /// Span ids per gateway (index), with how often each arrived there.
