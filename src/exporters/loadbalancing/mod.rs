@@ -37,7 +37,8 @@
 //! its batch, so a few such batches occupy every consumer and stall the healthy replicas
 //! too (until DNS drops the dead one — with a static list, forever). So a backend whose
 //! attempt fails retryably, or that has not answered when the send is dropped (the
-//! delivery `timeout`), is set aside for `EJECT_FOR` (5 s, the default DNS interval):
+//! delivery `timeout`), is set aside for `EJECT_FOR` (5 s, the default DNS interval;
+//! doubling while it keeps failing, up to 60 s):
 //! its keys go to the next endpoint on the ring — exactly where they go once resolution
 //! drops it, so a trace moves once, not twice — and it is tried again afterwards. If every
 //! backend is set aside, none is (the data then waits in the queue). The price: traces of
@@ -45,7 +46,9 @@
 //!
 //! Metrics: `weft_exporter_loadbalancing_backend_items_total{component, endpoint}` (items
 //! a backend accepted), `weft_exporter_loadbalancing_backend_failed_items_total{component,
-//! endpoint}`, `weft_exporter_loadbalancing_resolver_changes_total{component}`,
+//! endpoint}`, `weft_exporter_loadbalancing_backend_ejections_total{component, endpoint}`
+//! (times a failing backend was set aside),
+//! `weft_exporter_loadbalancing_resolver_changes_total{component}`,
 //! `weft_exporter_loadbalancing_resolver_errors_total{component}`, and the gauge
 //! `weft_exporter_loadbalancing_backends{component}`.
 
@@ -71,8 +74,10 @@ use routing::RoutingKey;
 
 pub use config::validate;
 
-/// How long a backend whose attempt failed retryably is routed around.
+/// How long a backend whose attempt failed retryably is first routed around; doubled for
+/// each further failure without a success in between, up to `EJECT_MAX`.
 pub const EJECT_FOR: Duration = Duration::from_secs(5);
+pub const EJECT_MAX: Duration = Duration::from_secs(60);
 
 pub fn build(v: &Value, ctx: &BuildContext) -> Result<Arc<dyn Exporter>, BuildError> {
     let settings = config::settings(v).map_err(|e| {
@@ -92,24 +97,34 @@ struct Backend {
     items: Counter,
     failed: Counter,
     ejections: Counter,
-    /// Routed around until then (after a retryable failure).
-    down_until: Mutex<Option<Instant>>,
+    /// Routed around until then (after a retryable failure), and how many times in a row
+    /// it was set aside.
+    down_until: Mutex<(Option<Instant>, u32)>,
 }
 
 impl Backend {
     fn usable(&self, now: Instant) -> bool {
         let d = self.down_until.lock().unwrap_or_else(|p| p.into_inner());
-        d.is_none_or(|until| now >= until)
+        d.0.is_none_or(|until| now >= until)
     }
 
     fn eject(&self, id: &str, reason: &str) {
         let mut d = self.down_until.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        if d.is_none_or(|until| now >= until) {
-            self.ejections.inc();
-            tracing::warn!(exporter = %id, endpoint = %self.endpoint, "backend failed, routing its keys to the next backends for {EJECT_FOR:?}: {reason}");
+        if d.0.is_some_and(|until| now < until) {
+            // Parts that were in flight when it was set aside: already counted.
+            return;
         }
-        *d = Some(now + EJECT_FOR);
+        let streak = d.1.min(8);
+        let span = EJECT_FOR.saturating_mul(1 << streak).min(EJECT_MAX);
+        *d = (Some(now + span), d.1.saturating_add(1));
+        self.ejections.inc();
+        tracing::warn!(exporter = %id, endpoint = %self.endpoint, "backend failed, routing its keys to the next backends for {span:?}: {reason}");
+    }
+
+    fn succeeded(&self) {
+        let mut d = self.down_until.lock().unwrap_or_else(|p| p.into_inner());
+        *d = (None, 0);
     }
 }
 
@@ -238,7 +253,7 @@ impl Inner {
                 "Times a failing backend was set aside and its keys routed to the next",
                 l,
             ),
-            down_until: Mutex::new(None),
+            down_until: Mutex::new((None, 0)),
         })
     }
 
@@ -368,6 +383,7 @@ async fn send_part(b: &Backend, id: &str, part: Batch, limit: Option<Duration>) 
     match r {
         Ok(()) => {
             b.items.add(n);
+            b.succeeded();
             PartResult::Sent
         }
         Err(ExportError::Retryable { reason, after }) => {

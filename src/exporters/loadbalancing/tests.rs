@@ -168,3 +168,28 @@ async fn protocol_timeout_limits_each_backend_and_sets_it_aside() {
     assert!(!e.inner.current().backends[0].usable(Instant::now()));
     h.abort();
 }
+
+#[tokio::test]
+async fn a_backend_that_keeps_failing_is_set_aside_longer() {
+    let e = exporter(json!({"resolver": {"static": {"hostnames": ["a"]}}}));
+    let b = e.inner.current().backends[0].clone();
+    b.eject("lb", "first");
+    let first = b.down_until.lock().unwrap().0.unwrap() - Instant::now();
+    assert!(first <= EJECT_FOR && first > EJECT_FOR / 2);
+    b.eject("lb", "in flight when set aside");
+    assert_eq!(b.ejections.get(), 1, "one ejection while set aside");
+    // Its time ran out and it failed again: twice as long.
+    b.down_until.lock().unwrap().0 = Some(Instant::now());
+    b.eject("lb", "again");
+    let second = b.down_until.lock().unwrap().0.unwrap() - Instant::now();
+    assert!(second > EJECT_FOR && second <= 2 * EJECT_FOR, "{second:?}");
+    // Never beyond the cap.
+    for _ in 0..20 {
+        b.down_until.lock().unwrap().0 = Some(Instant::now());
+        b.eject("lb", "again");
+    }
+    assert!(b.down_until.lock().unwrap().0.unwrap() - Instant::now() <= EJECT_MAX);
+    b.succeeded();
+    assert!(b.usable(Instant::now()));
+    assert_eq!(b.down_until.lock().unwrap().1, 0);
+}
