@@ -40,8 +40,8 @@ fn trace_of(span_id: &[u8]) -> u64 {
     (u64::from_be_bytes(b) - 1) / 16
 }
 
-/// One request: span number `round` of traces `first..first+PER_REQUEST`.
-fn request(first: u64, round: u64) -> ExportTraceServiceRequest {
+/// One request: span number `round` of traces `first..first+n`.
+fn request(first: u64, round: u64, n: u64) -> ExportTraceServiceRequest {
     let mut attributes = Vec::new();
     set_attr(&mut attributes, "service.name", string_value("checkout"));
     ExportTraceServiceRequest {
@@ -51,7 +51,7 @@ fn request(first: u64, round: u64) -> ExportTraceServiceRequest {
                 ..Default::default()
             }),
             scope_spans: vec![ScopeSpans {
-                spans: (first..first + PER_REQUEST)
+                spans: (first..first + n)
                     .map(|t| Span {
                         trace_id: trace_id(t),
                         span_id: span_id(t, round),
@@ -70,14 +70,18 @@ fn request(first: u64, round: u64) -> ExportTraceServiceRequest {
 
 /// Sends span `round` of every trace, PER_REQUEST spans per request, retrying refusals.
 async fn send_round(agent: &str, round: u64) {
+    send_round_of(agent, round, TRACES).await
+}
+
+async fn send_round_of(agent: &str, round: u64, traces: u64) {
     let ch = tonic::transport::Channel::from_shared(agent.to_string())
         .unwrap()
         .connect()
         .await
         .unwrap();
     let mut client = TraceServiceClient::new(ch);
-    for first in (0..TRACES).step_by(PER_REQUEST as usize) {
-        let req = request(first, round);
+    for first in (0..traces).step_by(PER_REQUEST as usize) {
+        let req = request(first, round, PER_REQUEST.min(traces - first));
         loop {
             match client.export(req.clone()).await {
                 Ok(_) => break,
@@ -346,7 +350,7 @@ async fn dns_resolver_balances_over_the_addresses_of_localhost() {
         .await
         .unwrap();
     TraceServiceClient::new(ch)
-        .export(request(0, 0))
+        .export(request(0, 0, PER_REQUEST))
         .await
         .unwrap();
     wait_until("1000 spans", || {
@@ -403,4 +407,76 @@ async fn queued_data_is_rerouted_to_the_new_backends_after_restart() {
     let ids = new.span_ids();
     assert!((0..TRACES).all(|t| ids.contains_key(&span_id(t, 0))));
     second.service.shutdown().await;
+}
+
+/// Logs go through the same exporter (the shipped agent config balances traces and logs):
+/// records with a trace id land where that trace's spans land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_records_follow_their_trace() {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+    let dir = tempfile::tempdir().unwrap();
+    let sinks = [
+        Sink::start().await,
+        Sink::start().await,
+        Sink::start().await,
+    ];
+    let eps: Vec<String> = sinks.iter().map(|s| s.addr.to_string()).collect();
+    let eps: Vec<&str> = eps.iter().map(String::as_str).collect();
+    let yaml = agent_yaml(&eps, &dir.path().join("queue")).replace(
+        "    traces:\n      receivers: [otlp]\n      exporters: [loadbalancing]\n",
+        "    traces:\n      receivers: [otlp]\n      exporters: [loadbalancing]\n    logs:\n      receivers: [otlp]\n      exporters: [loadbalancing]\n",
+    );
+    let agent = start(&yaml).await;
+    let traces = 300u64;
+    send_round_of(&agent.grpc(), 0, traces).await;
+    let ch = tonic::transport::Channel::from_shared(agent.grpc())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let records: Vec<LogRecord> = (0..traces)
+        .map(|t| LogRecord {
+            trace_id: trace_id(t),
+            span_id: span_id(t, 0),
+            body: Some(AnyValue {
+                value: Some(string_value(format!("record of trace {t}"))),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    LogsServiceClient::new(ch)
+        .export(ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: records,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        })
+        .await
+        .unwrap();
+    wait_until("spans and records", || {
+        sinks.iter().map(Sink::item_count).sum::<usize>() >= 2 * traces as usize
+    })
+    .await;
+    for s in &sinks {
+        let spans: HashSet<u64> = s.span_ids().keys().map(|id| trace_of(id)).collect();
+        for b in s.batches() {
+            if let Batch::Logs(v) = b {
+                for rec in v
+                    .iter()
+                    .flat_map(|r| &r.scope_logs)
+                    .flat_map(|s| &s.log_records)
+                {
+                    assert!(
+                        spans.contains(&trace_of(&rec.span_id)),
+                        "a record left its trace"
+                    );
+                }
+            }
+        }
+    }
+    agent.service.shutdown().await;
 }
