@@ -241,6 +241,14 @@ pub static FACTORIES: &[Factory] = &[
     },
     Factory {
         kind: Kind::Exporter,
+        ty: "loadbalancing",
+        aliases: &[],
+        signals: ALL,
+        validate: exporters::loadbalancing::validate,
+        construct: Constructor::Exporter(exporters::loadbalancing::build),
+    },
+    Factory {
+        kind: Kind::Exporter,
         ty: "debug",
         aliases: &["logging"],
         signals: ALL,

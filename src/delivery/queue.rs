@@ -244,13 +244,30 @@ impl Delivery {
         if !shared.cfg.sending_queue.enabled {
             self.workers.clear();
         }
-        let workers = std::mem::take(&mut self.workers);
-        let all = futures_join_all(workers);
-        let timed_out = tokio::time::timeout_at(deadline.into(), all).await.is_err();
+        let mut workers = std::mem::take(&mut self.workers);
+        let mut timed_out = false;
+        for w in workers.iter_mut() {
+            if tokio::time::timeout_at(deadline.into(), &mut *w)
+                .await
+                .is_err()
+            {
+                timed_out = true;
+                break;
+            }
+        }
         if timed_out {
             let _ = self.abort_tx.send(true);
-            // Give consumers a moment to observe the abort.
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // Consumers stop at their next await point; wait for them so nothing (the WAL's
+            // directory lock, in-flight acks) outlives shutdown.
+            for w in workers.iter_mut() {
+                if tokio::time::timeout(Duration::from_secs(2), &mut *w)
+                    .await
+                    .is_err()
+                {
+                    w.abort();
+                    let _ = w.await;
+                }
+            }
         }
         // Whatever is still queued was not delivered in time.
         let mut rx = self.rx.lock().await;
@@ -274,14 +291,9 @@ impl Delivery {
         }
         if let Some(t) = self.fsync_task.take() {
             t.abort();
+            let _ = t.await;
         }
         shared.exporter.shutdown().await;
-    }
-}
-
-async fn futures_join_all(handles: Vec<JoinHandle<()>>) {
-    for h in handles {
-        let _ = h.await;
     }
 }
 

@@ -90,7 +90,9 @@ pub struct OtlpGrpcExporter {
     headers: MetadataMap,
 }
 
-fn build_from(cfg: &OtlpGrpcConfig, id: &str) -> Result<OtlpGrpcExporter, BuildError> {
+/// Builds the exporter from a parsed config (also used by `loadbalancing`, one per backend).
+/// The channel connects lazily: no I/O here.
+pub fn build_from(cfg: &OtlpGrpcConfig, id: &str) -> Result<OtlpGrpcExporter, BuildError> {
     crate::install_crypto_provider();
     let compression = match cfg.compression.as_str() {
         "gzip" => Some(CompressionEncoding::Gzip),

@@ -6,7 +6,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
-use weft::components::{Kind, Lookup, lookup};
 use weft::config::{self, Source};
 
 pub const LIVENESS_PATH: &str = "/health/live";
@@ -102,9 +101,8 @@ pub struct Checked {
     pub resolved: Value,
 }
 
-/// Validates a weft config with weft's own validator. While the `loadbalancing` exporter is
-/// not part of this build, errors about it alone are tolerated (and said so), and the rest
-/// of the config is still checked.
+/// Validates a weft config with weft's own validator (every section, the agent's
+/// `loadbalancing` exporter included).
 pub fn validate_text(name: &str, text: &str) -> Checked {
     let no_env = |_: &str| None;
     let sources = [Source {
@@ -116,35 +114,7 @@ pub fn validate_text(name: &str, text: &str) -> Checked {
             shutdown_timeout: v.shutdown_timeout,
             resolved: v.resolved,
         },
-        Err(errs) => {
-            let lb_missing = matches!(
-                lookup(Kind::Exporter, "loadbalancing"),
-                Lookup::Unknown { .. }
-            );
-            let rest: Vec<String> = errs
-                .0
-                .iter()
-                .filter(|e| !(lb_missing && e.to_string().contains("loadbalancing")))
-                .map(ToString::to_string)
-                .collect();
-            assert!(
-                rest.is_empty(),
-                "{name} is not a valid weft config:\n{}",
-                rest.join("\n")
-            );
-            eprintln!(
-                "note: {name}: the `loadbalancing` exporter is not in this build; its section is unchecked"
-            );
-            let resolved = config::load(&sources, &no_env).expect("loads").to_json();
-            let shutdown_timeout = resolved["service"]["shutdown_timeout"]
-                .as_str()
-                .map(|s| config::duration::parse_duration(s).expect("a duration"))
-                .unwrap_or(Duration::from_secs(30));
-            Checked {
-                shutdown_timeout,
-                resolved,
-            }
-        }
+        Err(errs) => panic!("{name} is not a valid weft config:\n{errs}"),
     }
 }
 
