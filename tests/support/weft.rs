@@ -120,10 +120,10 @@ impl Process {
 
     pub async fn wait_ready(&self) {
         for _ in 0..400 {
-            if let Ok(r) = reqwest::get(format!("{}/health/ready", self.admin)).await {
-                if r.status() == 200 {
-                    return;
-                }
+            if let Ok(r) = reqwest::get(format!("{}/health/ready", self.admin)).await
+                && r.status() == 200
+            {
+                return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
