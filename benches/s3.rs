@@ -7,17 +7,38 @@ use weft::exporters::awss3::marshal::{Compression, Marshaler, marshal};
 
 fn logs(n: usize) -> Batch {
     let mut rng = fastrand::Rng::with_seed(3);
-    let kv = |k: String, v: String| KeyValue { key: k, value: Some(AnyValue { value: Some(string_value(v)) }), ..Default::default() };
+    let kv = |k: String, v: String| KeyValue {
+        key: k,
+        value: Some(AnyValue {
+            value: Some(string_value(v)),
+        }),
+        ..Default::default()
+    };
     Batch::Logs(vec![ResourceLogs {
-        resource: Some(Resource { attributes: vec![kv("service.name".into(), "checkout".into())], ..Default::default() }),
+        resource: Some(Resource {
+            attributes: vec![kv("service.name".into(), "checkout".into())],
+            ..Default::default()
+        }),
         scope_logs: vec![ScopeLogs {
             log_records: (0..n)
                 .map(|i| LogRecord {
                     time_unix_nano: 1_764_064_800_000_000_000 + i as u64 * 1_000_000,
                     severity_number: 9,
                     severity_text: "INFO".into(),
-                    body: Some(AnyValue { value: Some(string_value(format!("order {i} paid {}", (0..40).map(|_| rng.alphanumeric()).collect::<String>()))) }),
-                    attributes: (0..8).map(|a| kv(format!("attr.{a}"), (0..24).map(|_| rng.alphanumeric()).collect())).collect(),
+                    body: Some(AnyValue {
+                        value: Some(string_value(format!(
+                            "order {i} paid {}",
+                            (0..40).map(|_| rng.alphanumeric()).collect::<String>()
+                        ))),
+                    }),
+                    attributes: (0..8)
+                        .map(|a| {
+                            kv(
+                                format!("attr.{a}"),
+                                (0..24).map(|_| rng.alphanumeric()).collect(),
+                            )
+                        })
+                        .collect(),
                     trace_id: (0..16).map(|_| rng.u8(..)).collect(),
                     span_id: (0..8).map(|_| rng.u8(..)).collect(),
                     ..Default::default()

@@ -1,0 +1,187 @@
+//! Tests of the sending queue: delivery, and the delivery contract under random failures.
+
+mod basic {
+    use super::super::*;
+    use crate::exporters::BoxFuture;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Counting(Arc<AtomicUsize>);
+    impl Exporter for Counting {
+        fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
+            Box::pin(async move {
+                self.0.fetch_add(batch.item_count(), Ordering::SeqCst);
+                Ok(())
+            })
+        }
+    }
+
+    fn logs(n: usize) -> Batch {
+        use crate::data::{LogRecord, ResourceLogs, ScopeLogs};
+        Batch::Logs(vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: (0..n).map(|_| LogRecord::default()).collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }])
+    }
+
+    #[tokio::test]
+    async fn in_memory_queue_delivers() {
+        let n = Arc::new(AtomicUsize::new(0));
+        let t = Telemetry::new();
+        let d = Delivery::start(
+            "x",
+            Arc::new(Counting(n.clone())),
+            DeliveryConfig::default(),
+            None,
+            &t,
+        )
+        .await
+        .unwrap();
+        let h = d.handle();
+        h.push(Arc::new(logs(3)), false).await.unwrap();
+        drop(h);
+        d.shutdown(Instant::now() + Duration::from_secs(5)).await;
+        assert_eq!(n.load(Ordering::SeqCst), 3);
+    }
+}
+
+/// The delivery contract: whatever a backend answers, every item is either delivered or
+/// counted as a permanent failure, and a permanent failure is never retried.
+mod contract_tests {
+    use super::super::*;
+    use crate::config::Dur;
+    use crate::data::{LogRecord, ResourceLogs, ScopeLogs};
+    use crate::exporters::BoxFuture;
+    use std::collections::HashMap;
+    use std::sync::Mutex as StdMutex;
+
+    /// Fails at random: retryable, permanent (for whole batches), or partially.
+    struct Flaky {
+        rng: StdMutex<fastrand::Rng>,
+        delivered: StdMutex<Vec<i64>>,
+        attempts: StdMutex<HashMap<i64, usize>>,
+        permanent: StdMutex<Vec<i64>>,
+    }
+
+    fn batch_ids(b: &Batch) -> Vec<i64> {
+        match b {
+            Batch::Logs(v) => v
+                .iter()
+                .flat_map(|r| &r.scope_logs)
+                .flat_map(|s| &s.log_records)
+                .map(|r| r.time_unix_nano as i64)
+                .collect(),
+            _ => vec![],
+        }
+    }
+
+    impl Exporter for Flaky {
+        fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
+            Box::pin(async move {
+                let ids = batch_ids(batch);
+                {
+                    let mut a = self.attempts.lock().unwrap();
+                    for id in &ids {
+                        *a.entry(*id).or_default() += 1;
+                    }
+                    let p = self.permanent.lock().unwrap();
+                    assert!(
+                        !ids.iter().any(|i| p.contains(i)),
+                        "a permanently failed item was sent again"
+                    );
+                }
+                let roll = self.rng.lock().unwrap().u32(0..100);
+                match roll {
+                    0..30 => Err(ExportError::Retryable {
+                        reason: "flaky".into(),
+                        after: None,
+                    }),
+                    30..35 => {
+                        self.permanent.lock().unwrap().extend(&ids);
+                        Err(ExportError::permanent("http_400", "rejected"))
+                    }
+                    35..50 if batch.item_count() > 1 => {
+                        // Take the first half, ask to retry the rest.
+                        let mut rest = batch.clone();
+                        let first = rest.split_front(batch.item_count() / 2);
+                        self.delivered.lock().unwrap().extend(batch_ids(&first));
+                        Err(ExportError::Partial {
+                            retry: rest,
+                            reason: "some items 429".into(),
+                            after: None,
+                        })
+                    }
+                    _ => {
+                        self.delivered.lock().unwrap().extend(ids);
+                        Ok(())
+                    }
+                }
+            })
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn random_failures_lose_nothing_and_never_retry_permanent_errors() {
+        for seed in 0..4u64 {
+            let flaky = Arc::new(Flaky {
+                rng: StdMutex::new(fastrand::Rng::with_seed(seed)),
+                delivered: StdMutex::default(),
+                attempts: StdMutex::default(),
+                permanent: StdMutex::default(),
+            });
+            let mut cfg = DeliveryConfig::default();
+            cfg.retry_on_failure.initial_interval = Dur::millis(1);
+            cfg.retry_on_failure.max_interval = Dur::millis(5);
+            cfg.retry_on_failure.max_elapsed_time = Dur::secs(0);
+            cfg.sending_queue.num_consumers = 4;
+            let t = Telemetry::new();
+            let d = Delivery::start("flaky", flaky.clone(), cfg, None, &t)
+                .await
+                .unwrap();
+            let h = d.handle();
+            let mut next = 0i64;
+            for _ in 0..200 {
+                let n = 1 + (next % 7) as usize;
+                let records = (0..n)
+                    .map(|i| LogRecord {
+                        time_unix_nano: (next + i as i64) as u64,
+                        ..Default::default()
+                    })
+                    .collect();
+                next += n as i64;
+                let b = Batch::Logs(vec![ResourceLogs {
+                    scope_logs: vec![ScopeLogs {
+                        log_records: records,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }]);
+                h.push(Arc::new(b), true).await.unwrap();
+            }
+            drop(h);
+            d.shutdown(Instant::now() + Duration::from_secs(60)).await;
+            let delivered = flaky.delivered.lock().unwrap().clone();
+            let permanent = flaky.permanent.lock().unwrap().clone();
+            for id in 0..next {
+                assert!(
+                    delivered.contains(&id) || permanent.contains(&id),
+                    "seed {seed}: item {id} neither delivered nor counted as failed"
+                );
+            }
+            let failed = t
+                .metrics
+                .value(
+                    "weft_exporter_send_failed_log_records_total",
+                    &[("component", "flaky"), ("reason", "http_400")],
+                )
+                .unwrap_or(0.0);
+            assert_eq!(
+                failed as usize,
+                permanent.len(),
+                "seed {seed}: permanent failures are counted"
+            );
+        }
+    }
+}
