@@ -253,10 +253,8 @@ mod parquet_archive {
 
     /// Reads the archive with DuckDB from PyPI, the way the README's query does (hive
     /// partitions over the key layout). Optional: needs python3 and network for the first
-    /// `pip install` (~6 s, cached in target/py-venv). Run with
-    /// `cargo test --test s3_readers -- --ignored duckdb`.
+    /// `pip install` (~6 s, cached in target/py-venv; PyPI is one of the registries CI reaches).
     #[tokio::test(flavor = "multi_thread")]
-    #[ignore = "installs duckdb from PyPI into target/py-venv"]
     async fn duckdb_reads_the_partitioned_parquet_archive() {
         let server = S3Server::start().await;
         server.create_bucket("archive").await;
