@@ -35,11 +35,11 @@ run() {
   kill -TERM $weft; wait $weft || true
   kill $sink 2>/dev/null || true; wait $sink 2>/dev/null || true
   local items; items=$(grep -o 'total [0-9]*' "$WORK/sink.log" | tail -1 | awk '{print $2}')
-  local cpu; cpu=$(echo "($t1 - $t0) / $hz" | bc -l)
   echo "== $label"
   echo "$gen"
-  printf 'weft: %.0f spans/s delivered, %.2f CPU s per million spans, peak RSS %.1f MiB\n' \
-    "$(echo "$items / $DUR" | bc -l)" "$(echo "$cpu * 1000000 / ($items + 1)" | bc -l)" "$(echo "$rss / 1024" | bc -l)"
+  awk -v i="${items:-0}" -v d="$DUR" -v t0="$t0" -v t1="$t1" -v hz="$hz" -v rss="$rss" 'BEGIN {
+    cpu = (t1 - t0) / hz
+    printf "weft: %.0f spans/s delivered, %.2f CPU s per million spans (%.1f CPU s), peak RSS %.1f MiB\n", i / d, cpu * 1000000 / (i + 1), cpu, rss / 1024 }'
   grep 'e2e latency' "$WORK/sink.log" | sort -t' ' -k2 -n | tail -3
 }
 

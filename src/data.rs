@@ -164,21 +164,22 @@ impl Batch {
         }
     }
 
-    /// The protobuf encoding of the matching `Export*ServiceRequest`.
+    /// The protobuf encoding of the matching `Export*ServiceRequest`. Each request is one
+    /// repeated field 1, so the resource messages are written directly, without building
+    /// (and cloning into) a request message first.
     pub fn encode_proto(&self) -> Vec<u8> {
+        fn write<M: Message>(items: &[M], len: usize) -> Vec<u8> {
+            let mut buf = Vec::with_capacity(len);
+            for m in items {
+                prost::encoding::message::encode(1, m, &mut buf);
+            }
+            buf
+        }
+        let len = self.encoded_len();
         match self {
-            Batch::Traces(v) => ExportTraceServiceRequest {
-                resource_spans: v.clone(),
-            }
-            .encode_to_vec(),
-            Batch::Logs(v) => ExportLogsServiceRequest {
-                resource_logs: v.clone(),
-            }
-            .encode_to_vec(),
-            Batch::Metrics(v) => ExportMetricsServiceRequest {
-                resource_metrics: v.clone(),
-            }
-            .encode_to_vec(),
+            Batch::Traces(v) => write(v, len),
+            Batch::Logs(v) => write(v, len),
+            Batch::Metrics(v) => write(v, len),
         }
     }
 

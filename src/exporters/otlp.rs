@@ -17,12 +17,6 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use serde::Deserialize;
 use serde_json::Value;
 use tonic::codec::CompressionEncoding;
@@ -33,8 +27,8 @@ use super::http_client::TlsClientConfig;
 use super::{BoxFuture, ExportError, Exporter};
 use crate::components::{BuildContext, BuildError};
 use crate::config::parse_component;
-use crate::data::Batch;
-use crate::receivers::otlp::codec::retry_delay_of;
+use crate::data::{Batch, Signal};
+use crate::receivers::otlp::codec::{RawCodec, retry_delay_of};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -182,6 +176,15 @@ pub fn build_jaeger(v: &Value, ctx: &BuildContext) -> Result<Arc<dyn Exporter>, 
 /// The OTLP spec's retryable gRPC codes.
 pub fn classify_status(st: &tonic::Status) -> ExportError {
     use tonic::Code::*;
+    // A status with a source error was made on this side from a transport failure (a
+    // connection reset, a stream refused during the server's shutdown), not sent by the
+    // server: nothing says the server rejected the data, so send it again.
+    if let Some(src) = std::error::Error::source(st) {
+        return ExportError::Retryable {
+            reason: format!("transport: {:?}: {} ({src})", st.code(), st.message()),
+            after: None,
+        };
+    }
     match st.code() {
         Unavailable | Cancelled | DeadlineExceeded | Aborted | OutOfRange | DataLoss => {
             ExportError::Retryable {
@@ -208,38 +211,28 @@ impl OtlpGrpcExporter {
         r
     }
 
+    /// Sends the batch's protobuf encoding as the export request through a pass-through
+    /// codec: encoding straight from the shared batch avoids cloning it into a request
+    /// message first (the generated client wants an owned request).
     async fn send_batch(&self, batch: &Batch) -> Result<(), tonic::Status> {
-        macro_rules! call {
-            ($client:ident, $req:expr) => {{
-                let mut c =
-                    $client::new(self.channel.clone()).max_decoding_message_size(64 * 1024 * 1024);
-                if let Some(enc) = self.compression {
-                    c = c.send_compressed(enc);
-                }
-                c = c.accept_compressed(CompressionEncoding::Gzip);
-                c.export(self.request($req)).await.map(|_| ())
-            }};
+        let path = match batch.signal() {
+            Signal::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            Signal::Logs => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+            Signal::Metrics => "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+        };
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone())
+            .max_decoding_message_size(64 * 1024 * 1024)
+            .accept_compressed(CompressionEncoding::Gzip);
+        if let Some(enc) = self.compression {
+            grpc = grpc.send_compressed(enc);
         }
-        match batch {
-            Batch::Traces(v) => call!(
-                TraceServiceClient,
-                ExportTraceServiceRequest {
-                    resource_spans: v.clone()
-                }
-            ),
-            Batch::Logs(v) => call!(
-                LogsServiceClient,
-                ExportLogsServiceRequest {
-                    resource_logs: v.clone()
-                }
-            ),
-            Batch::Metrics(v) => call!(
-                MetricsServiceClient,
-                ExportMetricsServiceRequest {
-                    resource_metrics: v.clone()
-                }
-            ),
-        }
+        grpc.ready()
+            .await
+            .map_err(|e| tonic::Status::unavailable(format!("connection not ready: {e}")))?;
+        let req = self.request(batch.encode_proto());
+        grpc.unary(req, http::uri::PathAndQuery::from_static(path), RawCodec)
+            .await
+            .map(|_| ())
     }
 }
 
