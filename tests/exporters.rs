@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use support::otlp_sink::Sink;
-use support::weft::{config, start};
+use support::weft::{config, post, start};
 use weft::data::*;
 
 fn spans(n: usize) -> Batch {
@@ -25,17 +25,6 @@ fn spans(n: usize) -> Batch {
         }],
         ..Default::default()
     }])
-}
-
-async fn post_traces(base: &str, b: &Batch) {
-    let r = reqwest::Client::new()
-        .post(format!("{base}/v1/traces"))
-        .header("content-type", "application/x-protobuf")
-        .body(b.encode_proto())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,7 +48,7 @@ async fn otlphttp_in_both_encodings_reaches_a_second_weft() {
             "    traces:\n      receivers: [otlp]\n      exporters: [otlphttp]\n",
         ))
         .await;
-        post_traces(&front.http(), &spans(5)).await;
+        assert_eq!(200, post(&front.http(), &spans(5)).await);
         assert_eq!(
             sink.wait_for_items(before + 5, Duration::from_secs(10))
                 .await,
@@ -84,7 +73,7 @@ async fn jaeger_preset_speaks_otlp_grpc_in_plain_text() {
         "    traces:\n      receivers: [otlp]\n      exporters: [jaeger]\n",
     ))
     .await;
-    post_traces(&w.http(), &spans(3)).await;
+    assert_eq!(200, post(&w.http(), &spans(3)).await);
     assert_eq!(sink.wait_for_items(3, Duration::from_secs(10)).await, 3);
     w.service.shutdown().await;
 }
@@ -103,7 +92,7 @@ async fn file_exporter_writes_otlp_json_lines_and_rotates() {
     ))
     .await;
     for _ in 0..3 {
-        post_traces(&w.http(), &spans(2)).await;
+        assert_eq!(200, post(&w.http(), &spans(2)).await);
     }
     for _ in 0..100 {
         if std::fs::read_to_string(&path)
@@ -141,8 +130,8 @@ async fn file_exporter_writes_otlp_json_lines_and_rotates() {
         }],
         ..Default::default()
     }]);
-    post_traces(&w.http(), &big).await;
-    post_traces(&w.http(), &spans(1)).await;
+    assert_eq!(200, post(&w.http(), &big).await);
+    assert_eq!(200, post(&w.http(), &spans(1)).await);
     let rotated = std::path::PathBuf::from(format!("{}.1", path.display()));
     for _ in 0..100 {
         if rotated.exists()

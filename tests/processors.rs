@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use support::otlp_sink::Sink;
-use support::weft::{config, start};
+use support::weft::{config, post, start};
 use weft::data::*;
 
 const PROCESSORS: &str = r#"  filter/health:
@@ -67,23 +67,6 @@ fn resource() -> Option<Resource> {
         attributes: vec![kv("service.name", "checkout")],
         ..Default::default()
     })
-}
-
-async fn post(url: &str, b: &Batch) -> u16 {
-    let path = match b.signal() {
-        Signal::Traces => "/v1/traces",
-        Signal::Logs => "/v1/logs",
-        Signal::Metrics => "/v1/metrics",
-    };
-    reqwest::Client::new()
-        .post(format!("{url}{path}"))
-        .header("content-type", "application/x-protobuf")
-        .body(b.encode_proto())
-        .send()
-        .await
-        .expect("request")
-        .status()
-        .as_u16()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

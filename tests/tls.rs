@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use support::otlp_sink::Sink;
-use support::weft::start;
+use support::weft::{post, start};
 use weft::data::*;
 
 fn tls_dir() -> String {
@@ -46,18 +46,6 @@ fn front_yaml(exporter: &str) -> String {
         "receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:0\nexporters:\n{exporter}\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [{}]\n",
         exporter.trim().split(':').next().unwrap()
     )
-}
-
-async fn post(base: &str, b: &Batch) -> u16 {
-    reqwest::Client::new()
-        .post(format!("{base}/v1/traces"))
-        .header("content-type", "application/x-protobuf")
-        .body(b.encode_proto())
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

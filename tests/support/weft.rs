@@ -167,3 +167,21 @@ impl Process {
             .code()
     }
 }
+
+/// POSTs a batch as OTLP/HTTP protobuf to `base` + the signal's path; returns the status.
+pub async fn post(base: &str, b: &weft::data::Batch) -> u16 {
+    let path = match b.signal() {
+        weft::data::Signal::Traces => "/v1/traces",
+        weft::data::Signal::Logs => "/v1/logs",
+        weft::data::Signal::Metrics => "/v1/metrics",
+    };
+    reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .header("content-type", "application/x-protobuf")
+        .body(b.encode_proto())
+        .send()
+        .await
+        .expect("request")
+        .status()
+        .as_u16()
+}
