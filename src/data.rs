@@ -216,16 +216,28 @@ impl Batch {
 
     /// OTLP/JSON (hex ids, enums as integers, lowerCamelCase keys).
     pub fn encode_json(&self) -> Vec<u8> {
+        // Borrowing views of the export requests: the generated request types own their
+        // vectors, and building one would deep-copy the batch just to serialise it.
+        #[derive(serde::Serialize)]
+        struct Req<'a, T> {
+            #[serde(rename = "resourceSpans", skip_serializing_if = "Option::is_none")]
+            spans: Option<&'a [T]>,
+            #[serde(rename = "resourceLogs", skip_serializing_if = "Option::is_none")]
+            logs: Option<&'a [T]>,
+            #[serde(rename = "resourceMetrics", skip_serializing_if = "Option::is_none")]
+            metrics: Option<&'a [T]>,
+        }
+        fn view<T: serde::Serialize>(signal: Signal, items: &[T]) -> serde_json::Result<Vec<u8>> {
+            serde_json::to_vec(&Req {
+                spans: (signal == Signal::Traces).then_some(items),
+                logs: (signal == Signal::Logs).then_some(items),
+                metrics: (signal == Signal::Metrics).then_some(items),
+            })
+        }
         let r = match self {
-            Batch::Traces(v) => serde_json::to_vec(&ExportTraceServiceRequest {
-                resource_spans: v.clone(),
-            }),
-            Batch::Logs(v) => serde_json::to_vec(&ExportLogsServiceRequest {
-                resource_logs: v.clone(),
-            }),
-            Batch::Metrics(v) => serde_json::to_vec(&ExportMetricsServiceRequest {
-                resource_metrics: v.clone(),
-            }),
+            Batch::Traces(v) => view(Signal::Traces, v),
+            Batch::Logs(v) => view(Signal::Logs, v),
+            Batch::Metrics(v) => view(Signal::Metrics, v),
         };
         // Serialising these generated types to a Vec cannot fail (no maps with non-string
         // keys, no I/O); an empty object keeps the output valid JSON if it ever did.

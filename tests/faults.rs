@@ -177,30 +177,68 @@ fn persistent_yaml(
     )
 }
 
+/// A weft with a persistent queue whose backend (at `sink_addr`) is down until a test
+/// starts it; `fill` starts weft and sends `requests` × `per` spans, each acknowledged.
+struct Persistent {
+    dir: tempfile::TempDir,
+    sink_addr: std::net::SocketAddr,
+    grpc: u16,
+    admin: u16,
+    yaml: String,
+}
+
+impl Persistent {
+    fn new(shutdown_timeout: &str) -> Persistent {
+        let dir = tempfile::tempdir().unwrap();
+        let sink_addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let (grpc, admin) = (free_port(), free_port());
+        let yaml = persistent_yaml(
+            grpc,
+            admin,
+            sink_addr,
+            &dir.path().join("queue"),
+            shutdown_timeout,
+        );
+        Persistent {
+            dir,
+            sink_addr,
+            grpc,
+            admin,
+            yaml,
+        }
+    }
+
+    async fn start(&self, name: &str) -> Process {
+        Process::start(self.dir.path(), name, &self.yaml, self.admin).await
+    }
+
+    async fn fill(&self, name: &str, requests: u64, per: u64) -> Process {
+        let weft = self.start(name).await;
+        let mut c = client(format!("http://127.0.0.1:{}", self.grpc)).await;
+        let mut log = ClientLog::default();
+        for r in 0..requests {
+            send_reliably(
+                &mut c,
+                ExportTraceServiceRequest {
+                    resource_spans: spans(r * per, per),
+                },
+                &mut log,
+            )
+            .await;
+        }
+        weft
+    }
+}
+
 /// 2. kill -9 after 10,000 acknowledged spans with the backend down; restart with it up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_with_persistent_queue_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let sink_addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let (grpc, admin) = (free_port(), free_port());
-    let yaml = persistent_yaml(grpc, admin, sink_addr, &dir.path().join("queue"), "5s");
-    let mut weft = Process::start(dir.path(), "first", &yaml, admin).await;
-    let mut c = client(format!("http://127.0.0.1:{grpc}")).await;
-    let mut log = ClientLog::default();
-    for r in 0..100u64 {
-        send_reliably(
-            &mut c,
-            ExportTraceServiceRequest {
-                resource_spans: spans(r * 100, 100),
-            },
-            &mut log,
-        )
-        .await;
-    }
+    let p = Persistent::new("5s");
+    let mut weft = p.fill("first", 100, 100).await;
     weft.signal("-KILL");
     let _ = weft.wait_exit(Duration::from_secs(10)).await;
-    let sink = Sink::start_at(sink_addr).await;
-    let second = Process::start(dir.path(), "second", &yaml, admin).await;
+    let sink = Sink::start_at(p.sink_addr).await;
+    let second = p.start("second").await;
     sink.wait_for_items(10_000, Duration::from_secs(60)).await;
     let (missing, dups) = missing(&sink, &ids(0, 10_000));
     println!("kill -9: missing {missing}, duplicates {dups}");
@@ -216,24 +254,9 @@ async fn kill_9_with_persistent_queue_loses_nothing() {
 /// every intact record and reports the damaged ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_wal_is_reported_and_intact_records_delivered() {
-    let dir = tempfile::tempdir().unwrap();
-    let sink_addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let (grpc, admin) = (free_port(), free_port());
-    let queue = dir.path().join("queue");
-    let yaml = persistent_yaml(grpc, admin, sink_addr, &queue, "1s");
-    let mut weft = Process::start(dir.path(), "first", &yaml, admin).await;
-    let mut c = client(format!("http://127.0.0.1:{grpc}")).await;
-    let mut log = ClientLog::default();
-    for r in 0..10u64 {
-        send_reliably(
-            &mut c,
-            ExportTraceServiceRequest {
-                resource_spans: spans(r * 10, 10),
-            },
-            &mut log,
-        )
-        .await;
-    }
+    let p = Persistent::new("1s");
+    let queue = p.dir.path().join("queue");
+    let mut weft = p.fill("first", 10, 10).await;
     weft.signal("-TERM");
     assert_eq!(weft.wait_exit(Duration::from_secs(20)).await, Some(0));
     // Damage the segment holding the ten records.
@@ -253,8 +276,8 @@ async fn corrupt_wal_is_reported_and_intact_records_delivered() {
     bytes.truncate(len - 10); // the last record is torn
     std::fs::write(seg, &bytes).unwrap();
 
-    let sink = Sink::start_at(sink_addr).await;
-    let second = Process::start(dir.path(), "second", &yaml, admin).await;
+    let sink = Sink::start_at(p.sink_addr).await;
+    let second = p.start("second").await;
     sink.wait_for_items(80, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let got = sink.span_ids();
@@ -435,31 +458,17 @@ async fn sigterm_with_full_memory_queue_delivers_everything() {
 /// shutdown_timeout, everything stays on disk and is delivered after restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_unreachable_backend_keeps_data_on_disk() {
-    let dir = tempfile::tempdir().unwrap();
-    let sink_addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let (grpc, admin) = (free_port(), free_port());
-    let yaml = persistent_yaml(grpc, admin, sink_addr, &dir.path().join("queue"), "2s");
-    let mut weft = Process::start(dir.path(), "first", &yaml, admin).await;
-    let mut c = client(format!("http://127.0.0.1:{grpc}")).await;
-    let mut log = ClientLog::default();
-    for r in 0..30u64 {
-        send_reliably(
-            &mut c,
-            ExportTraceServiceRequest {
-                resource_spans: spans(r * 10, 10),
-            },
-            &mut log,
-        )
-        .await;
-    }
+    let p = Persistent::new("2s");
+    let mut weft = p.fill("first", 30, 10).await;
     weft.signal("-TERM");
     assert_eq!(weft.wait_exit(Duration::from_secs(15)).await, Some(0));
     assert!(
-        weft.log_text().contains("stays in the persistent queue")
-            || weft.log_text().contains("shutdown complete")
+        weft.log_text().contains("stays in the persistent queue"),
+        "the shutdown log says where the undelivered data is:\n{}",
+        weft.log_text()
     );
-    let sink = Sink::start_at(sink_addr).await;
-    let _second = Process::start(dir.path(), "second", &yaml, admin).await;
+    let sink = Sink::start_at(p.sink_addr).await;
+    let _second = p.start("second").await;
     sink.wait_for_items(300, Duration::from_secs(30)).await;
     assert_eq!(missing(&sink, &ids(0, 300)).0, 0);
 }

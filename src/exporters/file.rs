@@ -57,7 +57,7 @@ struct State {
     size: u64,
 }
 
-pub struct FileExporter {
+struct FileWriter {
     path: PathBuf,
     rotation: Option<Rotation>,
     state: Mutex<State>,
@@ -73,17 +73,17 @@ pub fn build(v: &Value, ctx: &BuildContext) -> Result<Arc<dyn Exporter>, BuildEr
             format!("format {f:?} is not supported; use json"),
         ));
     }
-    Ok(Arc::new(FileExporter {
+    Ok(Arc::new(FileExporter(Arc::new(FileWriter {
         path: PathBuf::from(c.path),
         rotation: c.rotation,
         state: Mutex::new(State {
             file: None,
             size: 0,
         }),
-    }))
+    }))))
 }
 
-impl FileExporter {
+impl FileWriter {
     fn write_line(&self, line: &[u8]) -> std::io::Result<()> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = &self.rotation
@@ -129,14 +129,26 @@ impl FileExporter {
     }
 }
 
+/// File I/O (writes, rotation) runs on the blocking pool, never on a runtime worker.
+pub struct FileExporter(Arc<FileWriter>);
+
 impl Exporter for FileExporter {
     fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
         Box::pin(async move {
             let mut line = batch.encode_json();
             line.push(b'\n');
-            self.write_line(&line).map_err(|e| {
-                ExportError::retryable(format!("cannot write {}: {e}", self.path.display()))
-            })
+            let w = self.0.clone();
+            let r = tokio::task::spawn_blocking(move || w.write_line(&line)).await;
+            match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(ExportError::retryable(format!(
+                    "cannot write {}: {e}",
+                    self.0.path.display()
+                ))),
+                Err(e) => Err(ExportError::retryable(format!(
+                    "file writer task failed: {e}"
+                ))),
+            }
         })
     }
 }
