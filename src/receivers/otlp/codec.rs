@@ -76,15 +76,16 @@ impl Encoding {
 }
 
 /// Decompresses per `Content-Encoding`, refusing output larger than `limit` bytes.
-pub fn decompress(
+/// An uncompressed body is borrowed, not copied.
+pub fn decompress<'a>(
     encoding: Option<&str>,
-    body: &[u8],
+    body: &'a [u8],
     limit: u64,
-) -> Result<Vec<u8>, ReceiveError> {
+) -> Result<std::borrow::Cow<'a, [u8]>, ReceiveError> {
     let enc = encoding.unwrap_or("").trim().to_ascii_lowercase();
     let mut out = Vec::new();
     let res = match enc.as_str() {
-        "" | "identity" => return Ok(body.to_vec()),
+        "" | "identity" => return Ok(std::borrow::Cow::Borrowed(body)),
         "gzip" | "x-gzip" => flate2::read::MultiGzDecoder::new(body)
             .take(limit + 1)
             .read_to_end(&mut out),
@@ -105,7 +106,7 @@ pub fn decompress(
         Ok(_) if out.len() as u64 > limit => Err(ReceiveError::TooLarge(format!(
             "decompressed body exceeds the limit of {limit} bytes"
         ))),
-        Ok(_) => Ok(out),
+        Ok(_) => Ok(std::borrow::Cow::Owned(out)),
         Err(e) => Err(ReceiveError::BadRequest(format!("invalid {enc} body: {e}"))),
     }
 }
@@ -250,7 +251,7 @@ mod tests {
             Err(ReceiveError::BadRequest(_))
         ));
         let z = zstd::encode_all(&b"hello"[..], 1).unwrap();
-        assert_eq!(decompress(Some("zstd"), &z, 100).unwrap(), b"hello");
+        assert_eq!(&*decompress(Some("zstd"), &z, 100).unwrap(), b"hello");
         assert!(matches!(
             decompress(Some("br"), b"", 100),
             Err(ReceiveError::UnsupportedMediaType(_))
