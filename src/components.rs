@@ -141,6 +141,14 @@ pub static FACTORIES: &[Factory] = &[
         validate: receivers::otlp::validate,
         construct: Constructor::Receiver(receivers::otlp::build),
     },
+    Factory {
+        kind: Kind::Receiver,
+        ty: "kafka",
+        aliases: &[],
+        signals: ALL,
+        validate: receivers::kafka::validate,
+        construct: Constructor::Receiver(receivers::kafka::build),
+    },
     // processors
     Factory {
         kind: Kind::Processor,
@@ -222,6 +230,14 @@ pub static FACTORIES: &[Factory] = &[
         signals: TRACES,
         validate: validate_as::<exporters::otlp::JaegerConfig>,
         construct: Constructor::Exporter(exporters::otlp::build_jaeger),
+    },
+    Factory {
+        kind: Kind::Exporter,
+        ty: "kafka",
+        aliases: &[],
+        signals: ALL,
+        validate: exporters::kafka::validate,
+        construct: Constructor::Exporter(exporters::kafka::build),
     },
     Factory {
         kind: Kind::Exporter,
@@ -313,7 +329,6 @@ const KNOWN_ELSEWHERE: &[&str] = &[
     "zipkin",
     "hostmetrics",
     "filelog",
-    "kafka",
     "kafkametrics",
     "jaeger_thrift",
     "opencensus",

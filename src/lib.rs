@@ -9,6 +9,7 @@ pub mod config;
 pub mod data;
 pub mod delivery;
 pub mod exporters;
+pub mod kafka;
 pub mod pipeline;
 pub mod processors;
 pub mod receivers;

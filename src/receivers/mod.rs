@@ -1,5 +1,6 @@
 //! Receivers: decode and validate input, count it, and hand it to the pipelines.
 
+pub mod kafka;
 pub mod otlp;
 pub mod tls;
 

@@ -1,0 +1,549 @@
+//! The `kafka` exporter: writes OTLP batches to Kafka topics, one Kafka record per message.
+//!
+//! Config (the Collector's keys; shared ones in [`crate::kafka`]): `brokers`, `client_id`,
+//! `topic` / `encoding` or per signal `traces|logs|metrics: {topic, encoding}`,
+//! `partition_traces_by_id` (false: key = the hex trace id, one message per trace, so every
+//! span of a trace lands in one partition), `partition_logs_by_trace_id` (false),
+//! `partition_logs_by_resource_attributes` and `partition_metrics_by_resource_attributes`
+//! (false: one message per resource, key = a hash of its attributes), `producer`:
+//! `max_message_bytes` (1000000: larger batches are split; a single item that alone is
+//! too large is dropped, counted and logged), `required_acks` (1; 0, 1 or -1 = all),
+//! `compression` (`none`, `gzip`, `snappy`, `lz4`, `zstd`), `compression_params.level`,
+//! `enable_idempotence` (false; needs `required_acks: -1`), `linger` (5ms),
+//! `delivery_timeout` (4s: how long the client keeps re-trying one record itself before
+//! the delivery layer's retry takes over; keep it below the exporter `timeout`, 5s),
+//! `auth`, `tls`.
+//!
+//! Delivery: a send enqueues every message and waits for each acknowledgement. Messages
+//! the broker refused are returned as `ExportError::Partial` (only those are re-sent by the
+//! delivery layer), so one bad partition does not duplicate the whole batch. Errors the
+//! broker will repeat (authorization, record too large, invalid record, authentication)
+//! are permanent. A broker outage is retryable: with a persistent `sending_queue` nothing
+//! is lost. Duplicates are possible when an acknowledgement is lost (at-least-once) unless
+//! `enable_idempotence` is on.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+use super::{BoxFuture, ExportError, Exporter};
+use crate::admin::metrics::Counter;
+use crate::components::{BuildContext, BuildError};
+use crate::config::{Dur, FieldError, parse_component};
+use crate::data::{Batch, KeyValue, ResourceLogs, ResourceSpans, Signal, value_to_string};
+use crate::exporters::http_client::TlsClientConfig;
+use crate::kafka::{
+    AuthSettings, Connection, Encoding, SignalTopic, Topics, default_brokers, default_client_id,
+};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaExporterConfig {
+    #[serde(default = "default_brokers")]
+    pub brokers: Vec<String>,
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    #[serde(default)]
+    pub topic: Option<String>,
+    #[serde(default)]
+    pub encoding: Option<Encoding>,
+    #[serde(default)]
+    pub traces: SignalTopic,
+    #[serde(default)]
+    pub logs: SignalTopic,
+    #[serde(default)]
+    pub metrics: SignalTopic,
+    #[serde(default)]
+    pub partition_traces_by_id: bool,
+    #[serde(default)]
+    pub partition_logs_by_trace_id: bool,
+    #[serde(default)]
+    pub partition_logs_by_resource_attributes: bool,
+    #[serde(default)]
+    pub partition_metrics_by_resource_attributes: bool,
+    #[serde(default)]
+    pub producer: ProducerSettings,
+    #[serde(default)]
+    pub auth: AuthSettings,
+    #[serde(default)]
+    pub tls: Option<TlsClientConfig>,
+    /// Accepted for Collector configs (Sarama needs it; krafka negotiates versions).
+    #[serde(default)]
+    pub protocol_version: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProducerSettings {
+    pub max_message_bytes: usize,
+    pub required_acks: i16,
+    pub compression: String,
+    pub compression_params: CompressionParams,
+    pub enable_idempotence: bool,
+    pub linger: Dur,
+    pub delivery_timeout: Dur,
+    /// Accepted for Collector configs; batching is done by weft's `batch` processor.
+    pub flush_max_messages: Option<u64>,
+}
+
+impl Default for ProducerSettings {
+    fn default() -> Self {
+        ProducerSettings {
+            max_message_bytes: 1_000_000,
+            required_acks: 1,
+            compression: "none".into(),
+            compression_params: CompressionParams::default(),
+            enable_idempotence: false,
+            linger: Dur(Duration::from_millis(5)),
+            delivery_timeout: Dur(Duration::from_secs(4)),
+            flush_max_messages: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompressionParams {
+    pub level: Option<i32>,
+}
+
+impl KafkaExporterConfig {
+    fn connection(&self) -> Connection {
+        Connection {
+            brokers: self.brokers.clone(),
+            client_id: self.client_id.clone(),
+            auth: self.auth.clone(),
+            tls: self.tls.clone(),
+        }
+    }
+
+    fn topics(&self) -> Topics {
+        Topics {
+            topic: self.topic.clone(),
+            encoding: self.encoding,
+            traces: self.traces.clone(),
+            logs: self.logs.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        self.connection().check().map_err(|e| e.to_string())?;
+        compression(&self.producer.compression)?;
+        let p = &self.producer;
+        if !matches!(p.required_acks, -1..=1) {
+            return Err(format!(
+                "producer.required_acks must be 0, 1 or -1 (all), got {}",
+                p.required_acks
+            ));
+        }
+        if p.enable_idempotence && p.required_acks != -1 {
+            return Err("producer.enable_idempotence needs producer.required_acks: -1".into());
+        }
+        if p.max_message_bytes < 1024 {
+            return Err("producer.max_message_bytes must be at least 1024".into());
+        }
+        Ok(())
+    }
+}
+
+fn compression(name: &str) -> Result<krafka::Compression, String> {
+    use krafka::Compression;
+    Ok(match name {
+        "" | "none" => Compression::None,
+        "gzip" => Compression::Gzip,
+        "snappy" => Compression::Snappy,
+        "lz4" => Compression::Lz4,
+        "zstd" => Compression::Zstd,
+        other => {
+            return Err(format!(
+                "producer.compression {other:?} is not supported: use none, gzip, snappy, lz4 or zstd"
+            ));
+        }
+    })
+}
+
+pub fn validate(v: &Value) -> Result<(), FieldError> {
+    let cfg: KafkaExporterConfig = parse_component(v)?;
+    cfg.check().map_err(|m| FieldError {
+        path: Vec::new(),
+        message: m,
+        suggestion: None,
+    })
+}
+
+pub struct KafkaExporter {
+    cfg: KafkaExporterConfig,
+    topics: Topics,
+    producer: Mutex<Option<Arc<krafka::producer::Producer>>>,
+    too_large: Counter,
+    refused: Counter,
+}
+
+pub fn build(v: &Value, ctx: &BuildContext) -> Result<Arc<dyn Exporter>, BuildError> {
+    let cfg: KafkaExporterConfig =
+        parse_component(v).map_err(|e| BuildError::new(&ctx.id, e.message))?;
+    cfg.check().map_err(|m| BuildError::new(&ctx.id, m))?;
+    let too_large = ctx.telemetry.metrics.counter(
+        "weft_exporter_kafka_oversized_items_total",
+        "Items dropped because one alone exceeds producer.max_message_bytes",
+        &[("component", &ctx.id)],
+    );
+    let refused = ctx.telemetry.metrics.counter(
+        "weft_exporter_kafka_refused_items_total",
+        "Items in messages Kafka refused for good (not retried)",
+        &[("component", &ctx.id)],
+    );
+    Ok(Arc::new(KafkaExporter {
+        topics: cfg.topics(),
+        cfg,
+        producer: Mutex::new(None),
+        too_large,
+        refused,
+    }))
+}
+
+/// One Kafka record to be: the key and the items it carries.
+pub struct Message {
+    pub key: Option<Vec<u8>>,
+    pub batch: Batch,
+}
+
+impl KafkaExporter {
+    async fn producer(&self) -> Result<Arc<krafka::producer::Producer>, ExportError> {
+        let mut slot = self.producer.lock().await;
+        if let Some(p) = slot.as_ref().filter(|p| !p.is_closed()) {
+            return Ok(p.clone());
+        }
+        let kafka = self
+            .cfg
+            .connection()
+            .connect()
+            .await
+            .map_err(|e| ExportError::retryable(format!("connecting to Kafka: {e}")))?;
+        let p = &self.cfg.producer;
+        let comp = compression(&p.compression).map_err(|m| ExportError::permanent("config", m))?;
+        let acks = match p.required_acks {
+            0 => krafka::producer::Acks::None,
+            1 => krafka::producer::Acks::Leader,
+            _ => krafka::producer::Acks::All,
+        };
+        let producer = kafka
+            .producer()
+            .acks(acks)
+            .compression(comp)
+            .compression_level(p.compression_params.level)
+            .idempotent(p.enable_idempotence)
+            .linger(p.linger.0)
+            .delivery_timeout(p.delivery_timeout.0)
+            .max_request_size(p.max_message_bytes.max(1024) + 64 * 1024)
+            .max_block(Duration::from_secs(1))
+            .build()
+            .await
+            .map_err(|e| ExportError::retryable(format!("starting the Kafka producer: {e}")))?;
+        let producer = Arc::new(producer);
+        *slot = Some(producer.clone());
+        Ok(producer)
+    }
+
+    /// The batch as messages: grouped by the partitioning settings, then split until each
+    /// encoded message fits `max_message_bytes`.
+    pub fn messages(&self, batch: &Batch) -> Vec<Message> {
+        let groups = partition(&self.cfg, batch);
+        let encoding = self.topics.encoding(batch.signal());
+        let limit = self.cfg.producer.max_message_bytes;
+        let mut out = Vec::with_capacity(groups.len());
+        for m in groups {
+            split_to_fit(m, encoding, limit, &mut out, &mut |items| {
+                self.too_large.add(items as u64);
+            });
+        }
+        out
+    }
+}
+
+/// Halves `m` until each part encodes within `limit` (minus room for the key and the record
+/// framing); a single item that alone does not fit is reported to `dropped`.
+fn split_to_fit(
+    mut m: Message,
+    encoding: Encoding,
+    limit: usize,
+    out: &mut Vec<Message>,
+    dropped: &mut dyn FnMut(usize),
+) {
+    let room = limit.saturating_sub(m.key.as_ref().map_or(0, Vec::len) + 128);
+    let size = match encoding {
+        Encoding::OtlpProto => m.batch.encoded_len(),
+        Encoding::OtlpJson => encoding.encode(&m.batch).len(),
+    };
+    if size <= room {
+        out.push(m);
+        return;
+    }
+    let n = m.batch.item_count();
+    if n <= 1 {
+        tracing::warn!(
+            size,
+            limit,
+            "a single item exceeds producer.max_message_bytes; dropped"
+        );
+        dropped(n);
+        return;
+    }
+    let front = m.batch.split_front(n / 2);
+    let key = m.key.clone();
+    split_to_fit(
+        Message {
+            key: key.clone(),
+            batch: front,
+        },
+        encoding,
+        limit,
+        out,
+        dropped,
+    );
+    split_to_fit(m, encoding, limit, out, dropped);
+}
+
+/// Groups the batch into messages by the configured partition key.
+pub fn partition(cfg: &KafkaExporterConfig, batch: &Batch) -> Vec<Message> {
+    match batch {
+        Batch::Traces(rs) if cfg.partition_traces_by_id => group_by_trace(rs)
+            .into_iter()
+            .map(|(k, v)| Message {
+                key: Some(crate::data::hex(&k).into_bytes()),
+                batch: Batch::Traces(v),
+            })
+            .collect(),
+        Batch::Logs(rl) if cfg.partition_logs_by_trace_id => group_logs_by_trace(rl)
+            .into_iter()
+            .map(|(k, v)| Message {
+                key: (!k.is_empty()).then(|| crate::data::hex(&k).into_bytes()),
+                batch: Batch::Logs(v),
+            })
+            .collect(),
+        Batch::Logs(rl) if cfg.partition_logs_by_resource_attributes => rl
+            .iter()
+            .map(|r| Message {
+                key: Some(resource_key(r.resource.as_ref().map(|r| &r.attributes[..]))),
+                batch: Batch::Logs(vec![r.clone()]),
+            })
+            .collect(),
+        Batch::Metrics(rm) if cfg.partition_metrics_by_resource_attributes => rm
+            .iter()
+            .map(|r| Message {
+                key: Some(resource_key(r.resource.as_ref().map(|r| &r.attributes[..]))),
+                batch: Batch::Metrics(vec![r.clone()]),
+            })
+            .collect(),
+        other => vec![Message {
+            key: None,
+            batch: other.clone(),
+        }],
+    }
+}
+
+/// A stable key for a resource: FNV-1a over its attributes sorted by key, as hex.
+pub fn resource_key(attrs: Option<&[KeyValue]>) -> Vec<u8> {
+    let mut kv: Vec<(&str, String)> = attrs
+        .unwrap_or_default()
+        .iter()
+        .map(|a| {
+            let v = a
+                .value
+                .as_ref()
+                .and_then(|v| v.value.as_ref())
+                .map(value_to_string)
+                .unwrap_or_default();
+            (a.key.as_str(), v)
+        })
+        .collect();
+    kv.sort();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (k, v) in kv {
+        for b in k.bytes().chain([0u8]).chain(v.bytes()).chain([0u8]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}").into_bytes()
+}
+
+/// Splits spans into one `Vec<ResourceSpans>` per trace id (first-seen order), keeping each
+/// span's resource and scope.
+pub fn group_by_trace(rs: &[ResourceSpans]) -> Vec<(Vec<u8>, Vec<ResourceSpans>)> {
+    let mut index: HashMap<&[u8], usize> = HashMap::new();
+    // Per group: the out vector plus the (resource, scope) position its last span came from.
+    let mut groups: Vec<(Vec<u8>, Vec<ResourceSpans>, (usize, usize))> = Vec::new();
+    for (ri, r) in rs.iter().enumerate() {
+        for (si, s) in r.scope_spans.iter().enumerate() {
+            for span in &s.spans {
+                let gi = *index.entry(&span.trace_id).or_insert_with(|| {
+                    groups.push((span.trace_id.clone(), Vec::new(), (usize::MAX, 0)));
+                    groups.len() - 1
+                });
+                let (_, out, last) = &mut groups[gi];
+                if last.0 != ri {
+                    out.push(ResourceSpans {
+                        resource: r.resource.clone(),
+                        scope_spans: Vec::new(),
+                        schema_url: r.schema_url.clone(),
+                    });
+                    *last = (ri, usize::MAX);
+                }
+                let res = out.last_mut().expect("pushed above");
+                if last.1 != si {
+                    res.scope_spans.push(crate::data::ScopeSpans {
+                        spans: Vec::new(),
+                        scope: s.scope.clone(),
+                        schema_url: s.schema_url.clone(),
+                    });
+                    last.1 = si;
+                }
+                if let Some(scope) = res.scope_spans.last_mut() {
+                    scope.spans.push(span.clone());
+                }
+            }
+        }
+    }
+    groups.into_iter().map(|(k, v, _)| (k, v)).collect()
+}
+
+/// Log records grouped by trace id; records without one share the empty key.
+pub fn group_logs_by_trace(rl: &[ResourceLogs]) -> Vec<(Vec<u8>, Vec<ResourceLogs>)> {
+    let mut index: HashMap<&[u8], usize> = HashMap::new();
+    let mut groups: Vec<(Vec<u8>, Vec<ResourceLogs>, (usize, usize))> = Vec::new();
+    for (ri, r) in rl.iter().enumerate() {
+        for (si, s) in r.scope_logs.iter().enumerate() {
+            for rec in &s.log_records {
+                let gi = *index.entry(&rec.trace_id).or_insert_with(|| {
+                    groups.push((rec.trace_id.clone(), Vec::new(), (usize::MAX, 0)));
+                    groups.len() - 1
+                });
+                let (_, out, last) = &mut groups[gi];
+                if last.0 != ri {
+                    out.push(ResourceLogs {
+                        resource: r.resource.clone(),
+                        scope_logs: Vec::new(),
+                        schema_url: r.schema_url.clone(),
+                    });
+                    *last = (ri, usize::MAX);
+                }
+                let res = out.last_mut().expect("pushed above");
+                if last.1 != si {
+                    res.scope_logs.push(crate::data::ScopeLogs {
+                        log_records: Vec::new(),
+                        scope: s.scope.clone(),
+                        schema_url: s.schema_url.clone(),
+                    });
+                    last.1 = si;
+                }
+                if let Some(scope) = res.scope_logs.last_mut() {
+                    scope.log_records.push(rec.clone());
+                }
+            }
+        }
+    }
+    groups.into_iter().map(|(k, v, _)| (k, v)).collect()
+}
+
+/// Permanent when the broker (or the client) says the same record will fail again.
+fn classify(e: &krafka::KrafkaError) -> ExportError {
+    use krafka::KrafkaError as K;
+    let text = e.to_string();
+    match e {
+        K::Auth { .. } | K::Config { .. } => ExportError::permanent("kafka_auth_or_config", text),
+        K::Broker { code, .. } if !code.is_retriable() => {
+            ExportError::permanent(format!("kafka_{code:?}").to_lowercase(), text)
+        }
+        _ => ExportError::retryable(format!("Kafka: {text}")),
+    }
+}
+
+impl Exporter for KafkaExporter {
+    fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
+        Box::pin(async move {
+            let producer = self.producer().await?;
+            let signal: Signal = batch.signal();
+            let topic = self.topics.topic(signal);
+            let encoding = self.topics.encoding(signal);
+            let messages = self.messages(batch);
+            let mut pending = Vec::with_capacity(messages.len());
+            let mut failed: Vec<(usize, krafka::KrafkaError)> = Vec::new();
+            for (i, m) in messages.iter().enumerate() {
+                let mut rec = krafka::Record::new(topic.clone(), encoding.encode(&m.batch));
+                if let Some(k) = &m.key {
+                    rec = rec.key(k.clone());
+                }
+                match producer.enqueue(rec).await {
+                    Ok(h) => pending.push((i, h)),
+                    Err(e) => failed.push((i, e)),
+                }
+            }
+            for (i, h) in pending {
+                if let Err(e) = h.await {
+                    failed.push((i, e));
+                }
+            }
+            if failed.is_empty() {
+                return Ok(());
+            }
+            // Messages refused for good are counted and dropped; the rest is retried, alone
+            // when some messages went through (no duplicates of those).
+            let mut retry: Option<Batch> = None;
+            let mut first_retryable = None;
+            let mut permanent = None;
+            let mut refused_items = 0u64;
+            for (i, e) in &failed {
+                let b = &messages[*i].batch;
+                match classify(e) {
+                    ExportError::Permanent { reason, message } => {
+                        tracing::warn!(%reason, %message, "Kafka refused a message for good");
+                        refused_items += b.item_count() as u64;
+                        permanent.get_or_insert(ExportError::Permanent { reason, message });
+                    }
+                    other => {
+                        first_retryable.get_or_insert(other);
+                        match &mut retry {
+                            Some(r) => r.merge(b.clone()),
+                            None => retry = Some(b.clone()),
+                        }
+                    }
+                }
+            }
+            let all_failed = failed.len() == messages.len();
+            if !(all_failed && retry.is_none()) {
+                // When everything failed for good the delivery layer counts the batch.
+                self.refused.add(refused_items);
+            }
+            match (retry, first_retryable, permanent) {
+                (Some(_), Some(err), None) if all_failed => Err(err),
+                (Some(retry), Some(err), _) => Err(ExportError::Partial {
+                    retry,
+                    reason: err.to_string(),
+                    after: None,
+                }),
+                (_, _, Some(p)) if all_failed => Err(p),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Some(p) = self.producer.lock().await.take()
+                && let Err(e) = p.close().await
+            {
+                tracing::warn!("closing the Kafka producer: {e}");
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+#[path = "kafka_tests.rs"]
+mod tests;
