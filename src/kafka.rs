@@ -221,15 +221,16 @@ impl Connection {
         Ok(auth)
     }
 
-    /// Opens the client (fetches cluster metadata from one of `brokers`).
-    pub async fn connect(&self) -> Result<krafka::Kafka, String> {
+    /// Opens the client (fetches cluster metadata from one of `brokers`); one broker
+    /// request may take up to `request_timeout`.
+    pub async fn connect(&self, request_timeout: Duration) -> Result<krafka::Kafka, String> {
         crate::install_crypto_provider();
         let auth = self.auth_config().map_err(|e| e.to_string())?;
         krafka::Kafka::builder(self.brokers.join(","))
             .client_id(self.client_id.clone())
             .security(auth)
-            .connect_timeout(Duration::from_secs(5))
-            .request_timeout(Duration::from_secs(10))
+            .connect_timeout(request_timeout.min(Duration::from_secs(5)))
+            .request_timeout(request_timeout)
             .connect()
             .await
             .map_err(|e| e.to_string())

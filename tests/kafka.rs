@@ -307,3 +307,31 @@ async fn a_refusing_pipeline_pauses_the_receiver_and_loses_nothing() {
     }
     w.service.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exporter_and_receiver_speak_mutual_tls() {
+    let dir = tmp();
+    let broker = Broker::start_tls(Storage::Memory, dir.path()).await;
+    broker.create_topic("otlp_spans", 1).await;
+    let sink = Sink::start().await;
+    let d = format!("{}/tests/support/tls", env!("CARGO_MANIFEST_DIR"));
+    let tls = format!(
+        "tls: {{ca_file: {d}/ca.pem, cert_file: {d}/client.pem, key_file: {d}/client.key}}"
+    );
+    let yaml = format!(
+        "receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:0\n  kafka:\n    brokers: [{b}]\n    initial_offset: earliest\n    {tls}\nexporters:\n  kafka:\n    brokers: [{b}]\n    {tls}\n  otlp/sink:\n    endpoint: {sink}\n    tls: {{insecure: true}}\nservice:\n  pipelines:\n    traces/in: {{receivers: [otlp], exporters: [kafka]}}\n    traces/out: {{receivers: [kafka], exporters: [otlp/sink]}}\n",
+        b = broker.addr(),
+        sink = sink.endpoint(),
+    );
+    let w = start(&yaml).await;
+    let b = traces(1, 3, 2);
+    assert_eq!(post(&w.http(), &b).await, 200);
+    wait_until(
+        "the batch through TLS Kafka",
+        Duration::from_secs(60),
+        || sink.item_count() >= 6,
+    )
+    .await;
+    assert_eq!(sink.batches()[0], b);
+    w.service.shutdown().await;
+}

@@ -144,6 +144,11 @@ impl KafkaExporterConfig {
         if p.enable_idempotence && p.required_acks != -1 {
             return Err("producer.enable_idempotence needs producer.required_acks: -1".into());
         }
+        if p.delivery_timeout.0 < p.linger.0 + Duration::from_millis(500) {
+            return Err(
+                "producer.delivery_timeout must exceed producer.linger by at least 500ms".into(),
+            );
+        }
         if p.max_message_bytes < 1024 {
             return Err("producer.max_message_bytes must be at least 1024".into());
         }
@@ -219,13 +224,19 @@ impl KafkaExporter {
         if let Some(p) = slot.as_ref().filter(|p| !p.is_closed()) {
             return Ok(p.clone());
         }
+        let p = &self.cfg.producer;
+        // krafka requires delivery_timeout >= linger + request_timeout.
+        let request_timeout = p
+            .delivery_timeout
+            .0
+            .saturating_sub(p.linger.0)
+            .max(Duration::from_millis(500));
         let kafka = self
             .cfg
             .connection()
-            .connect()
+            .connect(request_timeout)
             .await
             .map_err(|e| ExportError::retryable(format!("connecting to Kafka: {e}")))?;
-        let p = &self.cfg.producer;
         let comp = compression(&p.compression).map_err(|m| ExportError::permanent("config", m))?;
         let acks = match p.required_acks {
             0 => krafka::producer::Acks::None,
@@ -244,7 +255,13 @@ impl KafkaExporter {
             .max_block(Duration::from_secs(1))
             .build()
             .await
-            .map_err(|e| ExportError::retryable(format!("starting the Kafka producer: {e}")))?;
+            .map_err(|e| match classify(&e) {
+                ExportError::Permanent { reason, message } => ExportError::Permanent {
+                    reason,
+                    message: format!("starting the Kafka producer: {message}"),
+                },
+                _ => ExportError::retryable(format!("starting the Kafka producer: {e}")),
+            })?;
         let producer = Arc::new(producer);
         *slot = Some(producer.clone());
         Ok(producer)

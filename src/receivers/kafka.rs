@@ -289,7 +289,7 @@ impl Member {
 
     async fn connect(&self) -> Result<krafka::consumer::Consumer, String> {
         let cfg = &self.rx.cfg;
-        let kafka = cfg.connection().connect().await?;
+        let kafka = cfg.connection().connect(Duration::from_secs(10)).await?;
         let reset = match cfg.initial_offset {
             InitialOffset::Latest => krafka::consumer::AutoOffsetReset::Latest,
             InitialOffset::Earliest => krafka::consumer::AutoOffsetReset::Earliest,

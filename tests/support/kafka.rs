@@ -42,7 +42,11 @@ pub enum Storage {
 
 pub struct Broker {
     child: Option<std::process::Child>,
+    /// The port clients use (advertised).
     pub port: u16,
+    /// The port tansu listens on (differs from `port` behind the TLS front).
+    listen_port: u16,
+    tls: bool,
     storage: String,
     log: PathBuf,
 }
@@ -57,11 +61,66 @@ impl Broker {
         let mut b = Broker {
             child: None,
             port,
+            listen_port: port,
+            tls: false,
             storage,
             log: log_dir.join(format!("tansu-{port}.log")),
         };
         b.restart().await;
         b
+    }
+
+    /// A broker reachable only through mutual TLS (server and client certificates from
+    /// tests/support/tls): tansu listens on a private port and advertises a TLS front that
+    /// forwards each connection to it, so every client connection, including the ones to
+    /// the address from metadata, is TLS.
+    pub async fn start_tls(storage: Storage, log_dir: &std::path::Path) -> Broker {
+        let mut b = Broker::start(storage, log_dir).await;
+        let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        b.port = front.local_addr().unwrap().port();
+        b.tls = true;
+        b.restart().await;
+        let d = format!("{}/tests/support/tls", env!("CARGO_MANIFEST_DIR"));
+        let cfg = weft::receivers::tls::server_config(
+            &weft::receivers::otlp::ServerTls {
+                cert_file: Some(format!("{d}/server.pem")),
+                key_file: Some(format!("{d}/server.key")),
+                client_ca_file: Some(format!("{d}/ca.pem")),
+                ..Default::default()
+            },
+            "tls-front",
+        )
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+        let inner = b.listen_port;
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = front.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    if let Ok(mut up) = tokio::net::TcpStream::connect(("127.0.0.1", inner)).await {
+                        let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+                    }
+                });
+            }
+        });
+        b
+    }
+
+    /// A client that talks TLS with the test client certificate.
+    async fn tls_client(&self) -> Kafka {
+        weft::install_crypto_provider();
+        let d = format!("{}/tests/support/tls", env!("CARGO_MANIFEST_DIR"));
+        let tls = krafka::auth::TlsConfig::new()
+            .with_ca_cert(format!("{d}/ca.pem"))
+            .with_client_cert(format!("{d}/client.pem"), format!("{d}/client.key"));
+        Kafka::builder(self.addr())
+            .security(krafka::auth::AuthConfig::ssl(tls))
+            .connect()
+            .await
+            .expect("TLS connect")
     }
 
     pub fn addr(&self) -> String {
@@ -71,7 +130,8 @@ impl Broker {
     /// Starts (again) on the same port and storage.
     pub async fn restart(&mut self) {
         self.stop();
-        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let url = format!("tcp://127.0.0.1:{}", self.listen_port);
+        let advertised = format!("tcp://127.0.0.1:{}", self.port);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -83,7 +143,7 @@ impl Broker {
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised,
             ])
             .args(["--storage-engine", &self.storage])
             .env("RUST_LOG", "warn")
@@ -93,7 +153,10 @@ impl Broker {
             .expect("start tansu");
         self.child = Some(child);
         for _ in 0..200 {
-            if tokio::net::TcpStream::connect(self.addr()).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.listen_port))
+                .await
+                .is_ok()
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -118,6 +181,9 @@ impl Broker {
     }
 
     pub async fn client(&self) -> Kafka {
+        if self.tls {
+            return self.tls_client().await;
+        }
         weft::install_crypto_provider();
         Kafka::builder(self.addr())
             .client_id("weft-test")
