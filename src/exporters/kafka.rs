@@ -390,82 +390,56 @@ pub fn resource_key(attrs: Option<&[KeyValue]>) -> Vec<u8> {
     format!("{h:016x}").into_bytes()
 }
 
-/// Splits spans into one `Vec<ResourceSpans>` per trace id (first-seen order), keeping each
-/// span's resource and scope.
-pub fn group_by_trace(rs: &[ResourceSpans]) -> Vec<(Vec<u8>, Vec<ResourceSpans>)> {
-    let mut index: HashMap<&[u8], usize> = HashMap::new();
-    // Per group: the out vector plus the (resource, scope) position its last span came from.
-    let mut groups: Vec<(Vec<u8>, Vec<ResourceSpans>, (usize, usize))> = Vec::new();
-    for (ri, r) in rs.iter().enumerate() {
-        for (si, s) in r.scope_spans.iter().enumerate() {
-            for span in &s.spans {
-                let gi = *index.entry(&span.trace_id).or_insert_with(|| {
-                    groups.push((span.trace_id.clone(), Vec::new(), (usize::MAX, 0)));
-                    groups.len() - 1
-                });
-                let (_, out, last) = &mut groups[gi];
-                if last.0 != ri {
-                    out.push(ResourceSpans {
-                        resource: r.resource.clone(),
-                        scope_spans: Vec::new(),
-                        schema_url: r.schema_url.clone(),
+/// Groups the items of resource-level messages by trace id (first-seen order), keeping
+/// each item's resource and scope: `$scopes`/`$items` name the nested fields.
+macro_rules! group_by_trace_id {
+    ($input:expr, $res:ident, $scopes:ident, $scope:ident, $items:ident) => {{
+        let mut index: HashMap<&[u8], usize> = HashMap::new();
+        // Per group: its messages plus the (resource, scope) position of its last item.
+        let mut groups: Vec<(Vec<u8>, Vec<$res>, (usize, usize))> = Vec::new();
+        for (ri, r) in $input.iter().enumerate() {
+            for (si, s) in r.$scopes.iter().enumerate() {
+                for item in &s.$items {
+                    let gi = *index.entry(&item.trace_id).or_insert_with(|| {
+                        groups.push((item.trace_id.clone(), Vec::new(), (usize::MAX, 0)));
+                        groups.len() - 1
                     });
-                    *last = (ri, usize::MAX);
-                }
-                let res = out.last_mut().expect("pushed above");
-                if last.1 != si {
-                    res.scope_spans.push(crate::data::ScopeSpans {
-                        spans: Vec::new(),
-                        scope: s.scope.clone(),
-                        schema_url: s.schema_url.clone(),
-                    });
-                    last.1 = si;
-                }
-                if let Some(scope) = res.scope_spans.last_mut() {
-                    scope.spans.push(span.clone());
+                    let (_, out, last) = &mut groups[gi];
+                    if last.0 != ri {
+                        out.push($res {
+                            resource: r.resource.clone(),
+                            $scopes: Vec::new(),
+                            schema_url: r.schema_url.clone(),
+                        });
+                        *last = (ri, usize::MAX);
+                    }
+                    let Some(res) = out.last_mut() else { continue };
+                    if last.1 != si {
+                        res.$scopes.push(crate::data::$scope {
+                            $items: Vec::new(),
+                            scope: s.scope.clone(),
+                            schema_url: s.schema_url.clone(),
+                        });
+                        last.1 = si;
+                    }
+                    if let Some(scope) = res.$scopes.last_mut() {
+                        scope.$items.push(item.clone());
+                    }
                 }
             }
         }
-    }
-    groups.into_iter().map(|(k, v, _)| (k, v)).collect()
+        groups.into_iter().map(|(k, v, _)| (k, v)).collect()
+    }};
+}
+
+/// Spans grouped by trace id, one `Vec<ResourceSpans>` per trace.
+pub fn group_by_trace(rs: &[ResourceSpans]) -> Vec<(Vec<u8>, Vec<ResourceSpans>)> {
+    group_by_trace_id!(rs, ResourceSpans, scope_spans, ScopeSpans, spans)
 }
 
 /// Log records grouped by trace id; records without one share the empty key.
 pub fn group_logs_by_trace(rl: &[ResourceLogs]) -> Vec<(Vec<u8>, Vec<ResourceLogs>)> {
-    let mut index: HashMap<&[u8], usize> = HashMap::new();
-    let mut groups: Vec<(Vec<u8>, Vec<ResourceLogs>, (usize, usize))> = Vec::new();
-    for (ri, r) in rl.iter().enumerate() {
-        for (si, s) in r.scope_logs.iter().enumerate() {
-            for rec in &s.log_records {
-                let gi = *index.entry(&rec.trace_id).or_insert_with(|| {
-                    groups.push((rec.trace_id.clone(), Vec::new(), (usize::MAX, 0)));
-                    groups.len() - 1
-                });
-                let (_, out, last) = &mut groups[gi];
-                if last.0 != ri {
-                    out.push(ResourceLogs {
-                        resource: r.resource.clone(),
-                        scope_logs: Vec::new(),
-                        schema_url: r.schema_url.clone(),
-                    });
-                    *last = (ri, usize::MAX);
-                }
-                let res = out.last_mut().expect("pushed above");
-                if last.1 != si {
-                    res.scope_logs.push(crate::data::ScopeLogs {
-                        log_records: Vec::new(),
-                        scope: s.scope.clone(),
-                        schema_url: s.schema_url.clone(),
-                    });
-                    last.1 = si;
-                }
-                if let Some(scope) = res.scope_logs.last_mut() {
-                    scope.log_records.push(rec.clone());
-                }
-            }
-        }
-    }
-    groups.into_iter().map(|(k, v, _)| (k, v)).collect()
+    group_by_trace_id!(rl, ResourceLogs, scope_logs, ScopeLogs, log_records)
 }
 
 /// Permanent when the broker (or the client) says the same record will fail again.

@@ -48,14 +48,19 @@ pub struct Broker {
     listen_port: u16,
     tls: bool,
     storage: String,
+    cwd: PathBuf,
     log: PathBuf,
 }
 
 impl Broker {
     pub async fn start(storage: Storage, log_dir: &std::path::Path) -> Broker {
-        let storage = match storage {
-            Storage::Memory => "memory://tansu/".to_string(),
-            Storage::Sqlite(p) => format!("sqlite://{}", p.display()),
+        // tansu reads `sqlite://` paths relative to its working directory.
+        let (storage, cwd) = match storage {
+            Storage::Memory => ("memory://tansu/".to_string(), log_dir.to_path_buf()),
+            Storage::Sqlite(p) => (
+                format!("sqlite://{}", p.file_name().unwrap().to_string_lossy()),
+                p.parent().unwrap().to_path_buf(),
+            ),
         };
         let port = super::weft::free_port();
         let mut b = Broker {
@@ -64,6 +69,7 @@ impl Broker {
             listen_port: port,
             tls: false,
             storage,
+            cwd,
             log: log_dir.join(format!("tansu-{port}.log")),
         };
         b.restart().await;
@@ -147,6 +153,7 @@ impl Broker {
             ])
             .args(["--storage-engine", &self.storage])
             .env("RUST_LOG", "warn")
+            .current_dir(&self.cwd)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()

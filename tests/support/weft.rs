@@ -104,7 +104,10 @@ impl Process {
         let child = tokio::process::Command::new(binary())
             .arg("--config")
             .arg(&cfg)
-            .env("WEFT_LOG", "info")
+            .env(
+                "WEFT_LOG",
+                std::env::var("WEFT_PROCESS_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stderr(std::fs::File::create(&log).unwrap())
             .kill_on_drop(true)
             .spawn()
