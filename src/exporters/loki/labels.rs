@@ -148,6 +148,12 @@ impl LabelRules {
         }
     }
 
+    /// Whether some label comes from record attributes (labels then vary per record, not
+    /// only per resource and level).
+    pub fn has_record_rules(&self) -> bool {
+        !self.attributes.is_empty()
+    }
+
     /// Labels for one record. Record-attribute labels win over resource labels of the same
     /// name; empty values are left out (Loki drops them too); values longer than the limit
     /// are cut at a character boundary and counted.
