@@ -31,25 +31,55 @@ static ESCAPE: [u8; 256] = {
     t
 };
 
+/// Whether any of the 8 bytes of `x` needs escaping (`< 0x20`, `"` or `\`). Exact: the
+/// "has a zero byte" / "has a byte less than n" word tricks have no false negatives, and a
+/// false positive only sends the chunk through the byte loop.
+#[inline]
+fn chunk_needs_escape(x: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let less_than_space = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+    (less_than_space | has_zero(x ^ (ONES * b'"' as u64)) | has_zero(x ^ (ONES * b'\\' as u64)))
+        != 0
+}
+
 /// The string's characters, escaped, without the surrounding quotes.
 pub fn escaped(out: &mut Vec<u8>, s: &str) {
-    let bytes = s.as_bytes();
+    escaped_bytes(out, s.as_bytes())
+}
+
+/// [`escaped`] for UTF-8 held as bytes (bytes from 0x80 up pass through unchanged).
+pub fn escaped_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let e = ESCAPE[b as usize];
-        if e == 0 {
-            continue;
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(chunk) = bytes.get(i..i + 8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            if !chunk_needs_escape(u64::from_le_bytes(w)) {
+                i += 8;
+                continue;
+            }
         }
-        out.extend_from_slice(&bytes[start..i]);
-        if e == b'u' {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[(b >> 4) as usize]);
-            out.push(HEX[(b & 0xf) as usize]);
-        } else {
-            out.push(b'\\');
-            out.push(e);
+        let end = (i + 8).min(bytes.len());
+        while i < end {
+            let b = bytes[i];
+            let e = ESCAPE[b as usize];
+            if e != 0 {
+                out.extend_from_slice(&bytes[start..i]);
+                if e == b'u' {
+                    out.extend_from_slice(b"\\u00");
+                    out.push(HEX[(b >> 4) as usize]);
+                    out.push(HEX[(b & 0xf) as usize]);
+                } else {
+                    out.push(b'\\');
+                    out.push(e);
+                }
+                start = i + 1;
+            }
+            i += 1;
         }
-        start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
 }
@@ -67,6 +97,13 @@ pub fn hex_into(out: &mut Vec<u8>, bytes: &[u8]) {
         out.push(HEX[(b >> 4) as usize]);
         out.push(HEX[(b & 0xf) as usize]);
     }
+}
+
+/// A quoted, escaped JSON string from UTF-8 bytes.
+pub fn string_bytes(out: &mut Vec<u8>, s: &[u8]) {
+    out.push(b'"');
+    escaped_bytes(out, s);
+    out.push(b'"');
 }
 
 /// A quoted hex string.

@@ -363,52 +363,87 @@ enum Val<'a> {
     Attr(&'a KeyValue),
 }
 
+/// The first 8 bytes of a key, big-endian and zero-padded: equal keys have equal
+/// prefixes, and prefixes order like the keys (ties need the whole key).
+fn prefix(k: &str) -> u64 {
+    let mut w = [0u8; 8];
+    let n = k.len().min(8);
+    w[..n].copy_from_slice(&k.as_bytes()[..n]);
+    u64::from_be_bytes(w)
+}
+
+/// One member of the flat `ecs` document.
+struct Member<'a> {
+    prefix: u64,
+    key: Cow<'a, str>,
+    val: Val<'a>,
+}
+
+/// The flat document under construction, with the reference mapping's map semantics.
+struct Flat<'a>(Vec<Member<'a>>);
+
+impl<'a> Flat<'a> {
+    fn find(&self, k: &str) -> Option<usize> {
+        let p = prefix(k);
+        self.0.iter().position(|m| m.prefix == p && m.key == k)
+    }
+
+    /// A key known not to be present yet.
+    fn push(&mut self, k: &'static str, val: Val<'a>) {
+        self.0.push(Member {
+            prefix: prefix(k),
+            key: Cow::Borrowed(k),
+            val,
+        });
+    }
+
+    /// Insert or replace (the key keeps its place; order is settled by the final sort).
+    fn put(&mut self, k: Cow<'a, str>, val: Val<'a>) {
+        match self.find(&k) {
+            Some(i) => self.0[i].val = val,
+            None => self.0.push(Member {
+                prefix: prefix(&k),
+                key: k,
+                val,
+            }),
+        }
+    }
+}
+
 /// The `ecs` document: a flat map built with the reference mapping's insertion rules
 /// (later inserts replace, record attributes that collide go to `labels.*`), then written
 /// in key order.
 fn ecs_log<'a>(s: &mut Scratch, ctx: &Context<'a>, r: &'a LogRecord, ds: Option<&'a DataStream>) {
-    let mut m: Vec<(Cow<'_, str>, Val<'_>)> =
-        Vec::with_capacity(12 + ctx.resource.attributes.len() + r.attributes.len());
-    fn put<'a>(m: &mut Vec<(Cow<'a, str>, Val<'a>)>, k: Cow<'a, str>, v: Val<'a>) {
-        match m.iter_mut().find(|(key, _)| *key == k) {
-            Some(e) => e.1 = v,
-            None => m.push((k, v)),
-        }
-    }
-    fn st<'a>(m: &mut Vec<(Cow<'a, str>, Val<'a>)>, k: &'static str, v: Val<'a>) {
-        m.push((Cow::Borrowed(k), v));
-    }
-    st(&mut m, "@timestamp", Val::Time(log_time(r)));
+    let mut m = Flat(Vec::with_capacity(
+        12 + ctx.resource.attributes.len() + r.attributes.len(),
+    ));
+    m.push("@timestamp", Val::Time(log_time(r)));
     if r.observed_time_unix_nano != 0 {
-        st(
-            &mut m,
-            "event.created",
-            Val::Time(r.observed_time_unix_nano),
-        );
+        m.push("event.created", Val::Time(r.observed_time_unix_nano));
     }
     if let Some(v) = r.body.as_ref().and_then(|b| b.value.as_ref()) {
         let text = match v {
             any_value::Value::StringValue(s) => Val::Str(s),
             other => Val::Owned(crate::data::value_to_string(other)),
         };
-        st(&mut m, "message", text);
+        m.push("message", text);
     }
     if !r.severity_text.is_empty() {
-        st(&mut m, "log.level", Val::Str(&r.severity_text));
+        m.push("log.level", Val::Str(&r.severity_text));
     }
     if r.severity_number != 0 {
-        st(&mut m, "event.severity", Val::Int(r.severity_number as i64));
+        m.push("event.severity", Val::Int(r.severity_number as i64));
     }
     for (k, id) in [("trace.id", &r.trace_id), ("span.id", &r.span_id)] {
         if !id.is_empty() && id.iter().any(|b| *b != 0) {
-            st(&mut m, k, Val::Id(id));
+            m.push(k, Val::Id(id));
         }
     }
     if !ctx.scope.name.is_empty() {
-        st(&mut m, "log.logger", Val::Str(&ctx.scope.name));
+        m.push("log.logger", Val::Str(&ctx.scope.name));
     }
     if let Some(n) = event_name(r) {
-        st(&mut m, "event.action", Val::Str(n));
+        m.push("event.action", Val::Str(n));
     }
     for kv in &ctx.resource.attributes {
         if !not_routing(kv) {
@@ -419,37 +454,34 @@ fn ecs_log<'a>(s: &mut Scratch, ctx: &Context<'a>, r: &'a LogRecord, ds: Option<
             .find(|(k, _)| *k == kv.key)
             .map(|(_, e)| *e)
             .unwrap_or(kv.key.as_str());
-        put(&mut m, Cow::Borrowed(key), Val::Attr(kv));
+        m.put(Cow::Borrowed(key), Val::Attr(kv));
         if kv.key == "host.name" {
-            put(&mut m, Cow::Borrowed("host.hostname"), Val::Attr(kv));
+            m.put(Cow::Borrowed("host.hostname"), Val::Attr(kv));
         }
     }
     if let Some(ds) = ds {
-        put(&mut m, Cow::Borrowed("data_stream.type"), Val::Str(ds.ty));
-        put(&mut m, "data_stream.dataset".into(), Val::Str(&ds.dataset));
-        put(
-            &mut m,
-            "data_stream.namespace".into(),
-            Val::Str(&ds.namespace),
-        );
-        put(&mut m, "event.dataset".into(), Val::Str(&ds.dataset));
+        m.put(Cow::Borrowed("data_stream.type"), Val::Str(ds.ty));
+        m.put("data_stream.dataset".into(), Val::Str(&ds.dataset));
+        m.put("data_stream.namespace".into(), Val::Str(&ds.namespace));
+        m.put("event.dataset".into(), Val::Str(&ds.dataset));
     }
     for kv in &r.attributes {
         if !not_routing(kv) {
             continue;
         }
-        let key = if m.iter().any(|(k, _)| *k == kv.key) {
+        let key = if m.find(&kv.key).is_some() {
             Cow::Owned(format!("labels.{}", kv.key.replace('.', "_")))
         } else {
             Cow::Borrowed(kv.key.as_str())
         };
-        put(&mut m, key, Val::Attr(kv));
+        m.put(key, Val::Attr(kv));
     }
-    m.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut m = m.0;
+    m.sort_unstable_by(|a, b| a.prefix.cmp(&b.prefix).then_with(|| a.key.cmp(&b.key)));
     let mut d = Fields::open(&mut s.src);
-    for (k, v) in &m {
-        let out = d.key(k);
-        match v {
+    for Member { key, val, .. } in &m {
+        let out = d.key(key);
+        match val {
             Val::Str(s) => jsonw::string(out, s),
             Val::Owned(s) => jsonw::string(out, s),
             Val::Time(t) => {

@@ -105,10 +105,10 @@ pub fn encode_direct(
     };
     let mut streams: Vec<StreamAcc> = Vec::new();
     let mut by_label: HashMap<String, u32> = HashMap::new();
-    let mut entries: Vec<EntryRef> = Vec::with_capacity(batch.item_count());
-    let mut arena: Vec<u8> = Vec::with_capacity(batch.item_count() * 256);
+    let (mut arena, mut entries, mut s) = POOL.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    arena.clear();
+    entries.clear();
     let mut stats = Stats::default();
-    let mut s = Scratch::default();
     for rl in rls {
         let attrs: &[KeyValue] = rl
             .resource
@@ -179,6 +179,24 @@ pub fn encode_direct(
             }
         }
     }
+    let out = finish(tenant, streams, &mut entries, &arena, stats, format);
+    POOL.with(|p| *p.borrow_mut() = (arena, entries, s));
+    out
+}
+
+thread_local! {
+    /// The entry arena and scratch buffers, kept per thread between batches.
+    static POOL: std::cell::RefCell<(Vec<u8>, Vec<EntryRef>, Scratch)> = Default::default();
+}
+
+fn finish(
+    tenant: &Option<String>,
+    streams: Vec<StreamAcc>,
+    entries: &mut [EntryRef],
+    arena: &[u8],
+    stats: Stats,
+    format: Format,
+) -> Option<Encoded> {
     if entries.is_empty() {
         return None;
     }
@@ -196,8 +214,8 @@ pub fn encode_direct(
     entries.sort_by_key(|e| (pos[e.stream as usize], e.ts_ns));
     let mut body = Vec::with_capacity(arena.len() + streams.len() * 128 + 64);
     match format {
-        Format::Protobuf => write_proto(&mut body, &streams, &rank, &entries, &arena),
-        Format::Json => write_json(&mut body, &streams, &rank, &entries, &arena),
+        Format::Protobuf => write_proto(&mut body, &streams, &rank, entries, arena),
+        Format::Json => write_json(&mut body, &streams, &rank, entries, arena),
     }
     Some(Encoded {
         tenant: tenant.clone(),
@@ -364,7 +382,7 @@ fn entry(
             arena.extend_from_slice(b"\",");
             // The line and metadata are UTF-8 by construction (built from `str`s and cut
             // at character boundaries).
-            jsonw::string(arena, std::str::from_utf8(&s.line).unwrap_or_default());
+            jsonw::string_bytes(arena, &s.line);
             if !s.pairs.is_empty() {
                 arena.push(b',');
                 metadata_object(arena, s);
@@ -374,21 +392,20 @@ fn entry(
     }
 }
 
-fn pair<'s>(s: &'s Scratch, i: usize) -> (&'s str, &'s str) {
+fn pair(s: &Scratch, i: usize) -> (&[u8], &[u8]) {
     let start = if i == 0 { 0 } else { s.pairs[i - 1].1 as usize };
     let (ne, ve) = s.pairs[i];
-    let md = &s.md;
-    (
-        std::str::from_utf8(&md[start..ne as usize]).unwrap_or_default(),
-        std::str::from_utf8(&md[ne as usize..ve as usize]).unwrap_or_default(),
-    )
+    (&s.md[start..ne as usize], &s.md[ne as usize..ve as usize])
 }
 
 fn pairs_owned(s: &Scratch) -> Vec<(String, String)> {
     (0..s.pairs.len())
         .map(|i| {
             let (k, v) = pair(s, i);
-            (k.to_string(), v.to_string())
+            (
+                String::from_utf8_lossy(k).into_owned(),
+                String::from_utf8_lossy(v).into_owned(),
+            )
         })
         .collect()
 }
@@ -413,8 +430,9 @@ fn metadata_object(out: &mut Vec<u8>, s: &mut Scratch) {
             out.push(b',');
         }
         first = false;
-        jsonw::key(out, k);
-        jsonw::string(out, v);
+        jsonw::string_bytes(out, k);
+        out.push(b':');
+        jsonw::string_bytes(out, v);
     }
     out.push(b'}');
     s.order = order;
