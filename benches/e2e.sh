@@ -4,24 +4,31 @@
 # seconds per million spans (weft process only, from /proc), peak RSS and the end-to-end
 # latency the sink observes. Runs weft pinned to one core (taskset) and unpinned.
 #
-#   benches/e2e.sh [duration_seconds] [rate]      (rate 0 = as fast as accepted)
+# `logs` does the same for log records through the Loki encoder (pipelines/bench-loki.yaml,
+# protobuf + snappy, into `weft-loadgen sink --mode loki`) and the Elasticsearch encoder
+# (pipelines/bench-elasticsearch.yaml, otel mapping + gzip, into `--mode elasticsearch`).
+#
+#   benches/e2e.sh [duration_seconds] [rate] [traces|logs|all]   (rate 0 = as fast as accepted)
 #
 # Needs a release build (built here if missing: ~11 min cold on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-20}
 RATE=${2:-0}
+WHAT=${3:-traces}
 TARGET=${CARGO_TARGET_DIR:-target}
 cargo build --release --bins >&2
 BIN=$TARGET/release
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
+# run <label> <pin> <generator flags> [pipeline] [sink mode] [unit]
 run() {
-  local label=$1 pin=$2
-  "$BIN/weft-loadgen" sink --listen 127.0.0.1:14317 --duration $((DUR + 5))s >"$WORK/sink.log" 2>&1 &
+  local label=$1 pin=$2 pipeline=${4:-pipelines/bench.yaml} mode=${5:-otlp} unit=${6:-spans}
+  "$BIN/weft-loadgen" sink --mode "$mode" --listen 127.0.0.1:14317 --duration $((DUR + 5))s >"$WORK/sink.log" 2>&1 &
   local sink=$!
-  WEFT_BENCH_IN=127.0.0.1:14318 WEFT_BENCH_SINK=127.0.0.1:14317 $pin "$BIN/weft" --config pipelines/bench.yaml >"$WORK/weft.log" 2>&1 &
+  WEFT_BENCH_IN=127.0.0.1:14318 WEFT_BENCH_SINK=127.0.0.1:14317 WEFT_BENCH_SINK_URL=http://127.0.0.1:14317 \
+    $pin "$BIN/weft" --config "$pipeline" >"$WORK/weft.log" 2>&1 &
   local weft=$!
   sleep 1
   local t0; t0=$(awk '{print $14+$15}' /proc/$weft/stat)
@@ -37,11 +44,20 @@ run() {
   local items; items=$(grep -o 'total [0-9]*' "$WORK/sink.log" | tail -1 | awk '{print $2}')
   echo "== $label"
   echo "$gen"
-  awk -v i="${items:-0}" -v d="$DUR" -v t0="$t0" -v t1="$t1" -v hz="$hz" -v rss="$rss" 'BEGIN {
+  awk -v i="${items:-0}" -v d="$DUR" -v t0="$t0" -v t1="$t1" -v hz="$hz" -v rss="$rss" -v u="$unit" 'BEGIN {
     cpu = (t1 - t0) / hz
-    printf "weft: %.0f spans/s delivered, %.2f CPU s per million spans (%.1f CPU s), peak RSS %.1f MiB\n", i / d, cpu * 1000000 / (i + 1), cpu, rss / 1024 }'
+    printf "weft: %.0f %s/s delivered, %.2f CPU s per million %s (%.1f CPU s; %.0f %s per CPU second), peak RSS %.1f MiB\n", i / d, u, cpu * 1000000 / (i + 1), u, cpu, i / (cpu + 0.000001), u, rss / 1024 }'
   grep 'e2e latency' "$WORK/sink.log" | sort -t' ' -k2 -n | tail -3
 }
 
-run "pinned to one core (taskset -c 0), traces" "taskset -c 0" "--signal traces"
-run "unpinned, traces" "" "--signal traces"
+if [ "$WHAT" = traces ] || [ "$WHAT" = all ]; then
+  run "pinned to one core (taskset -c 0), traces" "taskset -c 0" "--signal traces"
+  run "unpinned, traces" "" "--signal traces"
+fi
+if [ "$WHAT" = logs ] || [ "$WHAT" = all ]; then
+  for exp in loki elasticsearch; do
+    run "pinned to one core (taskset -c 0), logs -> $exp" "taskset -c 0" "--signal logs" \
+      "pipelines/bench-$exp.yaml" "$exp" records
+    run "unpinned, logs -> $exp" "" "--signal logs" "pipelines/bench-$exp.yaml" "$exp" records
+  done
+fi
