@@ -16,6 +16,10 @@ cd "$(dirname "$0")/.."
 DUR=${1:-20}
 RATE=${2:-0}
 WHAT=${3:-traces}
+# Ports (override to run next to another benchmark on the same machine).
+SINK_PORT=${WEFT_BENCH_SINK_PORT:-14317}
+IN_PORT=${WEFT_BENCH_IN_PORT:-14318}
+export WEFT_BENCH_HEALTH=127.0.0.1:${WEFT_BENCH_HEALTH_PORT:-13133}
 TARGET=${CARGO_TARGET_DIR:-target}
 cargo build --release --bins >&2
 BIN=$TARGET/release
@@ -25,15 +29,16 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 # run <label> <pin> <generator flags> [pipeline] [sink mode] [unit]
 run() {
   local label=$1 pin=$2 pipeline=${4:-pipelines/bench.yaml} mode=${5:-otlp} unit=${6:-spans}
-  "$BIN/weft-loadgen" sink --mode "$mode" --listen 127.0.0.1:14317 --duration $((DUR + 5))s >"$WORK/sink.log" 2>&1 &
+  "$BIN/weft-loadgen" sink --mode "$mode" --listen 127.0.0.1:$SINK_PORT --duration $((DUR + 5))s >"$WORK/sink.log" 2>&1 &
   local sink=$!
-  WEFT_BENCH_IN=127.0.0.1:14318 WEFT_BENCH_SINK=127.0.0.1:14317 WEFT_BENCH_SINK_URL=http://127.0.0.1:14317 \
+  WEFT_BENCH_IN=127.0.0.1:$IN_PORT WEFT_BENCH_SINK=127.0.0.1:$SINK_PORT WEFT_BENCH_SINK_URL=http://127.0.0.1:$SINK_PORT \
     $pin "$BIN/weft" --config "$pipeline" >"$WORK/weft.log" 2>&1 &
   local weft=$!
   sleep 1
+  kill -0 $weft 2>/dev/null || { echo "weft did not start:" >&2; cat "$WORK/weft.log" >&2; exit 1; }
   local t0; t0=$(awk '{print $14+$15}' /proc/$weft/stat)
   local gen
-  gen=$("$BIN/weft-loadgen" send --endpoint 127.0.0.1:14318 --duration ${DUR}s --rate "$RATE" \
+  gen=$("$BIN/weft-loadgen" send --endpoint 127.0.0.1:$IN_PORT --duration ${DUR}s --rate "$RATE" \
         --items-per-request 100 --attributes 10 --value-size 24 --concurrency 8 --max-refused 1 $3)
   sleep 2
   local t1; t1=$(awk '{print $14+$15}' /proc/$weft/stat)

@@ -34,6 +34,8 @@ pub fn router(mode: super::SinkMode, counts: Arc<Counts>) -> Router {
             .route("/_bulk", post(es_bulk))
             .route("/{index}/_bulk", post(es_bulk_index)),
     }
+    // Batches of thousands of records are larger than axum's 2 MB default.
+    .layer(axum::extract::DefaultBodyLimit::disable())
     .with_state(counts)
 }
 
