@@ -10,7 +10,9 @@
 #
 #   benches/e2e.sh [duration_seconds] [rate] [traces|logs|all]   (rate 0 = as fast as accepted)
 #
-# Needs a release build (built here if missing: ~11 min cold on 2 cores).
+# Needs a release build (built here if missing: ~11 min cold on 2 cores), or
+# WEFT_BENCH_BIN=<dir with weft and weft-loadgen> to compare builds; ports: WEFT_BENCH_SINK_PORT,
+# WEFT_BENCH_IN_PORT, WEFT_BENCH_HEALTH_PORT (logs pipelines) to run next to another benchmark.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-20}
@@ -21,8 +23,12 @@ SINK_PORT=${WEFT_BENCH_SINK_PORT:-14317}
 IN_PORT=${WEFT_BENCH_IN_PORT:-14318}
 export WEFT_BENCH_HEALTH=127.0.0.1:${WEFT_BENCH_HEALTH_PORT:-13133}
 TARGET=${CARGO_TARGET_DIR:-target}
-cargo build --release --bins >&2
-BIN=$TARGET/release
+if [ -n "${WEFT_BENCH_BIN:-}" ]; then
+  BIN=$WEFT_BENCH_BIN     # a directory holding prebuilt weft and weft-loadgen
+else
+  cargo build --release --bins >&2
+  BIN=$TARGET/release
+fi
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 

@@ -23,6 +23,7 @@ use super::encode::{
     EncodeOptions, LineFormat, Stats, TenantRule, flatten, json_line, limit_metadata, logfmt_line,
 };
 use super::labels::{label_string, normalize_name};
+use super::proto::wire::{bytes_field, field_len, tag_len, varint, varint_len};
 use crate::data::{Batch, KeyValue, LogRecord, ScopeLogs, any_value};
 use crate::exporters::jsonw;
 
@@ -571,33 +572,6 @@ fn line(
             s.line.extend_from_slice(text.as_bytes());
         }
     }
-}
-
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn varint_len(v: u64) -> usize {
-    ((64 - (v | 1).leading_zeros() as usize) + 6) / 7
-}
-
-/// The encoded size of a length-delimited field (tag < 16) holding `len` bytes.
-fn field_len(len: usize) -> usize {
-    1 + varint_len(len as u64) + len
-}
-
-fn tag_len(out: &mut Vec<u8>, field: u8, len: usize) {
-    out.push((field << 3) | 2);
-    varint(out, len as u64);
-}
-
-fn bytes_field(out: &mut Vec<u8>, field: u8, bytes: &[u8]) {
-    tag_len(out, field, bytes.len());
-    out.extend_from_slice(bytes);
 }
 
 #[cfg(test)]
