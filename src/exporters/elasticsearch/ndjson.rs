@@ -9,12 +9,10 @@
 //! computed once per scope, not per record; a record is re-routed only when it carries a
 //! routing attribute itself.
 
-use std::borrow::Cow;
-
 use sha2::{Digest, Sha256};
 
 use super::bulk::{DocumentId, Encoder, Op, Target, is_data_stream_name};
-use super::mapping::{Context, DataStream, ECS_RESOURCE, Mode, ROUTING_KEYS, event_name};
+use super::mapping::{Context, DataStream, Mode, ROUTING_KEYS, event_name};
 use crate::data::{
     Batch, InstrumentationScope, KeyValue, LogRecord, Resource, ResourceLogs, Signal, any_value,
     attr_str,
@@ -110,9 +108,13 @@ impl Encoder {
                     scope_schema_url: &sl.schema_url,
                 };
                 ctx_json.clear();
-                if self.mode == Mode::Otel {
-                    otel_resource_scope(&mut ctx_json, &ctx, &mut scratch.order);
-                }
+                let ecs_resource = match self.mode {
+                    Mode::Otel => {
+                        otel_resource_scope(&mut ctx_json, &ctx, &mut scratch.order);
+                        Vec::new()
+                    }
+                    Mode::Ecs => ecs::resource_members(resource),
+                };
                 let scope_target =
                     self.route(Signal::Logs, [&[], &scope.attributes, &resource.attributes]);
                 for r in &sl.log_records {
@@ -129,7 +131,9 @@ impl Encoder {
                     scratch.src.clear();
                     match self.mode {
                         Mode::Otel => otel_log(&mut scratch, &ctx_json, r, target.1.as_ref()),
-                        Mode::Ecs => ecs_log(&mut scratch, &ctx, r, target.1.as_ref()),
+                        Mode::Ecs => {
+                            ecs::log(&mut scratch.src, &ctx, &ecs_resource, r, target.1.as_ref())
+                        }
                     }
                     self.push_doc(out, target, r, &scratch.src);
                 }
@@ -260,7 +264,7 @@ impl<'o> Fields<'o> {
     }
 }
 
-fn not_routing(kv: &KeyValue) -> bool {
+pub(super) fn not_routing(kv: &KeyValue) -> bool {
     !ROUTING_KEYS.contains(&kv.key.as_str())
 }
 
@@ -289,7 +293,7 @@ fn otel_resource_scope(out: &mut Vec<u8>, ctx: &Context<'_>, order: &mut Vec<u32
     s.close();
 }
 
-fn log_time(r: &LogRecord) -> u64 {
+pub(super) fn log_time(r: &LogRecord) -> u64 {
     if r.time_unix_nano != 0 {
         r.time_unix_nano
     } else {
@@ -353,150 +357,6 @@ fn otel_body(out: &mut Vec<u8>, v: &any_value::Value) {
     out.push(b'}');
 }
 
-/// A value of the flat `ecs` document.
-enum Val<'a> {
-    Str(&'a str),
-    Owned(String),
-    Time(u64),
-    Int(i64),
-    Id(&'a [u8]),
-    Attr(&'a KeyValue),
-}
-
-/// The first 8 bytes of a key, big-endian and zero-padded: equal keys have equal
-/// prefixes, and prefixes order like the keys (ties need the whole key).
-fn prefix(k: &str) -> u64 {
-    let mut w = [0u8; 8];
-    let n = k.len().min(8);
-    w[..n].copy_from_slice(&k.as_bytes()[..n]);
-    u64::from_be_bytes(w)
-}
-
-/// One member of the flat `ecs` document.
-struct Member<'a> {
-    prefix: u64,
-    key: Cow<'a, str>,
-    val: Val<'a>,
-}
-
-/// The flat document under construction, with the reference mapping's map semantics.
-struct Flat<'a>(Vec<Member<'a>>);
-
-impl<'a> Flat<'a> {
-    fn find(&self, k: &str) -> Option<usize> {
-        let p = prefix(k);
-        self.0.iter().position(|m| m.prefix == p && m.key == k)
-    }
-
-    /// A key known not to be present yet.
-    fn push(&mut self, k: &'static str, val: Val<'a>) {
-        self.0.push(Member {
-            prefix: prefix(k),
-            key: Cow::Borrowed(k),
-            val,
-        });
-    }
-
-    /// Insert or replace (the key keeps its place; order is settled by the final sort).
-    fn put(&mut self, k: Cow<'a, str>, val: Val<'a>) {
-        match self.find(&k) {
-            Some(i) => self.0[i].val = val,
-            None => self.0.push(Member {
-                prefix: prefix(&k),
-                key: k,
-                val,
-            }),
-        }
-    }
-}
-
-/// The `ecs` document: a flat map built with the reference mapping's insertion rules
-/// (later inserts replace, record attributes that collide go to `labels.*`), then written
-/// in key order.
-fn ecs_log<'a>(s: &mut Scratch, ctx: &Context<'a>, r: &'a LogRecord, ds: Option<&'a DataStream>) {
-    let mut m = Flat(Vec::with_capacity(
-        12 + ctx.resource.attributes.len() + r.attributes.len(),
-    ));
-    m.push("@timestamp", Val::Time(log_time(r)));
-    if r.observed_time_unix_nano != 0 {
-        m.push("event.created", Val::Time(r.observed_time_unix_nano));
-    }
-    if let Some(v) = r.body.as_ref().and_then(|b| b.value.as_ref()) {
-        let text = match v {
-            any_value::Value::StringValue(s) => Val::Str(s),
-            other => Val::Owned(crate::data::value_to_string(other)),
-        };
-        m.push("message", text);
-    }
-    if !r.severity_text.is_empty() {
-        m.push("log.level", Val::Str(&r.severity_text));
-    }
-    if r.severity_number != 0 {
-        m.push("event.severity", Val::Int(r.severity_number as i64));
-    }
-    for (k, id) in [("trace.id", &r.trace_id), ("span.id", &r.span_id)] {
-        if !id.is_empty() && id.iter().any(|b| *b != 0) {
-            m.push(k, Val::Id(id));
-        }
-    }
-    if !ctx.scope.name.is_empty() {
-        m.push("log.logger", Val::Str(&ctx.scope.name));
-    }
-    if let Some(n) = event_name(r) {
-        m.push("event.action", Val::Str(n));
-    }
-    for kv in &ctx.resource.attributes {
-        if !not_routing(kv) {
-            continue;
-        }
-        let key = ECS_RESOURCE
-            .iter()
-            .find(|(k, _)| *k == kv.key)
-            .map(|(_, e)| *e)
-            .unwrap_or(kv.key.as_str());
-        m.put(Cow::Borrowed(key), Val::Attr(kv));
-        if kv.key == "host.name" {
-            m.put(Cow::Borrowed("host.hostname"), Val::Attr(kv));
-        }
-    }
-    if let Some(ds) = ds {
-        m.put(Cow::Borrowed("data_stream.type"), Val::Str(ds.ty));
-        m.put("data_stream.dataset".into(), Val::Str(&ds.dataset));
-        m.put("data_stream.namespace".into(), Val::Str(&ds.namespace));
-        m.put("event.dataset".into(), Val::Str(&ds.dataset));
-    }
-    for kv in &r.attributes {
-        if !not_routing(kv) {
-            continue;
-        }
-        let key = if m.find(&kv.key).is_some() {
-            Cow::Owned(format!("labels.{}", kv.key.replace('.', "_")))
-        } else {
-            Cow::Borrowed(kv.key.as_str())
-        };
-        m.put(key, Val::Attr(kv));
-    }
-    let mut m = m.0;
-    m.sort_unstable_by(|a, b| a.prefix.cmp(&b.prefix).then_with(|| a.key.cmp(&b.key)));
-    let mut d = Fields::open(&mut s.src);
-    for Member { key, val, .. } in &m {
-        let out = d.key(key);
-        match val {
-            Val::Str(s) => jsonw::string(out, s),
-            Val::Owned(s) => jsonw::string(out, s),
-            Val::Time(t) => {
-                out.push(b'"');
-                rfc3339_nanos(out, *t);
-                out.push(b'"');
-            }
-            Val::Int(i) => jsonw::int(out, *i),
-            Val::Id(id) => jsonw::hex_string(out, id),
-            Val::Attr(kv) => jsonw::kv_value(out, kv),
-        }
-    }
-    d.close();
-}
-
 /// Nanoseconds since the epoch as RFC 3339 with nine fractional digits and `Z`, as
 /// `mapping::timestamp` (chrono) prints it.
 pub fn rfc3339_nanos(out: &mut Vec<u8>, nanos: u64) {
@@ -531,6 +391,9 @@ pub fn rfc3339_nanos(out: &mut Vec<u8>, nanos: u64) {
     put(20, 9, sub);
     out.extend_from_slice(&buf);
 }
+
+#[path = "ndjson_ecs.rs"]
+mod ecs;
 
 #[cfg(test)]
 #[path = "ndjson_tests.rs"]
