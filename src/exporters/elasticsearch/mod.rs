@@ -34,6 +34,10 @@
 //! - Not supported (an error names the key): `cloudid`, `discover`, `logstash_format`,
 //!   `batcher`, `num_workers` and other Collector keys not listed here.
 //!
+//! **Encoding.** Log documents are written straight into one reused `_bulk` body (see
+//! [`ndjson`]), byte-identical to the [`mapping`] + [`bulk::Doc`] reference path, which
+//! spans and metric points still take.
+//!
 //! **Bad input.** Items are mapped whatever their content (invalid UTF-8 cannot occur in
 //! protobuf strings; NaN values become `null`); a document Elasticsearch refuses is
 //! dropped and counted as below, never retried.

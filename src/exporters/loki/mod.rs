@@ -23,6 +23,9 @@
 //!   `weft_exporter_loki_truncations_total{component, reason}`.
 //! - Framework keys (`sending_queue`, `retry_on_failure`, `timeout`) belong to delivery.
 //!
+//! Encoding: with a fixed tenant and no labels from record attributes, bodies are written
+//! directly by [`fast`]; otherwise by [`encode`] (the reference both are tested against).
+//!
 //! Bad input: other signals than logs are refused at validation (the registry lists logs
 //! only). A 400 in which Loki names the entries it refused (too old, too far behind, out of
 //! order, line too long, ...) means Loki stored the rest (see [`send`]): those entries are
