@@ -394,10 +394,12 @@ impl LokiExporter {
         }
     }
 
-    async fn push_one(&self, push: &Prepared) -> PushResult {
-        let (body, content_type, content_encoding) = match &push.body {
-            Ok(b) => b.clone(),
-            Err(e) => return PushResult::Failed(ExportError::permanent("encode", e.clone())),
+    /// Sends the prepared body (moved out: each is sent once per attempt).
+    async fn push_one(&self, push: &mut Prepared) -> PushResult {
+        let taken = std::mem::replace(&mut push.body, Err("already sent".into()));
+        let (body, content_type, content_encoding) = match taken {
+            Ok(b) => b,
+            Err(e) => return PushResult::Failed(ExportError::permanent("encode", e)),
         };
         send::push(
             &self.client,
@@ -473,14 +475,15 @@ impl Exporter for LokiExporter {
                     format!("loki exports logs, not {}", batch.signal()),
                 ));
             }
-            let pushes = self.prepare(batch);
+            let mut pushes = self.prepare(batch);
             let single = pushes.len() == 1;
             let mut retry = Batch::empty(Signal::Logs);
             let mut retry_after: Option<Duration> = None;
             let mut reasons: Vec<String> = Vec::new();
             let mut failed_permanently = 0usize;
             let mut last_permanent = None;
-            for push in &pushes {
+            let n_pushes = pushes.len();
+            for push in &mut pushes {
                 self.count_truncations(push);
                 match self.push_one(push).await {
                     PushResult::Accepted => {}
@@ -526,7 +529,7 @@ impl Exporter for LokiExporter {
             if reasons.is_empty() {
                 return Ok(());
             }
-            if failed_permanently == pushes.len()
+            if failed_permanently == n_pushes
                 && let Some((reason, message)) = last_permanent
             {
                 return Err(ExportError::Permanent { reason, message });
