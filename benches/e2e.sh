@@ -6,7 +6,9 @@
 #
 # `logs` does the same for log records through the Loki encoder (pipelines/bench-loki.yaml,
 # protobuf + snappy, into `weft-loadgen sink --mode loki`) and the Elasticsearch encoder
-# (pipelines/bench-elasticsearch.yaml, otel mapping + gzip, into `--mode elasticsearch`).
+# (pipelines/bench-elasticsearch.yaml, otel mapping + gzip, into `--mode elasticsearch`),
+# and prints weft's records per CPU second as a ratio of the encoder alone (its criterion
+# bench on the same core, in the same run; bench binaries from `cargo bench --no-run`).
 #
 #   benches/e2e.sh [duration_seconds] [rate] [traces|logs|all]   (rate 0 = as fast as accepted)
 #
@@ -58,7 +60,19 @@ run() {
   awk -v i="${items:-0}" -v d="$DUR" -v t0="$t0" -v t1="$t1" -v hz="$hz" -v rss="$rss" -v u="$unit" 'BEGIN {
     cpu = (t1 - t0) / hz
     printf "weft: %.0f %s/s delivered, %.2f CPU s per million %s (%.1f CPU s; %.0f %s per CPU second), peak RSS %.1f MiB\n", i / d, u, cpu * 1000000 / (i + 1), u, cpu, i / (cpu + 0.000001), u, rss / 1024 }'
+  PER_CPU=$(awk -v i="${items:-0}" -v t0="$t0" -v t1="$t1" -v hz="$hz" 'BEGIN { printf "%.0f", i / ((t1 - t0) / hz + 0.000001) }')
   grep 'e2e latency' "$WORK/sink.log" | sort -t' ' -k2 -n | tail -3
+}
+
+# ceiling <bench target> <bench name>: the encoder alone on the same core (criterion --quick,
+# from `cargo bench --no-run`), and weft's last records per CPU second as a ratio of it.
+ceiling() {
+  local b; b=$(ls -t "$TARGET"/release/deps/"$1"-* 2>/dev/null | grep -v '\.d$' | head -1 || true)
+  if [ -z "$b" ]; then echo "(no $1 bench binary: cargo bench --bench $1 --no-run)"; return; fi
+  local r; r=$(taskset -c 0 "$b" --bench --quick "$2" 2>/dev/null | grep 'thrpt:' | head -1 |
+    awk '{v = $4; u = $5; if (u ~ /^M/) v *= 1000000; else if (u ~ /^K/) v *= 1000; printf "%.0f", v}')
+  awk -v c="${r:-0}" -v w="${PER_CPU:-0}" -v n="$2" 'BEGIN {
+    printf "ceiling: encoder alone (%s) %.0f records/s on one core; weft end to end %.0f records per CPU second = %.2f of it\n", n, c, w, (c > 0 ? w / c : 0) }'
 }
 
 if [ "$WHAT" = traces ] || [ "$WHAT" = all ]; then
@@ -69,6 +83,8 @@ if [ "$WHAT" = logs ] || [ "$WHAT" = all ]; then
   for exp in loki elasticsearch; do
     run "pinned to one core (taskset -c 0), logs -> $exp" "taskset -c 0" "--signal logs" \
       "pipelines/bench-$exp.yaml" "$exp" records
+    if [ $exp = loki ]; then ceiling loki direct_protobuf_snappy_1000_records
+    else ceiling elasticsearch bulk_body_otel_gzip_1000_logs; fi
     run "unpinned, logs -> $exp" "" "--signal logs" "pipelines/bench-$exp.yaml" "$exp" records
   done
 fi
