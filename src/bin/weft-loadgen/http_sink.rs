@@ -155,26 +155,21 @@ pub fn loki_proto(b: &[u8]) -> Option<(usize, u64)> {
 /// `(entries, newest entry time in ns)` of Loki's JSON push body.
 pub fn loki_json(b: &[u8]) -> Option<(usize, u64)> {
     #[derive(serde::Deserialize)]
-    struct Push<'a> {
-        #[serde(borrow)]
-        streams: Vec<Stream<'a>>,
+    struct Push {
+        streams: Vec<Stream>,
     }
     #[derive(serde::Deserialize)]
-    struct Stream<'a> {
-        #[serde(borrow)]
-        values: Vec<(
-            &'a str,
-            serde::de::IgnoredAny,
-            Option<serde::de::IgnoredAny>,
-        )>,
+    struct Stream {
+        /// `["<ns>", "<line>"]` or `["<ns>", "<line>", {metadata}]`.
+        values: Vec<Vec<serde_json::Value>>,
     }
-    let p: Push<'_> = serde_json::from_slice(b).ok()?;
+    let p: Push = serde_json::from_slice(b).ok()?;
     let mut n = 0;
     let mut newest = 0u64;
     for s in &p.streams {
         n += s.values.len();
-        for (ts, _, _) in &s.values {
-            newest = newest.max(ts.parse().ok()?);
+        for v in &s.values {
+            newest = newest.max(v.first()?.as_str()?.parse().ok()?);
         }
     }
     Some((n, newest))
@@ -262,6 +257,32 @@ fn timestamp_of(src: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loki_bodies_are_counted() {
+        let json =
+            br#"{"streams":[{"stream":{"a":"b"},"values":[["5","x"],["7","y",{"k":"v"}]]}]}"#;
+        assert_eq!(loki_json(json), Some((2, 7)));
+        assert_eq!(loki_json(b"{}"), None);
+        use prost::Message;
+        use weft::exporters::loki::proto::*;
+        let req = PushRequest {
+            streams: vec![StreamAdapter {
+                labels: "{a=\"b\"}".into(),
+                entries: vec![
+                    EntryAdapter {
+                        timestamp: Some(Timestamp::from_unix_nanos(3_000_000_004)),
+                        line: "x".into(),
+                        structured_metadata: vec![],
+                    };
+                    3
+                ],
+                hash: 0,
+            }],
+        };
+        assert_eq!(loki_proto(&req.encode_to_vec()), Some((3, 3_000_000_004)));
+        assert_eq!(loki_proto(&[0x0a, 0x05]), None);
+    }
 
     #[test]
     fn bulk_answers_one_item_per_document() {
