@@ -4,29 +4,49 @@
 # seconds per million spans (weft process only, from /proc), peak RSS and the end-to-end
 # latency the sink observes. Runs weft pinned to one core (taskset) and unpinned.
 #
-#   benches/e2e.sh [duration_seconds] [rate]      (rate 0 = as fast as accepted)
+# `logs` does the same for log records through the Loki encoder (pipelines/bench-loki.yaml,
+# protobuf + snappy, into `weft-loadgen sink --mode loki`) and the Elasticsearch encoder
+# (pipelines/bench-elasticsearch.yaml, otel mapping + gzip, into `--mode elasticsearch`),
+# and prints weft's records per CPU second as a ratio of the encoder alone (its criterion
+# bench on the same core, in the same run; bench binaries from `cargo bench --no-run`).
 #
-# Needs a release build (built here if missing: ~11 min cold on 2 cores).
+#   benches/e2e.sh [duration_seconds] [rate] [traces|logs|all]   (rate 0 = as fast as accepted)
+#
+# Needs a release build (built here if missing: ~11 min cold on 2 cores), or
+# WEFT_BENCH_BIN=<dir with weft and weft-loadgen> to compare builds; ports: WEFT_BENCH_SINK_PORT,
+# WEFT_BENCH_IN_PORT, WEFT_BENCH_HEALTH_PORT (logs pipelines) to run next to another benchmark.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-20}
 RATE=${2:-0}
+WHAT=${3:-traces}
+# Ports (override to run next to another benchmark on the same machine).
+SINK_PORT=${WEFT_BENCH_SINK_PORT:-14317}
+IN_PORT=${WEFT_BENCH_IN_PORT:-14318}
+export WEFT_BENCH_HEALTH=127.0.0.1:${WEFT_BENCH_HEALTH_PORT:-13133}
 TARGET=${CARGO_TARGET_DIR:-target}
-cargo build --release --bins >&2
-BIN=$TARGET/release
+if [ -n "${WEFT_BENCH_BIN:-}" ]; then
+  BIN=$WEFT_BENCH_BIN     # a directory holding prebuilt weft and weft-loadgen
+else
+  cargo build --release --bins >&2
+  BIN=$TARGET/release
+fi
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
+# run <label> <pin> <generator flags> [pipeline] [sink mode] [unit]
 run() {
-  local label=$1 pin=$2
-  "$BIN/weft-loadgen" sink --listen 127.0.0.1:14317 --duration $((DUR + 5))s >"$WORK/sink.log" 2>&1 &
+  local label=$1 pin=$2 pipeline=${4:-pipelines/bench.yaml} mode=${5:-otlp} unit=${6:-spans}
+  "$BIN/weft-loadgen" sink --mode "$mode" --listen 127.0.0.1:$SINK_PORT --duration $((DUR + 5))s >"$WORK/sink.log" 2>&1 &
   local sink=$!
-  WEFT_BENCH_IN=127.0.0.1:14318 WEFT_BENCH_SINK=127.0.0.1:14317 $pin "$BIN/weft" --config pipelines/bench.yaml >"$WORK/weft.log" 2>&1 &
+  WEFT_BENCH_IN=127.0.0.1:$IN_PORT WEFT_BENCH_SINK=127.0.0.1:$SINK_PORT WEFT_BENCH_SINK_URL=http://127.0.0.1:$SINK_PORT \
+    $pin "$BIN/weft" --config "$pipeline" >"$WORK/weft.log" 2>&1 &
   local weft=$!
   sleep 1
+  kill -0 $weft 2>/dev/null || { echo "weft did not start:" >&2; cat "$WORK/weft.log" >&2; exit 1; }
   local t0; t0=$(awk '{print $14+$15}' /proc/$weft/stat)
   local gen
-  gen=$("$BIN/weft-loadgen" send --endpoint 127.0.0.1:14318 --duration ${DUR}s --rate "$RATE" \
+  gen=$("$BIN/weft-loadgen" send --endpoint 127.0.0.1:$IN_PORT --duration ${DUR}s --rate "$RATE" \
         --items-per-request 100 --attributes 10 --value-size 24 --concurrency 8 --max-refused 1 $3)
   sleep 2
   local t1; t1=$(awk '{print $14+$15}' /proc/$weft/stat)
@@ -37,11 +57,34 @@ run() {
   local items; items=$(grep -o 'total [0-9]*' "$WORK/sink.log" | tail -1 | awk '{print $2}')
   echo "== $label"
   echo "$gen"
-  awk -v i="${items:-0}" -v d="$DUR" -v t0="$t0" -v t1="$t1" -v hz="$hz" -v rss="$rss" 'BEGIN {
+  awk -v i="${items:-0}" -v d="$DUR" -v t0="$t0" -v t1="$t1" -v hz="$hz" -v rss="$rss" -v u="$unit" 'BEGIN {
     cpu = (t1 - t0) / hz
-    printf "weft: %.0f spans/s delivered, %.2f CPU s per million spans (%.1f CPU s), peak RSS %.1f MiB\n", i / d, cpu * 1000000 / (i + 1), cpu, rss / 1024 }'
+    printf "weft: %.0f %s/s delivered, %.2f CPU s per million %s (%.1f CPU s; %.0f %s per CPU second), peak RSS %.1f MiB\n", i / d, u, cpu * 1000000 / (i + 1), u, cpu, i / (cpu + 0.000001), u, rss / 1024 }'
+  PER_CPU=$(awk -v i="${items:-0}" -v t0="$t0" -v t1="$t1" -v hz="$hz" 'BEGIN { printf "%.0f", i / ((t1 - t0) / hz + 0.000001) }')
   grep 'e2e latency' "$WORK/sink.log" | sort -t' ' -k2 -n | tail -3
 }
 
-run "pinned to one core (taskset -c 0), traces" "taskset -c 0" "--signal traces"
-run "unpinned, traces" "" "--signal traces"
+# ceiling <bench target> <bench name>: the encoder alone on the same core (criterion --quick,
+# from `cargo bench --no-run`), and weft's last records per CPU second as a ratio of it.
+ceiling() {
+  local b; b=$(ls -t "$TARGET"/release/deps/"$1"-* 2>/dev/null | grep -v '\.d$' | head -1 || true)
+  if [ -z "$b" ]; then echo "(no $1 bench binary: cargo bench --bench $1 --no-run)"; return; fi
+  local r; r=$(taskset -c 0 "$b" --bench --quick "$2" 2>/dev/null | grep 'thrpt:' | head -1 |
+    awk '{v = $4; u = $5; if (u ~ /^M/) v *= 1000000; else if (u ~ /^K/) v *= 1000; printf "%.0f", v}')
+  awk -v c="${r:-0}" -v w="${PER_CPU:-0}" -v n="$2" 'BEGIN {
+    printf "ceiling: encoder alone (%s) %.0f records/s on one core; weft end to end %.0f records per CPU second = %.2f of it\n", n, c, w, (c > 0 ? w / c : 0) }'
+}
+
+if [ "$WHAT" = traces ] || [ "$WHAT" = all ]; then
+  run "pinned to one core (taskset -c 0), traces" "taskset -c 0" "--signal traces"
+  run "unpinned, traces" "" "--signal traces"
+fi
+if [ "$WHAT" = logs ] || [ "$WHAT" = all ]; then
+  for exp in loki elasticsearch; do
+    run "pinned to one core (taskset -c 0), logs -> $exp" "taskset -c 0" "--signal logs" \
+      "pipelines/bench-$exp.yaml" "$exp" records
+    if [ $exp = loki ]; then ceiling loki direct_protobuf_snappy_1000_records
+    else ceiling elasticsearch bulk_body_otel_gzip_1000_logs; fi
+    run "unpinned, logs -> $exp" "" "--signal logs" "pipelines/bench-$exp.yaml" "$exp" records
+  done
+fi

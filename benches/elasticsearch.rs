@@ -1,5 +1,7 @@
 //! The elasticsearch exporter's pure stages on 1000-log-record batches: documents (mapping,
 //! routing, content ids), the NDJSON body, gzip, and parsing a `_bulk` answer: items/s.
+//! `bulk_body_*` is the exporter's path for logs (documents written directly into the
+//! body); `documents_*` + `ndjson_*` the reference path it is tested against.
 //!
 //!   cargo bench --bench elasticsearch
 
@@ -7,6 +9,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use weft::data::*;
 use weft::exporters::elasticsearch::bulk::{Doc, DocumentId, Encoder};
 use weft::exporters::elasticsearch::mapping::Mode;
+use weft::exporters::elasticsearch::ndjson::BulkBody;
 use weft::exporters::elasticsearch::response::parse_response;
 use weft::exporters::http_client::gzip;
 
@@ -78,6 +81,31 @@ fn bench(c: &mut Criterion) {
     ] {
         g.bench_function(name, |x| x.iter(|| enc.documents(&b)));
     }
+    // The exporter's path: documents, ids and the NDJSON body written directly.
+    let mut out = BulkBody::default();
+    for (name, mode) in [
+        ("bulk_body_otel_1000_logs", Mode::Otel),
+        ("bulk_body_ecs_1000_logs", Mode::Ecs),
+    ] {
+        let enc = Encoder {
+            mode,
+            ..Default::default()
+        };
+        g.bench_function(name, |x| {
+            x.iter(|| {
+                out.clear();
+                enc.write_bulk(&b, &mut out);
+                out.body.len()
+            })
+        });
+    }
+    g.bench_function("bulk_body_otel_gzip_1000_logs", |x| {
+        x.iter(|| {
+            out.clear();
+            Encoder::default().write_bulk(&b, &mut out);
+            gzip(&out.body).len()
+        })
+    });
     let docs = Encoder::default().documents(&b);
     g.bench_function("ndjson_1000_logs", |x| {
         x.iter(|| {

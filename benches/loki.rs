@@ -1,11 +1,15 @@
 //! The Loki encoder: log records → per-tenant streams (labels, structured metadata, JSON
 //! line) → protobuf + snappy, or JSON: records/s. The exporter's CPU cost per batch.
 //!
+//! `direct_*` is the exporter's path ([`encode_direct`]); `encode_*` the reference path it
+//! is tested against.
+//!
 //!   cargo bench --bench loki
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use weft::data::*;
 use weft::exporters::loki::encode::{EncodeOptions, Limits, LineFormat, TenantRule, encode};
+use weft::exporters::loki::fast::{Format, encode_direct};
 use weft::exporters::loki::labels::{LabelRules, LabelsConfig};
 use weft::exporters::loki::proto::encode_snappy;
 
@@ -70,6 +74,22 @@ fn bench(c: &mut Criterion) {
     };
     let mut g = c.benchmark_group("loki");
     g.throughput(Throughput::Elements(1000));
+    let mut snappy = snap::raw::Encoder::new();
+    let mut out = Vec::new();
+    g.bench_function("direct_protobuf_snappy_1000_records", |x| {
+        x.iter(|| {
+            let e = encode_direct(&b, &opts, 0, Format::Protobuf).unwrap_or_default();
+            out.resize(snap::raw::max_compress_len(e.body.len()), 0);
+            snappy.compress(&e.body, &mut out).unwrap_or(0)
+        })
+    });
+    g.bench_function("direct_protobuf_1000_records", |x| {
+        x.iter(|| encode_direct(&b, &opts, 0, Format::Protobuf).map(|e| e.body.len()))
+    });
+    g.bench_function("direct_json_1000_records", |x| {
+        x.iter(|| encode_direct(&b, &opts, 0, Format::Json).map(|e| e.body.len()))
+    });
+    // The reference path (intermediate streams, prost messages), for comparison.
     g.bench_function("encode_protobuf_snappy_1000_records", |x| {
         x.iter(|| {
             encode(&b, &opts, 0)

@@ -179,3 +179,118 @@ async fn the_counting_sink_counts_and_measures_latency() {
     assert!(total > 0, "{text}");
     assert!(text.contains("e2e latency ms p50"), "{text}");
 }
+
+/// weft with `exporter` (YAML, `{sink}` replaced by the sink's URL) between the generator
+/// and `weft-loadgen sink --mode <mode>`: every log record the generator got accepted
+/// arrives at the sink (counts only; waits at most a generous deadline, asserts no time).
+async fn logs_reach_the_sink(mode: &str, exporter: &str) {
+    use tokio::io::AsyncBufReadExt;
+    let port = free_port();
+    let mut sink = tokio::process::Command::new(env!("CARGO_BIN_EXE_weft-loadgen"))
+        .args([
+            "sink",
+            "--mode",
+            mode,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--report",
+            "200ms",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(sink.stdout.take().unwrap()).lines();
+    // The sink reports once it is listening and serving.
+    lines.next_line().await.unwrap();
+    let exporter = exporter.replace("{sink}", &format!("http://127.0.0.1:{port}"));
+    let w = start(&config(
+        "  batch:\n    timeout: 20ms\n",
+        &exporter,
+        &format!(
+            "    logs:\n      receivers: [otlp]\n      processors: [batch]\n      exporters: [{}]\n",
+            exporter.trim().split(':').next().unwrap()
+        ),
+    ))
+    .await;
+    let grpc = w.grpc();
+    let out = tokio::task::spawn_blocking(move || {
+        loadgen()
+            .args([
+                "send",
+                "--endpoint",
+                &grpc,
+                "--signal",
+                "logs",
+                "--duration",
+                "1s",
+                "--rate",
+                "3000",
+                "--items-per-request",
+                "50",
+                "--concurrency",
+                "2",
+                "--max-refused",
+                "0",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}");
+    let sent: u64 = text
+        .split("sent ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(sent > 0, "{text}");
+    w.service.shutdown().await;
+    let mut seen = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while seen != sent {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("the sink saw {seen} of {sent} records"))
+            .unwrap()
+            .unwrap();
+        if let Some(n) = line
+            .split("total ")
+            .nth(1)
+            .and_then(|t| t.split(')').next())
+            .and_then(|n| n.parse().ok())
+        {
+            seen = n;
+            assert!(
+                seen <= sent,
+                "the sink saw {seen} records, {sent} were sent"
+            );
+            if seen == sent {
+                assert!(line.contains("e2e latency ms p50"), "{line}");
+            }
+        }
+    }
+    sink.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_through_loki_reach_the_loki_sink() {
+    logs_reach_the_sink("loki", "  loki:\n    endpoint: {sink}\n    tenant_id: t\n").await;
+    logs_reach_the_sink(
+        "loki",
+        "  loki:\n    endpoint: {sink}\n    encoding: json\n    compression: gzip\n",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_through_elasticsearch_reach_the_bulk_sink() {
+    logs_reach_the_sink("elasticsearch", "  elasticsearch:\n    endpoint: {sink}\n").await;
+    logs_reach_the_sink(
+        "elasticsearch",
+        "  elasticsearch:\n    endpoint: {sink}\n    mapping: {mode: ecs}\n    compression: none\n",
+    )
+    .await;
+}

@@ -12,6 +12,7 @@ pub mod debug;
 pub mod elasticsearch;
 pub mod file;
 pub mod http_client;
+pub mod jsonw;
 pub mod kafka;
 pub mod loadbalancing;
 pub mod loki;

@@ -5,7 +5,8 @@
 //! achieved items/s, refused and failed requests and client-side latency percentiles. It
 //! exits 2 when the server refused more than `--max-refused` of the requests.
 //!
-//! `weft-loadgen sink ...` is an OTLP/gRPC server that counts and discards what it gets and
+//! `weft-loadgen sink ...` is an OTLP/gRPC server (`--mode loki`: Loki's push API,
+//! `--mode elasticsearch`: Elasticsearch's `_bulk` API) that counts and discards what it gets and
 //! measures the end-to-end latency: every span's start time (and log record's time) is the
 //! generator's clock when the request was sent, so `now - start` at the sink is the
 //! latency a pipeline adds (both processes on one machine share the clock).
@@ -102,10 +103,14 @@ enum Cmd {
         #[arg(long, default_value_t = 0.01)]
         max_refused: f64,
     },
-    /// Count and discard OTLP/gRPC, reporting items/s and end-to-end latency.
+    /// Count and discard OTLP/gRPC (or Loki pushes, or Elasticsearch `_bulk` requests),
+    /// reporting items/s and end-to-end latency.
     Sink {
         #[arg(long, default_value = "127.0.0.1:14317")]
         listen: String,
+        /// What to speak: OTLP/gRPC, Loki's push API or Elasticsearch's `_bulk` API.
+        #[arg(long, value_enum, default_value = "otlp")]
+        mode: SinkMode,
         /// Print a line every interval.
         #[arg(long, default_value = "1s", value_parser = parse_dur)]
         report: Duration,
@@ -113,6 +118,14 @@ enum Cmd {
         #[arg(long, default_value = "0s", value_parser = parse_dur)]
         duration: Duration,
     },
+}
+
+/// The sink's protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum SinkMode {
+    Otlp,
+    Loki,
+    Elasticsearch,
 }
 
 fn parse_dur(s: &str) -> Result<Duration, String> {
@@ -280,9 +293,10 @@ fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Sink {
             listen,
+            mode,
             report,
             duration,
-        } => rt.block_on(sink::run(listen, report, duration)),
+        } => rt.block_on(sink::run(listen, report, duration, mode)),
         Cmd::Send {
             endpoint,
             protocol,
@@ -574,4 +588,5 @@ mod send {
     }
 }
 
+mod http_sink;
 mod sink;

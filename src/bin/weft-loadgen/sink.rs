@@ -1,4 +1,5 @@
-//! The counting sink: OTLP/gRPC in, items/s and end-to-end latency out.
+//! The counting sink: OTLP/gRPC (or, with `--mode loki|elasticsearch`, the logs
+//! exporters' HTTP APIs, see [`super::http_sink`]) in, items/s and end-to-end latency out.
 
 use super::*;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
@@ -16,7 +17,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use std::sync::Mutex;
 
 #[derive(Default)]
-struct Counts {
+pub struct Counts {
     items: AtomicU64,
     latencies_us: Mutex<Vec<u64>>,
 }
@@ -26,12 +27,18 @@ struct Svc(Arc<Counts>);
 
 impl Svc {
     fn observe(&self, n: usize, first_ts: Option<u64>) {
-        self.0.items.fetch_add(n as u64, Ordering::Relaxed);
+        self.0.observe(n, first_ts)
+    }
+}
+
+impl Counts {
+    /// Counts `n` items; `first_ts` (ns, the generator's send time) gives a latency sample.
+    pub fn observe(&self, n: usize, first_ts: Option<u64>) {
+        self.items.fetch_add(n as u64, Ordering::Relaxed);
         if let Some(ts) = first_ts {
             let now = now_nanos();
             if ts > 0 && ts <= now {
-                self.0
-                    .latencies_us
+                self.latencies_us
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .push((now - ts) / 1000);
@@ -90,14 +97,8 @@ impl LogsService for Svc {
     }
 }
 
-pub async fn run(listen: String, report: Duration, duration: Duration) -> anyhow::Result<()> {
-    let counts = Arc::new(Counts::default());
-    let svc = Svc(counts.clone());
-    let listener = tokio::net::TcpListener::bind(&listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    eprintln!("sink listening on {}", listener.local_addr()?);
-    let server = tonic::transport::Server::builder()
+async fn otlp_server(svc: Svc, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
+    tonic::transport::Server::builder()
         .add_service(
             TraceServiceServer::new(svc.clone())
                 .max_decoding_message_size(256 << 20)
@@ -110,7 +111,30 @@ pub async fn run(listen: String, report: Duration, duration: Duration) -> anyhow
                 .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
                 .accept_compressed(tonic::codec::CompressionEncoding::Zstd),
         )
-        .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener));
+        .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+        .await
+        .context("sink server")
+}
+
+pub async fn run(
+    listen: String,
+    report: Duration,
+    duration: Duration,
+    mode: SinkMode,
+) -> anyhow::Result<()> {
+    let counts = Arc::new(Counts::default());
+    let svc = Svc(counts.clone());
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    eprintln!("sink ({mode:?}) listening on {}", listener.local_addr()?);
+    let server: std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>> =
+        if mode == SinkMode::Otlp {
+            Box::pin(otlp_server(svc, listener))
+        } else {
+            let app = super::http_sink::router(mode, counts.clone());
+            Box::pin(async move { axum::serve(listener, app).await.context("sink server") })
+        };
     let started = Instant::now();
     let reporter = async {
         let mut last = 0;
@@ -143,7 +167,7 @@ pub async fn run(listen: String, report: Duration, duration: Duration) -> anyhow
         }
     };
     tokio::select! {
-        r = server => r.context("sink server")?,
+        r = server => r?,
         _ = reporter => {}
     }
     Ok(())

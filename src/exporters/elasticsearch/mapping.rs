@@ -53,7 +53,7 @@ pub struct Context<'a> {
 }
 
 /// Attributes that steer routing and are not data.
-const ROUTING_KEYS: &[&str] = &[
+pub(super) const ROUTING_KEYS: &[&str] = &[
     "data_stream.type",
     "data_stream.dataset",
     "data_stream.namespace",
@@ -174,7 +174,7 @@ fn log_time(r: &LogRecord) -> u64 {
     }
 }
 
-fn event_name(r: &LogRecord) -> Option<&str> {
+pub(super) fn event_name(r: &LogRecord) -> Option<&str> {
     if !r.event_name.is_empty() {
         return Some(&r.event_name);
     }
@@ -331,7 +331,7 @@ fn otel_span(ctx: &Context<'_>, s: &Span, ds: Option<&DataStream>) -> Value {
 }
 
 /// OTel resource attribute → ECS field. Unlisted keys keep their OTel names.
-const ECS_RESOURCE: &[(&str, &str)] = &[
+pub(super) const ECS_RESOURCE: &[(&str, &str)] = &[
     ("service.instance.id", "service.node.name"),
     ("deployment.environment", "service.environment"),
     ("deployment.environment.name", "service.environment"),

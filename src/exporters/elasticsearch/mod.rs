@@ -34,6 +34,10 @@
 //! - Not supported (an error names the key): `cloudid`, `discover`, `logstash_format`,
 //!   `batcher`, `num_workers` and other Collector keys not listed here.
 //!
+//! **Encoding.** Log documents are written straight into one reused `_bulk` body (see
+//! [`ndjson`]), byte-identical to the [`mapping`] + [`bulk::Doc`] reference path, which
+//! spans and metric points still take.
+//!
 //! **Bad input.** Items are mapped whatever their content (invalid UTF-8 cannot occur in
 //! protobuf strings; NaN values become `null`); a document Elasticsearch refuses is
 //! dropped and counted as below, never retried.
@@ -53,6 +57,7 @@ pub mod bulk;
 pub mod config;
 pub mod mapping;
 pub mod metrics;
+pub mod ndjson;
 pub mod response;
 pub mod send;
 
@@ -64,9 +69,10 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::Value;
 
-use self::bulk::{Doc, Encoder, chunk_ranges, retain};
+use self::bulk::{Encoder, chunk_ranges, retain};
 use self::config::base64;
 pub use self::config::{ElasticsearchConfig, validate};
+use self::ndjson::BulkBody;
 use self::response::{ItemOutcome, classify_item, parse_response};
 use self::send::{Endpoints, Verdict, verdict};
 use super::http_client::{build_client, gzip, header_map};
@@ -87,6 +93,8 @@ pub struct ElasticsearchExporter {
     encoder: Encoder,
     retry_on_status: Vec<u16>,
     telemetry: Telemetry,
+    /// A body buffer kept between sends (its capacity is what is reused).
+    spare: Mutex<Option<BulkBody>>,
     last_logged: Mutex<HashMap<String, Instant>>,
 }
 
@@ -180,6 +188,7 @@ impl ElasticsearchExporter {
                 .unwrap_or_else(|| vec![429]),
             telemetry,
             last_logged: Mutex::new(HashMap::new()),
+            spare: Mutex::new(None),
         })
     }
 
@@ -222,12 +231,24 @@ impl ElasticsearchExporter {
 
     /// One attempt for a whole batch: every chunk is sent at most once (413 halves aside).
     async fn send_batch(&self, batch: &Batch) -> Result<(), ExportError> {
-        let docs = self.encoder.documents(batch);
+        let mut docs = self
+            .spare
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_default();
+        docs.clear();
+        self.encoder.write_bulk(batch, &mut docs);
+        let result = self.send_body(batch, &docs).await;
+        *self.spare.lock().unwrap_or_else(|p| p.into_inner()) = Some(docs);
+        result
+    }
+
+    async fn send_body(&self, batch: &Batch, docs: &BulkBody) -> Result<(), ExportError> {
         if docs.is_empty() {
             return Ok(());
         }
-        let lines: Vec<Vec<u8>> = docs.iter().map(Doc::to_ndjson).collect();
-        let sizes: Vec<usize> = lines.iter().map(Vec::len).collect();
+        let sizes = docs.sizes();
         let mut outcome: Vec<Option<ItemOutcome>> = vec![None; docs.len()];
         let mut pending: VecDeque<Range<usize>> = chunk_ranges(&sizes, self.flush_bytes).into();
         let mut stop: Option<(String, Option<Duration>)> = None;
@@ -238,11 +259,12 @@ impl ElasticsearchExporter {
                 outcome[range].fill(Some(ItemOutcome::Retry));
                 continue;
             }
-            let mut body = Vec::with_capacity(range.clone().map(|i| sizes[i]).sum());
-            for l in &lines[range.clone()] {
-                body.extend_from_slice(l);
-            }
-            let body = bytes::Bytes::from(if self.gzip { gzip(&body) } else { body });
+            let chunk = docs.slice(range.clone());
+            let body = if self.gzip {
+                bytes::Bytes::from(gzip(chunk))
+            } else {
+                bytes::Bytes::copy_from_slice(chunk)
+            };
             let answer = match self
                 .endpoints
                 .bulk(&self.client, &self.path, &self.headers, body)
@@ -265,7 +287,7 @@ impl ElasticsearchExporter {
                             let o = if self.retry_on_status.contains(&r.status) {
                                 ItemOutcome::Retry
                             } else {
-                                classify_item(docs[i].op, &r)
+                                classify_item(docs.ops[i], &r)
                             };
                             if let ItemOutcome::Drop(t) = &o {
                                 let e = reasons

@@ -38,6 +38,67 @@ pub fn classify_item(op: Op, r: &ItemResult) -> ItemOutcome {
 /// `.error.reason`. With `errors: false` the items need not be present (as with
 /// `filter_path=errors`). Item order is the request's order.
 pub fn parse_response(body: &[u8], expected: usize) -> Result<Vec<ItemResult>, String> {
+    // The common, well-formed answer is read into borrowed typed structs (no `Value` per
+    // item); anything else takes the general path, which words the errors.
+    if let Ok(a) = serde_json::from_slice::<Answer<'_>>(body) {
+        let errors = a.errors.as_ref().and_then(Value::as_bool).unwrap_or(true);
+        match a.items {
+            None if !errors => return Ok(vec![ok_item(); expected]),
+            Some(items)
+                if items.len() == expected
+                    && items.iter().all(|i| {
+                        i.values()
+                            .next()
+                            .is_some_and(|b| b.status.as_ref().is_some_and(Value::is_u64))
+                    }) =>
+            {
+                return Ok(items
+                    .iter()
+                    .filter_map(|i| i.values().next())
+                    .map(|b| {
+                        let text = |k: &str| {
+                            b.error
+                                .as_ref()
+                                .and_then(|e| e.get(k))
+                                .and_then(Value::as_str)
+                                .map(str::to_string)
+                        };
+                        ItemResult {
+                            status: b
+                                .status
+                                .as_ref()
+                                .and_then(Value::as_u64)
+                                .and_then(|s| u16::try_from(s).ok())
+                                .unwrap_or(500),
+                            error_type: text("type"),
+                            reason: text("reason"),
+                        }
+                    })
+                    .collect());
+            }
+            _ => {}
+        }
+    }
+    parse_general(body, expected)
+}
+
+#[derive(serde::Deserialize)]
+struct Answer<'a> {
+    #[serde(default)]
+    errors: Option<Value>,
+    #[serde(borrow, default)]
+    items: Option<Vec<std::collections::BTreeMap<std::borrow::Cow<'a, str>, ItemBody>>>,
+}
+
+#[derive(serde::Deserialize)]
+struct ItemBody {
+    #[serde(default)]
+    status: Option<Value>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+fn parse_general(body: &[u8], expected: usize) -> Result<Vec<ItemResult>, String> {
     let v: Value =
         serde_json::from_slice(body).map_err(|e| format!("invalid _bulk answer: {e}"))?;
     let errors = v.get("errors").and_then(Value::as_bool).unwrap_or(true);

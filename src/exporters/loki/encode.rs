@@ -296,7 +296,7 @@ fn encode_entry(
 }
 
 /// Maps become `parent_child` entries (as Loki's OTLP ingestion does); other values text.
-fn flatten(name: &str, v: &any_value::Value, out: &mut Vec<(String, String)>) {
+pub(super) fn flatten(name: &str, v: &any_value::Value, out: &mut Vec<(String, String)>) {
     match v {
         any_value::Value::KvlistValue(kvs) => {
             for kv in &kvs.values {
@@ -373,7 +373,7 @@ fn attrs_json(attrs: &[&KeyValue]) -> Map<String, Json> {
         .collect()
 }
 
-fn json_line(
+pub(super) fn json_line(
     rec: &LogRecord,
     sl: &ScopeLogs,
     rec_attrs: &[&KeyValue],
@@ -419,7 +419,7 @@ fn severity(rec: &LogRecord) -> Option<String> {
     super::labels::level_of(rec.severity_number, "").map(str::to_string)
 }
 
-fn logfmt_line(
+pub(super) fn logfmt_line(
     rec: &LogRecord,
     rec_attrs: &[&KeyValue],
     res_attrs: &[&KeyValue],

@@ -148,6 +148,12 @@ impl LabelRules {
         }
     }
 
+    /// Whether some label comes from record attributes (labels then vary per record, not
+    /// only per resource and level).
+    pub fn has_record_rules(&self) -> bool {
+        !self.attributes.is_empty()
+    }
+
     /// Labels for one record. Record-attribute labels win over resource labels of the same
     /// name; empty values are left out (Loki drops them too); values longer than the limit
     /// are cut at a character boundary and counted.
@@ -240,19 +246,28 @@ pub fn level_of(severity_number: i32, severity_text: &str) -> Option<&'static st
         21..=24 => return Some("fatal"),
         _ => {}
     }
-    let t = severity_text.trim().to_ascii_lowercase();
+    let t = severity_text.trim();
     if t.is_empty() {
         return None;
     }
-    Some(match t.as_str() {
-        "trace" | "trc" => "trace",
-        "debug" | "dbg" => "debug",
-        "info" | "information" | "informational" | "notice" => "info",
-        "warn" | "warning" | "wrn" => "warn",
-        "error" | "err" | "eror" => "error",
-        "fatal" | "critical" | "crit" | "panic" | "emerg" | "alert" => "fatal",
-        _ => "unknown",
-    })
+    // Compared ignoring ASCII case, without lower-casing a copy (this runs per record).
+    const SPELLINGS: &[(&[&str], &str)] = &[
+        (&["trace", "trc"], "trace"),
+        (&["debug", "dbg"], "debug"),
+        (&["info", "information", "informational", "notice"], "info"),
+        (&["warn", "warning", "wrn"], "warn"),
+        (&["error", "err", "eror"], "error"),
+        (
+            &["fatal", "critical", "crit", "panic", "emerg", "alert"],
+            "fatal",
+        ),
+    ];
+    Some(
+        SPELLINGS
+            .iter()
+            .find(|(names, _)| names.iter().any(|n| n.eq_ignore_ascii_case(t)))
+            .map_or("unknown", |(_, level)| level),
+    )
 }
 
 /// The label string Loki parses: sorted names, values quoted the way Go's `strconv.Quote`

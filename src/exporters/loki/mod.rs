@@ -23,6 +23,9 @@
 //!   `weft_exporter_loki_truncations_total{component, reason}`.
 //! - Framework keys (`sending_queue`, `retry_on_failure`, `timeout`) belong to delivery.
 //!
+//! Encoding: with a fixed tenant and no labels from record attributes, bodies are written
+//! directly by [`fast`]; otherwise by [`encode`] (the reference both are tested against).
+//!
 //! Bad input: other signals than logs are refused at validation (the registry lists logs
 //! only). A 400 in which Loki names the entries it refused (too old, too far behind, out of
 //! order, line too long, ...) means Loki stored the rest (see [`send`]): those entries are
@@ -30,6 +33,7 @@
 //! most once per [`LOG_INTERVAL`], never retried. 429 and 5xx are retried by delivery.
 
 pub mod encode;
+pub mod fast;
 pub mod labels;
 pub mod proto;
 pub mod send;
@@ -42,7 +46,9 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use self::encode::{EncodeOptions, Limits, LineFormat, TenantPush, TenantRule};
+use prost::Message;
+
+use self::encode::{EncodeOptions, Limits, LineFormat, TenantRule};
 use self::labels::{LabelRules, LabelsConfig};
 use self::send::{PushRequestParts, PushResult};
 use super::http_client::{TlsClientConfig, build_client, gzip, header_map};
@@ -298,7 +304,7 @@ impl LokiExporter {
             .add(n);
     }
 
-    fn count_truncations(&self, push: &TenantPush) {
+    fn count_truncations(&self, push: &Prepared) {
         for (reason, n) in [
             ("label_value", push.stats.label_values),
             ("structured_metadata_size", push.stats.metadata_size),
@@ -336,20 +342,65 @@ impl LokiExporter {
         );
     }
 
-    async fn push_one(&self, push: &TenantPush) -> PushResult {
-        let (body, content_type, content_encoding) = match self.encoding {
-            Encoding::Protobuf => match proto::encode_snappy(&push.to_proto()) {
-                Ok(b) => (b, "application/x-protobuf", None),
-                Err(e) => {
-                    return PushResult::Failed(ExportError::permanent("encode", e.to_string()));
-                }
-            },
-            Encoding::Json if self.gzip => {
-                (gzip(&push.to_json()), "application/json", Some("gzip"))
-            }
-            Encoding::Json => (push.to_json(), "application/json", None),
+    /// The push bodies for a batch: the direct encoder when it applies, else the
+    /// reference path (tenants from attributes, labels from record attributes).
+    fn prepare(&self, batch: &Batch) -> Vec<Prepared> {
+        let format = match self.encoding {
+            Encoding::Protobuf => fast::Format::Protobuf,
+            Encoding::Json => fast::Format::Json,
         };
-        let by_stream = push.entries_by_stream();
+        if fast::applies(&self.opts) {
+            return fast::encode_direct(batch, &self.opts, now_ns(), format)
+                .map(|e| self.finish(e, None))
+                .into_iter()
+                .collect();
+        }
+        encode::encode(batch, &self.opts, now_ns())
+            .into_iter()
+            .map(|push| {
+                let body = match self.encoding {
+                    Encoding::Protobuf => push.to_proto().encode_to_vec(),
+                    Encoding::Json => push.to_json(),
+                };
+                let e = fast::Encoded {
+                    entry_count: push.entry_count(),
+                    entries_by_stream: push.entries_by_stream(),
+                    tenant: push.tenant,
+                    body,
+                    stats: push.stats,
+                };
+                self.finish(e, push.records)
+            })
+            .collect()
+    }
+
+    /// Compresses an encoded body as the encoding wants it.
+    fn finish(&self, e: fast::Encoded, records: Option<Batch>) -> Prepared {
+        let body = match self.encoding {
+            Encoding::Protobuf => SNAPPY
+                .with(|s| s.borrow_mut().compress_vec(&e.body))
+                .map(|b| (b, "application/x-protobuf", None))
+                .map_err(|e| e.to_string()),
+            Encoding::Json if self.gzip => Ok((gzip(&e.body), "application/json", Some("gzip"))),
+            Encoding::Json => Ok((e.body, "application/json", None)),
+        };
+        Prepared {
+            tenant: e.tenant,
+            body,
+            stats: e.stats,
+            entry_count: e.entry_count,
+            entries_by_stream: e.entries_by_stream,
+            records,
+        }
+    }
+
+    /// Sends the prepared body (moved out: each is sent once per attempt).
+    async fn push_one(&self, push: &mut Prepared) -> PushResult {
+        let taken = std::mem::replace(&mut push.body, Err("already sent".into()));
+        let (body, content_type, content_encoding) = match taken {
+            Ok(b) => b,
+            Err(e) => return PushResult::Failed(ExportError::permanent("encode", e)),
+        };
         send::push(
             &self.client,
             PushRequestParts {
@@ -359,11 +410,30 @@ impl LokiExporter {
                 body,
                 content_type,
                 content_encoding,
-                entries_by_stream: &by_stream,
+                entries_by_stream: &push.entries_by_stream,
             },
         )
         .await
     }
+}
+
+type Body = (Vec<u8>, &'static str, Option<&'static str>);
+
+/// One request's worth: a tenant's compressed body and its accounting.
+struct Prepared {
+    tenant: Option<String>,
+    body: Result<Body, String>,
+    stats: encode::Stats,
+    entry_count: usize,
+    entries_by_stream: std::collections::HashMap<String, usize>,
+    /// The tenant's records when tenants come from attributes (for a partial retry).
+    records: Option<Batch>,
+}
+
+thread_local! {
+    /// Snappy's encoder keeps a hash table; one per thread is reused across requests.
+    static SNAPPY: std::cell::RefCell<snap::raw::Encoder> =
+        std::cell::RefCell::new(snap::raw::Encoder::new());
 }
 
 /// Standard base64 (for the basic auth header).
@@ -405,14 +475,15 @@ impl Exporter for LokiExporter {
                     format!("loki exports logs, not {}", batch.signal()),
                 ));
             }
-            let pushes = encode::encode(batch, &self.opts, now_ns());
+            let mut pushes = self.prepare(batch);
             let single = pushes.len() == 1;
             let mut retry = Batch::empty(Signal::Logs);
             let mut retry_after: Option<Duration> = None;
             let mut reasons: Vec<String> = Vec::new();
             let mut failed_permanently = 0usize;
             let mut last_permanent = None;
-            for push in &pushes {
+            let n_pushes = pushes.len();
+            for push in &mut pushes {
                 self.count_truncations(push);
                 match self.push_one(push).await {
                     PushResult::Accepted => {}
@@ -428,7 +499,7 @@ impl Exporter for LokiExporter {
                         return Err(ExportError::Retryable { reason, after });
                     }
                     PushResult::Failed(ExportError::Permanent { reason, message }) if single => {
-                        self.count_dropped(&reason, push.entry_count() as u64);
+                        self.count_dropped(&reason, push.entry_count as u64);
                         return Err(ExportError::Permanent { reason, message });
                     }
                     PushResult::Failed(ExportError::Retryable { reason, after }) => {
@@ -439,7 +510,7 @@ impl Exporter for LokiExporter {
                         reasons.push(reason);
                     }
                     PushResult::Failed(ExportError::Permanent { reason, message }) => {
-                        self.count_dropped(&reason, push.entry_count() as u64);
+                        self.count_dropped(&reason, push.entry_count as u64);
                         failed_permanently += 1;
                         reasons.push(format!("{reason}: {message}"));
                         last_permanent = Some((reason, message));
@@ -458,7 +529,7 @@ impl Exporter for LokiExporter {
             if reasons.is_empty() {
                 return Ok(());
             }
-            if failed_permanently == pushes.len()
+            if failed_permanently == n_pushes
                 && let Some((reason, message)) = last_permanent
             {
                 return Err(ExportError::Permanent { reason, message });

@@ -66,6 +66,37 @@ pub fn encode_snappy(req: &PushRequest) -> Result<Vec<u8>, snap::Error> {
     snap::raw::Encoder::new().compress_vec(&req.encode_to_vec())
 }
 
+/// Protobuf wire-format writers for the direct encoder ([`super::fast`]), which lays out
+/// `PushRequest` bytes itself (exactly as prost would encode the messages above).
+pub mod wire {
+    pub fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    pub fn varint_len(v: u64) -> usize {
+        (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+    }
+
+    /// The encoded size of a length-delimited field (tag < 16) holding `len` bytes.
+    pub fn field_len(len: usize) -> usize {
+        1 + varint_len(len as u64) + len
+    }
+
+    pub fn tag_len(out: &mut Vec<u8>, field: u8, len: usize) {
+        out.push((field << 3) | 2);
+        varint(out, len as u64);
+    }
+
+    pub fn bytes_field(out: &mut Vec<u8>, field: u8, bytes: &[u8]) {
+        tag_len(out, field, bytes.len());
+        out.extend_from_slice(bytes);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,298 @@
+//! Counting sinks for the logs exporters: Loki's push API and Elasticsearch's `_bulk`,
+//! answered as the real servers answer success, counted and discarded.
+//!
+//! - `--mode loki`: `POST /loki/api/v1/push`, protobuf (snappy block) or JSON (optionally
+//!   gzip), answered 204. Entries are counted with a shallow protobuf walk (no decoding
+//!   into messages), so the sink's own CPU stays small.
+//! - `--mode elasticsearch`: `GET /` (version 8 info, which the exporter reads at start),
+//!   `POST /_bulk` and `POST /{index}/_bulk` with NDJSON (optionally gzip), answered with
+//!   one `201` item per document under the action's own name (`create` / `index`).
+//!
+//! The end-to-end latency is taken from the newest record time in the request (the
+//! generator stamps its send time there): the entry timestamp for Loki, the last
+//! document's `@timestamp` for Elasticsearch. A body the sink cannot read is answered 400.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use super::sink::Counts;
+
+type Shared = State<Arc<Counts>>;
+
+pub fn router(mode: super::SinkMode, counts: Arc<Counts>) -> Router {
+    match mode {
+        super::SinkMode::Loki => Router::new().route("/loki/api/v1/push", post(loki_push)),
+        _ => Router::new()
+            .route("/", get(es_info))
+            .route("/_bulk", post(es_bulk))
+            .route("/{index}/_bulk", post(es_bulk_index)),
+    }
+    // Batches of thousands of records are larger than axum's 2 MB default.
+    .layer(axum::extract::DefaultBodyLimit::disable())
+    .with_state(counts)
+}
+
+fn bad(msg: impl std::fmt::Display) -> Response {
+    (StatusCode::BAD_REQUEST, msg.to_string()).into_response()
+}
+
+fn is_gzip(h: &HeaderMap) -> bool {
+    h.get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"))
+}
+
+fn gunzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(body.len() * 4);
+    flate2::read::MultiGzDecoder::new(body).read_to_end(&mut out)?;
+    Ok(out)
+}
+
+async fn loki_push(State(c): Shared, h: HeaderMap, body: Bytes) -> Response {
+    let json = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let counted = if json {
+        let raw = if is_gzip(&h) {
+            match gunzip(&body) {
+                Ok(b) => b,
+                Err(e) => return bad(e),
+            }
+        } else {
+            body.to_vec()
+        };
+        loki_json(&raw)
+    } else {
+        match snap::raw::Decoder::new().decompress_vec(&body) {
+            Ok(raw) => loki_proto(&raw),
+            Err(e) => return bad(e),
+        }
+    };
+    match counted {
+        Some((n, ts)) => {
+            c.observe(n, Some(ts));
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => bad("unreadable push request"),
+    }
+}
+
+fn varint(b: &[u8], i: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*i)?;
+        *i += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// Walks a message: calls `f(field, bytes)` for each length-delimited field; skips others.
+fn fields<'a>(b: &'a [u8], mut f: impl FnMut(u64, &'a [u8]) -> Option<()>) -> Option<()> {
+    let mut i = 0;
+    while i < b.len() {
+        let key = varint(b, &mut i)?;
+        match key & 7 {
+            0 => {
+                varint(b, &mut i)?;
+            }
+            1 => i += 8,
+            5 => i += 4,
+            2 => {
+                let len = varint(b, &mut i)? as usize;
+                let v = b.get(i..i.checked_add(len)?)?;
+                i += len;
+                f(key >> 3, v)?;
+            }
+            _ => return None,
+        }
+    }
+    (i == b.len()).then_some(())
+}
+
+/// `(entries, newest entry time in ns)` of a `logproto.PushRequest`.
+pub fn loki_proto(b: &[u8]) -> Option<(usize, u64)> {
+    let (mut n, mut newest) = (0usize, 0u64);
+    fields(b, |f, stream| {
+        if f != 1 {
+            return Some(());
+        }
+        fields(stream, |f, entry| {
+            if f != 2 {
+                return Some(());
+            }
+            n += 1;
+            fields(entry, |f, ts| {
+                if f == 1 {
+                    let (mut secs, mut nanos, mut i) = (0, 0, 0);
+                    while i < ts.len() {
+                        match varint(ts, &mut i)? {
+                            0x08 => secs = varint(ts, &mut i)?,
+                            0x10 => nanos = varint(ts, &mut i)?,
+                            _ => return None,
+                        }
+                    }
+                    newest = newest.max(secs * 1_000_000_000 + nanos);
+                }
+                Some(())
+            })
+        })
+    })?;
+    Some((n, newest))
+}
+
+/// `(entries, newest entry time in ns)` of Loki's JSON push body.
+pub fn loki_json(b: &[u8]) -> Option<(usize, u64)> {
+    #[derive(serde::Deserialize)]
+    struct Push {
+        streams: Vec<Stream>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Stream {
+        /// `["<ns>", "<line>"]` or `["<ns>", "<line>", {metadata}]`.
+        values: Vec<Vec<serde_json::Value>>,
+    }
+    let p: Push = serde_json::from_slice(b).ok()?;
+    let mut n = 0;
+    let mut newest = 0u64;
+    for s in &p.streams {
+        n += s.values.len();
+        for v in &s.values {
+            newest = newest.max(v.first()?.as_str()?.parse().ok()?);
+        }
+    }
+    Some((n, newest))
+}
+
+async fn es_info() -> Response {
+    (
+        [("x-elastic-product", "Elasticsearch")],
+        axum::Json(serde_json::json!({
+            "name": "weft-loadgen-sink",
+            "cluster_name": "weft-loadgen",
+            "version": {"number": "8.17.0", "build_flavor": "default"},
+            "tagline": "You Know, for Search"
+        })),
+    )
+        .into_response()
+}
+
+async fn es_bulk_index(
+    c: Shared,
+    _index: axum::extract::Path<String>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    es_bulk(c, h, body).await
+}
+
+async fn es_bulk(State(c): Shared, h: HeaderMap, body: Bytes) -> Response {
+    let raw = if is_gzip(&h) {
+        match gunzip(&body) {
+            Ok(b) => b,
+            Err(e) => return bad(e),
+        }
+    } else {
+        body.to_vec()
+    };
+    match bulk_answer(&raw) {
+        Some((answer, n, ts)) => {
+            c.observe(n, ts);
+            ([(header::CONTENT_TYPE, "application/json")], answer).into_response()
+        }
+        None => bad("malformed _bulk body"),
+    }
+}
+
+/// The `_bulk` answer for an NDJSON body (every document created), the number of
+/// documents and the last document's `@timestamp` in ns.
+pub fn bulk_answer(body: &[u8]) -> Option<(Vec<u8>, usize, Option<u64>)> {
+    let mut lines = body.split(|b| *b == b'\n').filter(|l| !l.is_empty());
+    let mut out = Vec::with_capacity(body.len() / 16);
+    out.extend_from_slice(br#"{"took":1,"errors":false,"items":["#);
+    let mut n = 0;
+    let mut last_src = None;
+    while let Some(action) = lines.next() {
+        let op: &[u8] = if action.starts_with(br#"{"create""#) {
+            b"create"
+        } else if action.starts_with(br#"{"index""#) {
+            b"index"
+        } else {
+            return None;
+        };
+        last_src = Some(lines.next()?);
+        if n > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"");
+        out.extend_from_slice(op);
+        out.extend_from_slice(br#"":{"status":201,"result":"created"}}"#);
+        n += 1;
+    }
+    out.extend_from_slice(b"]}");
+    Some((out, n, last_src.and_then(timestamp_of)))
+}
+
+fn timestamp_of(src: &[u8]) -> Option<u64> {
+    const KEY: &[u8] = br#""@timestamp":""#;
+    let at = src.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let rest = src.get(at..)?;
+    let end = rest.iter().position(|b| *b == b'"')?;
+    let s = std::str::from_utf8(&rest[..end]).ok()?;
+    let t = chrono::DateTime::parse_from_rfc3339(s).ok()?;
+    u64::try_from(t.timestamp_nanos_opt()?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loki_bodies_are_counted() {
+        let json =
+            br#"{"streams":[{"stream":{"a":"b"},"values":[["5","x"],["7","y",{"k":"v"}]]}]}"#;
+        assert_eq!(loki_json(json), Some((2, 7)));
+        assert_eq!(loki_json(b"{}"), None);
+        use prost::Message;
+        use weft::exporters::loki::proto::*;
+        let req = PushRequest {
+            streams: vec![StreamAdapter {
+                labels: "{a=\"b\"}".into(),
+                entries: vec![
+                    EntryAdapter {
+                        timestamp: Some(Timestamp::from_unix_nanos(3_000_000_004)),
+                        line: "x".into(),
+                        structured_metadata: vec![],
+                    };
+                    3
+                ],
+                hash: 0,
+            }],
+        };
+        assert_eq!(loki_proto(&req.encode_to_vec()), Some((3, 3_000_000_004)));
+        assert_eq!(loki_proto(&[0x0a, 0x05]), None);
+    }
+
+    #[test]
+    fn bulk_answers_one_item_per_document() {
+        let body = b"{\"create\":{\"_index\":\"logs-a-b\"}}\n{\"@timestamp\":\"1970-01-01T00:00:01.000000005Z\"}\n{\"index\":{}}\n{}\n";
+        let (answer, n, ts) = bulk_answer(body).unwrap();
+        assert_eq!((n, ts), (2, None));
+        let v: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(v["items"][0]["create"]["status"], 201);
+        assert_eq!(v["items"][1]["index"]["status"], 201);
+        let (_, _, ts) = bulk_answer(&body[..body.len() - 16]).unwrap();
+        assert_eq!(ts, Some(1_000_000_005));
+    }
+}

@@ -1,0 +1,400 @@
+//! The `_bulk` body written directly: log records → NDJSON (action line + source line per
+//! document) appended to one reused buffer, with no `serde_json::Value` per record.
+//!
+//! The bytes are exactly those of the reference path ([`Encoder::documents`] +
+//! [`super::bulk::Doc::to_ndjson`], which stays for spans and metric points and as the
+//! oracle of the equivalence tests): same key order (sorted, as serde_json's map prints),
+//! same escaping, hence the same content-hash `_id`s. What is constant for a resource and
+//! scope — the `otel` mapping's `resource` and `scope` objects and the routing target — is
+//! computed once per scope, not per record; a record is re-routed only when it carries a
+//! routing attribute itself.
+
+use sha2::{Digest, Sha256};
+
+use super::bulk::{DocumentId, Encoder, Op, Target, is_data_stream_name};
+use super::mapping::{Context, DataStream, Mode, ROUTING_KEYS, event_name};
+use crate::data::{
+    Batch, InstrumentationScope, KeyValue, LogRecord, Resource, ResourceLogs, Signal, any_value,
+    attr_str,
+};
+use crate::exporters::jsonw;
+
+/// A `_bulk` body and where each document's two lines end in it.
+#[derive(Debug, Default, Clone)]
+pub struct BulkBody {
+    pub body: Vec<u8>,
+    /// End offset (exclusive) of each document's lines in `body`.
+    pub ends: Vec<usize>,
+    pub ops: Vec<Op>,
+}
+
+impl BulkBody {
+    pub fn clear(&mut self) {
+        self.body.clear();
+        self.ends.clear();
+        self.ops.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    fn start(&self, i: usize) -> usize {
+        if i == 0 { 0 } else { self.ends[i - 1] }
+    }
+
+    /// The NDJSON length of each document.
+    pub fn sizes(&self) -> Vec<usize> {
+        (0..self.len())
+            .map(|i| self.ends[i] - self.start(i))
+            .collect()
+    }
+
+    /// The body bytes of the documents in `range` (contiguous).
+    pub fn slice(&self, range: std::ops::Range<usize>) -> &[u8] {
+        if range.is_empty() {
+            return &[];
+        }
+        &self.body[self.start(range.start)..self.ends[range.end - 1]]
+    }
+
+    fn push_line(&mut self, op: Op, ndjson: &[u8]) {
+        self.body.extend_from_slice(ndjson);
+        self.ends.push(self.body.len());
+        self.ops.push(op);
+    }
+}
+
+/// Scratch space reused across the records of a batch.
+#[derive(Default)]
+struct Scratch {
+    src: Vec<u8>,
+    order: Vec<u32>,
+}
+
+impl Encoder {
+    /// Appends the `_bulk` lines of every item of `batch` to `out` (in
+    /// [`Encoder::documents`] order). Logs take the direct path; spans and metric points
+    /// the reference one.
+    pub fn write_bulk(&self, batch: &Batch, out: &mut BulkBody) {
+        match batch {
+            Batch::Logs(v) => self.write_logs(v, out),
+            other => {
+                for d in self.documents(other) {
+                    out.push_line(d.op, &d.to_ndjson());
+                }
+            }
+        }
+    }
+
+    fn write_logs(&self, rls: &[ResourceLogs], out: &mut BulkBody) {
+        let none = Resource::default();
+        let no_scope = InstrumentationScope::default();
+        let mut scratch = Scratch::default();
+        let mut ctx_json = Vec::new();
+        out.body.reserve(rls.len() * 1024);
+        for rl in rls {
+            let resource = rl.resource.as_ref().unwrap_or(&none);
+            for sl in &rl.scope_logs {
+                let scope = sl.scope.as_ref().unwrap_or(&no_scope);
+                let ctx = Context {
+                    resource,
+                    resource_schema_url: &rl.schema_url,
+                    scope,
+                    scope_schema_url: &sl.schema_url,
+                };
+                ctx_json.clear();
+                let ecs_resource = match self.mode {
+                    Mode::Otel => {
+                        otel_resource_scope(&mut ctx_json, &ctx, &mut scratch.order);
+                        Vec::new()
+                    }
+                    Mode::Ecs => ecs::resource_members(resource),
+                };
+                let scope_target =
+                    self.route(Signal::Logs, [&[], &scope.attributes, &resource.attributes]);
+                for r in &sl.log_records {
+                    let own;
+                    let target = if r.attributes.iter().any(|kv| self.routes_by(&kv.key)) {
+                        own = self.route(
+                            Signal::Logs,
+                            [&r.attributes, &scope.attributes, &resource.attributes],
+                        );
+                        &own
+                    } else {
+                        &scope_target
+                    };
+                    scratch.src.clear();
+                    match self.mode {
+                        Mode::Otel => otel_log(&mut scratch, &ctx_json, r, target.1.as_ref()),
+                        Mode::Ecs => {
+                            ecs::log(&mut scratch.src, &ctx, &ecs_resource, r, target.1.as_ref())
+                        }
+                    }
+                    self.push_doc(out, target, r, &scratch.src);
+                }
+            }
+        }
+    }
+
+    /// Whether a record attribute named `key` can change the record's target.
+    fn routes_by(&self, key: &str) -> bool {
+        key == "data_stream.dataset"
+            || key == "data_stream.namespace"
+            || (self.logs_dynamic_index && key == "elasticsearch.index")
+    }
+
+    fn push_doc(&self, out: &mut BulkBody, (index, ds): &Target, r: &LogRecord, src: &[u8]) {
+        let data_stream = ds.is_some() || is_data_stream_name(index);
+        let op = if data_stream { Op::Create } else { Op::Index };
+        let b = &mut out.body;
+        b.extend_from_slice(b"{\"");
+        b.extend_from_slice(op.as_str().as_bytes());
+        b.extend_from_slice(b"\":{");
+        let dynamic = self
+            .logs_dynamic_id
+            .then(|| attr_str(&r.attributes, "elasticsearch.document_id"))
+            .flatten()
+            .filter(|s| !s.is_empty());
+        if let Some(id) = dynamic {
+            jsonw::key(b, "_id");
+            jsonw::string(b, id);
+            b.push(b',');
+        } else if self.document_id == DocumentId::ContentHash {
+            let mut h = Sha256::new();
+            h.update(index.as_bytes());
+            h.update(b"\n");
+            h.update(src);
+            b.extend_from_slice(b"\"_id\":");
+            jsonw::hex_string(b, &h.finalize()[..16]);
+            b.push(b',');
+        }
+        jsonw::key(b, "_index");
+        jsonw::string(b, index);
+        b.extend_from_slice(b"}}\n");
+        b.extend_from_slice(src);
+        b.push(b'\n');
+        out.ends.push(out.body.len());
+        out.ops.push(op);
+    }
+}
+
+/// Writes `"key":` with a leading comma unless it is the object's first member.
+struct Fields<'o> {
+    out: &'o mut Vec<u8>,
+    first: bool,
+}
+
+impl<'o> Fields<'o> {
+    fn open(out: &'o mut Vec<u8>) -> Self {
+        out.push(b'{');
+        Fields { out, first: true }
+    }
+
+    fn key(&mut self, k: &str) -> &mut Vec<u8> {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        jsonw::key(self.out, k);
+        self.out
+    }
+
+    fn str(&mut self, k: &str, v: &str) {
+        if !v.is_empty() {
+            jsonw::string(self.key(k), v);
+        }
+    }
+
+    fn nonzero(&mut self, k: &str, v: i64) {
+        if v != 0 {
+            jsonw::int(self.key(k), v);
+        }
+    }
+
+    fn id(&mut self, k: &str, id: &[u8]) {
+        if !id.is_empty() && id.iter().any(|b| *b != 0) {
+            jsonw::hex_string(self.key(k), id);
+        }
+    }
+
+    fn timestamp(&mut self, k: &str, nanos: u64) {
+        let out = self.key(k);
+        out.push(b'"');
+        rfc3339_nanos(out, nanos);
+        out.push(b'"');
+    }
+
+    /// `"attributes":{…}` unless no attribute is left once routing keys are taken out.
+    fn attributes(&mut self, attrs: &[KeyValue], order: &mut Vec<u32>) {
+        jsonw::sorted_unique(attrs, not_routing, order);
+        if order.is_empty() {
+            return;
+        }
+        let out = self.key("attributes");
+        out.push(b'{');
+        for (n, i) in order.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            let kv = &attrs[*i as usize];
+            jsonw::key(out, &kv.key);
+            jsonw::kv_value(out, kv);
+        }
+        out.push(b'}');
+    }
+
+    fn data_stream(&mut self, ds: Option<&DataStream>) {
+        if let Some(ds) = ds {
+            let out = self.key("data_stream");
+            let mut f = Fields::open(out);
+            jsonw::string(f.key("dataset"), &ds.dataset);
+            jsonw::string(f.key("namespace"), &ds.namespace);
+            jsonw::string(f.key("type"), ds.ty);
+            f.close();
+        }
+    }
+
+    fn close(self) {
+        self.out.push(b'}');
+    }
+}
+
+pub(super) fn not_routing(kv: &KeyValue) -> bool {
+    !ROUTING_KEYS.contains(&kv.key.as_str())
+}
+
+/// `"resource":{…},"scope":{…}` of the `otel` mapping (keys in sorted order).
+fn otel_resource_scope(out: &mut Vec<u8>, ctx: &Context<'_>, order: &mut Vec<u32>) {
+    jsonw::key(out, "resource");
+    let mut r = Fields::open(out);
+    r.attributes(&ctx.resource.attributes, order);
+    r.nonzero(
+        "dropped_attributes_count",
+        ctx.resource.dropped_attributes_count as i64,
+    );
+    r.str("schema_url", ctx.resource_schema_url);
+    r.close();
+    out.push(b',');
+    jsonw::key(out, "scope");
+    let mut s = Fields::open(out);
+    s.attributes(&ctx.scope.attributes, order);
+    s.nonzero(
+        "dropped_attributes_count",
+        ctx.scope.dropped_attributes_count as i64,
+    );
+    s.str("name", &ctx.scope.name);
+    s.str("schema_url", ctx.scope_schema_url);
+    s.str("version", &ctx.scope.version);
+    s.close();
+}
+
+pub(super) fn log_time(r: &LogRecord) -> u64 {
+    if r.time_unix_nano != 0 {
+        r.time_unix_nano
+    } else {
+        r.observed_time_unix_nano
+    }
+}
+
+/// The `otel` document; `ctx_json` is the record's `"resource":…,"scope":…`.
+fn otel_log(s: &mut Scratch, ctx_json: &[u8], r: &LogRecord, ds: Option<&DataStream>) {
+    let mut d = Fields::open(&mut s.src);
+    d.timestamp("@timestamp", log_time(r));
+    d.attributes(&r.attributes, &mut s.order);
+    if let Some(v) = r.body.as_ref().and_then(|b| b.value.as_ref()) {
+        otel_body(d.key("body"), v);
+    }
+    d.data_stream(ds);
+    d.nonzero(
+        "dropped_attributes_count",
+        r.dropped_attributes_count as i64,
+    );
+    if let Some(n) = event_name(r) {
+        d.str("event_name", n);
+    }
+    d.timestamp("observed_timestamp", r.observed_time_unix_nano);
+    d.out.push(b',');
+    d.out.extend_from_slice(ctx_json);
+    d.nonzero("severity_number", r.severity_number as i64);
+    d.str("severity_text", &r.severity_text);
+    d.id("span_id", &r.span_id);
+    d.id("trace_id", &r.trace_id);
+    d.close();
+}
+
+/// `{"text":…}` for scalars, `{"structured":…}` for maps and arrays of maps, and
+/// `{"structured":{"value":[…]}}` for other arrays.
+fn otel_body(out: &mut Vec<u8>, v: &any_value::Value) {
+    use any_value::Value as V;
+    match v {
+        V::KvlistValue(_) => {
+            out.extend_from_slice(b"{\"structured\":");
+            jsonw::value(out, v);
+        }
+        V::ArrayValue(a)
+            if a.values
+                .iter()
+                .all(|x| matches!(x.value, Some(V::KvlistValue(_)))) =>
+        {
+            out.extend_from_slice(b"{\"structured\":");
+            jsonw::value(out, v);
+        }
+        V::ArrayValue(_) => {
+            out.extend_from_slice(b"{\"structured\":{\"value\":");
+            jsonw::value(out, v);
+            out.push(b'}');
+        }
+        other => {
+            out.extend_from_slice(b"{\"text\":");
+            jsonw::value(out, other);
+        }
+    }
+    out.push(b'}');
+}
+
+/// Nanoseconds since the epoch as RFC 3339 with nine fractional digits and `Z`, as
+/// `mapping::timestamp` (chrono) prints it.
+pub fn rfc3339_nanos(out: &mut Vec<u8>, nanos: u64) {
+    let secs = nanos / 1_000_000_000;
+    let sub = nanos % 1_000_000_000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let year = year as u64;
+    let mut buf = *b"0000-00-00T00:00:00.000000000Z";
+    let mut put = |at: usize, n: usize, mut v: u64| {
+        for i in (at..at + n).rev() {
+            buf[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month as u64);
+    put(8, 2, day as u64);
+    put(11, 2, rem / 3600);
+    put(14, 2, rem / 60 % 60);
+    put(17, 2, rem % 60);
+    put(20, 9, sub);
+    out.extend_from_slice(&buf);
+}
+
+#[path = "ndjson_ecs.rs"]
+mod ecs;
+
+#[cfg(test)]
+#[path = "ndjson_tests.rs"]
+mod tests;

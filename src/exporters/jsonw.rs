@@ -1,0 +1,346 @@
+//! A small JSON writer for the exporters' hot paths: appends JSON text straight into a
+//! reused `Vec<u8>`, without building `serde_json::Value`s.
+//!
+//! Its output is byte-for-byte what `serde_json` (without `preserve_order`) prints for the
+//! same values: strings escaped as serde_json escapes them (`"`, `\`, `\b \f \n \r \t`,
+//! other control characters as `\u00xx`, everything else — non-ASCII included — as is),
+//! object keys in byte order with the last of duplicate keys winning (serde_json's `Map` is
+//! a `BTreeMap`), floats through serde_json itself (non-finite → `null`). Keeping the exact
+//! bytes keeps content-hash document ids stable across encoder versions. Nothing here
+//! fails: writing into a `Vec` cannot.
+
+use crate::data::{AnyValue, KeyValue, any_value};
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// 0: no escape; b'u': `\u00xx`; other: the character after the backslash.
+static ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0a] = b'n';
+    t[0x0c] = b'f';
+    t[0x0d] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
+/// Whether any of the 8 bytes of `x` needs escaping (`< 0x20`, `"` or `\`). Exact: the
+/// "has a zero byte" / "has a byte less than n" word tricks have no false negatives, and a
+/// false positive only sends the chunk through the byte loop.
+#[inline]
+fn chunk_needs_escape(x: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let less_than_space = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+    (less_than_space | has_zero(x ^ (ONES * b'"' as u64)) | has_zero(x ^ (ONES * b'\\' as u64)))
+        != 0
+}
+
+/// The string's characters, escaped, without the surrounding quotes.
+pub fn escaped(out: &mut Vec<u8>, s: &str) {
+    escaped_bytes(out, s.as_bytes())
+}
+
+/// [`escaped`] for UTF-8 held as bytes (bytes from 0x80 up pass through unchanged).
+pub fn escaped_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(chunk) = bytes.get(i..i + 8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            if !chunk_needs_escape(u64::from_le_bytes(w)) {
+                i += 8;
+                continue;
+            }
+        }
+        let end = (i + 8).min(bytes.len());
+        while i < end {
+            let b = bytes[i];
+            let e = ESCAPE[b as usize];
+            if e != 0 {
+                out.extend_from_slice(&bytes[start..i]);
+                if e == b'u' {
+                    out.extend_from_slice(b"\\u00");
+                    out.push(HEX[(b >> 4) as usize]);
+                    out.push(HEX[(b & 0xf) as usize]);
+                } else {
+                    out.push(b'\\');
+                    out.push(e);
+                }
+                start = i + 1;
+            }
+            i += 1;
+        }
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+/// A quoted, escaped JSON string.
+pub fn string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    escaped(out, s);
+    out.push(b'"');
+}
+
+/// Lower-case hex of `bytes`, unquoted.
+pub fn hex_into(out: &mut Vec<u8>, bytes: &[u8]) {
+    for b in bytes {
+        out.push(HEX[(b >> 4) as usize]);
+        out.push(HEX[(b & 0xf) as usize]);
+    }
+}
+
+/// A quoted, escaped JSON string from UTF-8 bytes.
+pub fn string_bytes(out: &mut Vec<u8>, s: &[u8]) {
+    out.push(b'"');
+    escaped_bytes(out, s);
+    out.push(b'"');
+}
+
+/// A quoted hex string.
+pub fn hex_string(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    hex_into(out, bytes);
+    out.push(b'"');
+}
+
+/// An unsigned integer in decimal.
+pub fn uint(out: &mut Vec<u8>, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// A signed integer in decimal.
+pub fn int(out: &mut Vec<u8>, v: i64) {
+    if v < 0 {
+        out.push(b'-');
+    }
+    uint(out, v.unsigned_abs());
+}
+
+/// A float as serde_json prints it (`null` when not finite).
+pub fn float(out: &mut Vec<u8>, v: f64) {
+    if v.is_finite() {
+        // Writing into a Vec cannot fail; serde_json formats finite floats with ryu.
+        let _ = serde_json::to_writer(&mut *out, &v);
+    } else {
+        out.extend_from_slice(b"null");
+    }
+}
+
+/// `"key":` (escaped).
+pub fn key(out: &mut Vec<u8>, k: &str) {
+    string(out, k);
+    out.push(b':');
+}
+
+/// The value of an attribute: `null` when unset, as `value_to_json` makes it.
+pub fn kv_value(out: &mut Vec<u8>, kv: &KeyValue) {
+    match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(v) => value(out, v),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// An OTLP value as JSON, exactly as `crate::data::value_to_json(v).to_string()`.
+pub fn value(out: &mut Vec<u8>, v: &any_value::Value) {
+    use any_value::Value as V;
+    match v {
+        V::StringValue(s) => string(out, s),
+        V::BoolValue(true) => out.extend_from_slice(b"true"),
+        V::BoolValue(false) => out.extend_from_slice(b"false"),
+        V::IntValue(i) => int(out, *i),
+        V::DoubleValue(d) => float(out, *d),
+        V::BytesValue(b) => hex_string(out, b),
+        V::ArrayValue(a) => {
+            out.push(b'[');
+            for (i, x) in a.values.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                any_or_null(out, x);
+            }
+            out.push(b']');
+        }
+        V::KvlistValue(kvs) => {
+            let mut order = Vec::new();
+            object(out, &kvs.values, |_| true, &mut order);
+        }
+        _ => out.extend_from_slice(b"null"),
+    }
+}
+
+fn any_or_null(out: &mut Vec<u8>, v: &AnyValue) {
+    match &v.value {
+        Some(v) => value(out, v),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// Fills `order` with the indices of the `keep`-ed attributes in key order, one per key
+/// (the last occurrence wins, as in a map built by inserting them in turn).
+pub fn sorted_unique(attrs: &[KeyValue], keep: impl Fn(&KeyValue) -> bool, order: &mut Vec<u32>) {
+    order.clear();
+    order.extend(
+        attrs
+            .iter()
+            .enumerate()
+            .filter(|(_, kv)| keep(kv))
+            .map(|(i, _)| i as u32),
+    );
+    let sorted = order
+        .windows(2)
+        .all(|w| attrs[w[0] as usize].key < attrs[w[1] as usize].key);
+    if sorted {
+        return;
+    }
+    // Stable: equal keys keep their input order, so the last of each run is the winner.
+    order.sort_by(|a, b| attrs[*a as usize].key.cmp(&attrs[*b as usize].key));
+    let mut w = 0;
+    for r in 0..order.len() {
+        let last_of_run = r + 1 == order.len()
+            || attrs[order[r] as usize].key != attrs[order[r + 1] as usize].key;
+        if last_of_run {
+            order[w] = order[r];
+            w += 1;
+        }
+    }
+    order.truncate(w);
+}
+
+/// The `keep`-ed attributes as a JSON object (`{}` when none), keys sorted, last duplicate
+/// winning. `order` is scratch space.
+pub fn object(
+    out: &mut Vec<u8>,
+    attrs: &[KeyValue],
+    keep: impl Fn(&KeyValue) -> bool,
+    order: &mut Vec<u32>,
+) {
+    sorted_unique(attrs, keep, order);
+    out.push(b'{');
+    for (n, i) in order.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        let kv = &attrs[*i as usize];
+        key(out, &kv.key);
+        kv_value(out, kv);
+    }
+    out.push(b'}');
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::data::{ArrayValue, KeyValueList, value_to_json};
+
+    fn s(v: impl FnOnce(&mut Vec<u8>)) -> String {
+        let mut out = Vec::new();
+        v(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn random_string(rng: &mut fastrand::Rng) -> String {
+        let n = rng.usize(0..12);
+        (0..n)
+            .map(|_| match rng.u8(0..6) {
+                0 => char::from(rng.u8(0..0x20)),
+                1 => ['"', '\\', '/', '\u{7f}'][rng.usize(0..4)],
+                2 => ['é', '€', '😀', '\u{2028}', '\u{fffd}'][rng.usize(0..5)],
+                _ => rng.alphanumeric(),
+            })
+            .collect()
+    }
+
+    pub(crate) fn random_value(rng: &mut fastrand::Rng, depth: u32) -> any_value::Value {
+        use any_value::Value as V;
+        match rng.u8(0..if depth > 2 { 5 } else { 7 }) {
+            0 => V::StringValue(random_string(rng)),
+            1 => V::BoolValue(rng.bool()),
+            2 => V::IntValue(rng.i64(..)),
+            3 => V::DoubleValue(
+                [f64::NAN, f64::INFINITY, -0.0, 1e300, 0.1, 1.5][rng.usize(0..6)]
+                    * if rng.bool() { 1.0 } else { rng.f64() },
+            ),
+            4 => V::BytesValue((0..rng.usize(0..5)).map(|_| rng.u8(..)).collect()),
+            5 => V::ArrayValue(ArrayValue {
+                values: (0..rng.usize(0..4))
+                    .map(|_| AnyValue {
+                        value: rng.bool().then(|| random_value(rng, depth + 1)),
+                    })
+                    .collect(),
+            }),
+            _ => V::KvlistValue(KeyValueList {
+                values: random_attrs(rng, depth + 1),
+            }),
+        }
+    }
+
+    pub(crate) fn random_attrs(rng: &mut fastrand::Rng, depth: u32) -> Vec<KeyValue> {
+        (0..rng.usize(0..6))
+            .map(|_| KeyValue {
+                // Few distinct keys, so duplicates and disorder are common.
+                key: if rng.bool() {
+                    ["a", "b", "a.b", "B", "é", ""][rng.usize(0..6)].to_string()
+                } else {
+                    random_string(rng)
+                },
+                value: rng.bool().then(|| AnyValue {
+                    value: Some(random_value(rng, depth)),
+                }),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn strings_escape_exactly_like_serde_json() {
+        let mut rng = fastrand::Rng::with_seed(1);
+        for _ in 0..5000 {
+            let v = random_string(&mut rng);
+            let got = s(|o| string(o, &v));
+            assert_eq!(got, serde_json::to_string(&v).unwrap());
+            assert_eq!(serde_json::from_str::<String>(&got).unwrap(), v);
+        }
+        let all: String = (0u32..0x80).filter_map(char::from_u32).collect();
+        assert_eq!(s(|o| string(o, &all)), serde_json::to_string(&all).unwrap());
+    }
+
+    #[test]
+    fn values_print_exactly_like_value_to_json() {
+        let mut rng = fastrand::Rng::with_seed(2);
+        for _ in 0..5000 {
+            let v = random_value(&mut rng, 0);
+            let got = s(|o| value(o, &v));
+            assert_eq!(got, value_to_json(&v).to_string(), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn numbers() {
+        for v in [0, 1, -1, i64::MIN, i64::MAX, 1234567890] {
+            assert_eq!(s(|o| int(o, v)), v.to_string());
+        }
+        assert_eq!(s(|o| uint(o, u64::MAX)), u64::MAX.to_string());
+        assert_eq!(s(|o| float(o, f64::NAN)), "null");
+        assert_eq!(s(|o| float(o, 1.0)), "1.0");
+    }
+}

@@ -1,0 +1,163 @@
+//! The direct encoder against the reference path: identical protobuf and JSON bytes for
+//! random records, label options, line formats and limits.
+
+use prost::Message;
+
+use super::*;
+use crate::data::{AnyValue, InstrumentationScope, Resource, ResourceLogs, string_value};
+use crate::exporters::jsonw::tests::{random_attrs, random_value};
+use crate::exporters::loki::encode::{Limits, encode};
+use crate::exporters::loki::labels::{LabelRules, LabelsConfig};
+use crate::exporters::loki::proto::PushRequest;
+
+fn kv(k: &str, v: any_value::Value) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    }
+}
+
+fn attrs(rng: &mut fastrand::Rng) -> Vec<KeyValue> {
+    let mut a = random_attrs(rng, 1);
+    const SPECIAL: &[&str] = &[
+        "service.name",
+        "k8s.namespace.name",
+        "host.name",
+        "1st",
+        "a.b",
+    ];
+    for _ in 0..rng.usize(0..4) {
+        let k = SPECIAL[rng.usize(0..SPECIAL.len())];
+        let v = if rng.u8(0..4) == 0 {
+            random_value(rng, 1)
+        } else {
+            string_value(["api", "", "x\"y\\z\n", "ééééé"][rng.usize(0..4)])
+        };
+        a.insert(rng.usize(0..=a.len()), kv(k, v));
+    }
+    a
+}
+
+fn batch(rng: &mut fastrand::Rng) -> Batch {
+    Batch::Logs(
+        (0..rng.usize(0..4))
+            .map(|_| ResourceLogs {
+                resource: rng.bool().then(|| Resource {
+                    attributes: attrs(rng),
+                    ..Default::default()
+                }),
+                scope_logs: (0..rng.usize(1..3))
+                    .map(|_| ScopeLogs {
+                        scope: rng.bool().then(|| InstrumentationScope {
+                            name: ["", "app.logger"][rng.usize(0..2)].into(),
+                            version: ["", "1.2"][rng.usize(0..2)].into(),
+                            ..Default::default()
+                        }),
+                        log_records: (0..rng.usize(0..5))
+                            .map(|_| LogRecord {
+                                time_unix_nano: [0, 5, 1_700_000_000_123_456_789][rng.usize(0..3)],
+                                observed_time_unix_nano: [0, 7][rng.usize(0..2)],
+                                severity_number: rng.i32(0..25),
+                                severity_text: ["", "INFO", "warning", "x"][rng.usize(0..4)].into(),
+                                body: rng.bool().then(|| AnyValue {
+                                    value: rng.u8(0..5).ne(&0).then(|| random_value(rng, 0)),
+                                }),
+                                attributes: attrs(rng),
+                                trace_id: [vec![], vec![7; 16]][rng.usize(0..2)].clone(),
+                                span_id: [vec![], vec![1; 8]][rng.usize(0..2)].clone(),
+                                ..Default::default()
+                            })
+                            .collect(),
+                        schema_url: String::new(),
+                    })
+                    .collect(),
+                schema_url: String::new(),
+            })
+            .collect(),
+    )
+}
+
+fn options(rng: &mut fastrand::Rng) -> EncodeOptions {
+    let labels = LabelsConfig {
+        defaults: rng.u8(0..4) != 0,
+        level: rng.bool(),
+        resource: if rng.bool() {
+            [("host.name".to_string(), None)].into()
+        } else {
+            Default::default()
+        },
+        ..Default::default()
+    };
+    let limits = if rng.u8(0..4) == 0 {
+        Limits {
+            max_label_value_length: 3,
+            max_structured_metadata_size: 40,
+            max_structured_metadata_entries: 4,
+        }
+    } else {
+        Limits::default()
+    };
+    EncodeOptions {
+        labels: LabelRules::new(&labels, limits.max_label_value_length),
+        line_format: [LineFormat::Json, LineFormat::Raw, LineFormat::Logfmt][rng.usize(0..3)],
+        structured_metadata: rng.u8(0..4) != 0,
+        limits,
+        tenant: TenantRule::Fixed([None, Some("acme".to_string())][rng.usize(0..2)].clone()),
+    }
+}
+
+#[test]
+fn direct_bodies_equal_the_reference_bytes() {
+    let mut rng = fastrand::Rng::with_seed(11);
+    for round in 0..1500 {
+        let opts = options(&mut rng);
+        assert!(applies(&opts));
+        let b = batch(&mut rng);
+        let reference = encode(&b, &opts, 99);
+        let proto = encode_direct(&b, &opts, 99, Format::Protobuf);
+        let json = encode_direct(&b, &opts, 99, Format::Json);
+        let (Some(proto), Some(json)) = (proto, json) else {
+            assert!(reference.is_empty(), "round {round}");
+            continue;
+        };
+        assert_eq!(reference.len(), 1);
+        let r = &reference[0];
+        let want = r.to_proto();
+        assert_eq!(
+            PushRequest::decode(proto.body.as_slice()).unwrap(),
+            want,
+            "round {round}"
+        );
+        assert_eq!(proto.body, want.encode_to_vec(), "round {round}");
+        assert_eq!(
+            String::from_utf8(json.body.clone()).unwrap(),
+            String::from_utf8(r.to_json()).unwrap(),
+            "round {round}"
+        );
+        serde_json::from_slice::<serde_json::Value>(&json.body).unwrap();
+        assert_eq!(proto.stats, r.stats);
+        assert_eq!(proto.tenant, r.tenant);
+        assert_eq!(proto.entry_count, r.entry_count());
+        assert_eq!(proto.entries_by_stream, r.entries_by_stream());
+    }
+}
+
+#[test]
+fn attribute_tenants_and_record_labels_take_the_reference_path() {
+    let mut o = options(&mut fastrand::Rng::with_seed(1));
+    o.tenant = TenantRule::Attribute {
+        key: "t".into(),
+        fallback: None,
+    };
+    assert!(!applies(&o));
+    o.tenant = TenantRule::Fixed(None);
+    o.labels = LabelRules::new(
+        &LabelsConfig {
+            attributes: [("http.route".to_string(), None)].into(),
+            ..Default::default()
+        },
+        2048,
+    );
+    assert!(!applies(&o));
+}
