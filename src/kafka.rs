@@ -6,7 +6,7 @@
 //! librdkafka is a long C build (and needs OpenSSL for TLS/SCRAM), and over `rskafka`
 //! because that has no consumer groups. Smoke-tested against tansu 0.6 (the broker the
 //! tests use): idempotent producer, gzip/lz4/zstd/snappy, headers, consumer groups with
-//! committed offsets.
+//! committed offsets, SASL SCRAM-SHA-256/512, mutual TLS (tests/kafka.rs).
 //!
 //! Shared keys (the Collector's names):
 //! - `brokers` (`[localhost:9092]`), `client_id` (`otel-collector`).
@@ -223,9 +223,14 @@ impl Connection {
 
     /// Opens the client (fetches cluster metadata from one of `brokers`); one broker
     /// request may take up to `request_timeout`.
-    pub async fn connect(&self, request_timeout: Duration) -> Result<krafka::Kafka, String> {
+    pub async fn connect(
+        &self,
+        request_timeout: Duration,
+    ) -> Result<krafka::Kafka, krafka::KrafkaError> {
         crate::install_crypto_provider();
-        let auth = self.auth_config().map_err(|e| e.to_string())?;
+        let auth = self
+            .auth_config()
+            .map_err(|e| krafka::KrafkaError::config(e.to_string()))?;
         krafka::Kafka::builder(self.brokers.join(","))
             .client_id(self.client_id.clone())
             .security(auth)
@@ -233,7 +238,6 @@ impl Connection {
             .request_timeout(request_timeout)
             .connect()
             .await
-            .map_err(|e| e.to_string())
     }
 }
 

@@ -335,3 +335,53 @@ async fn exporter_and_receiver_speak_mutual_tls() {
     assert_eq!(sink.batches()[0], b);
     w.service.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sasl_scram_authenticates_and_a_wrong_password_is_named_by_readiness() {
+    let dir = tmp();
+    let broker = Broker::start_sasl(
+        dir.path(),
+        &[
+            ("alice", "s3cret", "scram512"),
+            ("bob", "hunter2", "scram256"),
+        ],
+        &[("otlp_spans", 1)],
+    )
+    .await;
+    let sink = Sink::start().await;
+    let sasl = |user: &str, pw: &str, mech: &str| {
+        format!("auth: {{sasl: {{username: {user}, password: {pw}, mechanism: {mech}}}}}")
+    };
+    let yaml = format!(
+        "receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:0\n  kafka:\n    brokers: [{b}]\n    initial_offset: earliest\n    {r}\nexporters:\n  kafka:\n    brokers: [{b}]\n    {e}\n  kafka/wrong:\n    brokers: [{b}]\n    topic: otlp_spans\n    {w}\n  otlp/sink:\n    endpoint: {sink}\n    tls: {{insecure: true}}\nservice:\n  pipelines:\n    traces/in: {{receivers: [otlp], exporters: [kafka, kafka/wrong]}}\n    traces/out: {{receivers: [kafka], exporters: [otlp/sink]}}\n",
+        b = broker.addr(),
+        sink = sink.endpoint(),
+        r = sasl("alice", "s3cret", "SCRAM-SHA-512"),
+        e = sasl("bob", "hunter2", "SCRAM-SHA-256"),
+        w = sasl("alice", "wrong", "SCRAM-SHA-512"),
+    );
+    let w = start(&yaml).await;
+    let b = traces(1, 2, 2);
+    assert_eq!(post(&w.http(), &b).await, 200);
+    wait_until(
+        "the batch through SASL Kafka",
+        Duration::from_secs(60),
+        || sink.item_count() >= 4,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(sink.item_count(), 4, "the wrong password wrote nothing");
+    wait_until(
+        "readiness names the wrong password",
+        Duration::from_secs(30),
+        || {
+            let r = w.telemetry.health.readiness();
+            !r.ready
+                && r.reasons
+                    .iter()
+                    .any(|m| m.starts_with("kafka/wrong:") && m.to_lowercase().contains("auth"))
+        },
+    )
+    .await;
+    w.service.shutdown().await;
+}

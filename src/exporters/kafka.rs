@@ -187,6 +187,8 @@ pub struct KafkaExporter {
     producer: Mutex<Option<Arc<krafka::producer::Producer>>>,
     too_large: Counter,
     refused: Counter,
+    id: String,
+    health: crate::admin::health::Health,
 }
 
 pub fn build(v: &Value, ctx: &BuildContext) -> Result<Arc<dyn Exporter>, BuildError> {
@@ -209,6 +211,8 @@ pub fn build(v: &Value, ctx: &BuildContext) -> Result<Arc<dyn Exporter>, BuildEr
         producer: Mutex::new(None),
         too_large,
         refused,
+        id: ctx.id.clone(),
+        health: ctx.telemetry.health.clone(),
     }))
 }
 
@@ -236,7 +240,7 @@ impl KafkaExporter {
             .connection()
             .connect(request_timeout)
             .await
-            .map_err(|e| ExportError::retryable(format!("connecting to Kafka: {e}")))?;
+            .map_err(|e| self.failed("connecting to Kafka", &e))?;
         let comp = compression(&p.compression).map_err(|m| ExportError::permanent("config", m))?;
         let acks = match p.required_acks {
             0 => krafka::producer::Acks::None,
@@ -255,16 +259,26 @@ impl KafkaExporter {
             .max_block(Duration::from_secs(1))
             .build()
             .await
-            .map_err(|e| match classify(&e) {
-                ExportError::Permanent { reason, message } => ExportError::Permanent {
-                    reason,
-                    message: format!("starting the Kafka producer: {message}"),
-                },
-                _ => ExportError::retryable(format!("starting the Kafka producer: {e}")),
-            })?;
+            .map_err(|e| self.failed("starting the Kafka producer", &e))?;
         let producer = Arc::new(producer);
         *slot = Some(producer.clone());
         Ok(producer)
+    }
+
+    /// Classifies a connection failure; one the broker will repeat (authentication,
+    /// configuration) is permanent and named by readiness until weft is reconfigured.
+    fn failed(&self, what: &str, e: &krafka::KrafkaError) -> ExportError {
+        match classify(e) {
+            ExportError::Permanent { reason, message } => {
+                self.health
+                    .set_failure(&self.id, format!("{what}: {message}"));
+                ExportError::Permanent {
+                    reason,
+                    message: format!("{what}: {message}"),
+                }
+            }
+            _ => ExportError::retryable(format!("{what}: {e}")),
+        }
     }
 
     /// The batch as messages: grouped by the partitioning settings, then split until each

@@ -185,6 +185,8 @@ fn big_batches_are_split_until_each_message_fits() {
         producer: Mutex::new(None),
         too_large: registry.metrics.counter("t", "t", &[]),
         refused: registry.metrics.counter("r", "r", &[]),
+        id: "kafka".into(),
+        health: registry.health.clone(),
     };
     let msgs = ex.messages(&b);
     assert!(msgs.len() >= 4, "{}", msgs.len());

@@ -289,7 +289,11 @@ impl Member {
 
     async fn connect(&self) -> Result<krafka::consumer::Consumer, String> {
         let cfg = &self.rx.cfg;
-        let kafka = cfg.connection().connect(Duration::from_secs(10)).await?;
+        let kafka = cfg
+            .connection()
+            .connect(Duration::from_secs(10))
+            .await
+            .map_err(|e| e.to_string())?;
         let reset = match cfg.initial_offset {
             InitialOffset::Latest => krafka::consumer::AutoOffsetReset::Latest,
             InitialOffset::Earliest => krafka::consumer::AutoOffsetReset::Earliest,

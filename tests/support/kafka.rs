@@ -47,6 +47,9 @@ pub struct Broker {
     /// The port tansu listens on (differs from `port` behind the TLS front).
     listen_port: u16,
     tls: bool,
+    /// SASL/SCRAM-SHA-512 credentials the helpers use when the broker requires them.
+    sasl: Option<(String, String)>,
+    auth_required: bool,
     storage: String,
     cwd: PathBuf,
     log: PathBuf,
@@ -68,6 +71,8 @@ impl Broker {
             port,
             listen_port: port,
             tls: false,
+            sasl: None,
+            auth_required: false,
             storage,
             cwd,
             log: log_dir.join(format!("tansu-{port}.log")),
@@ -115,6 +120,34 @@ impl Broker {
         b
     }
 
+    /// A broker that requires SASL authentication, with `users` (name, password,
+    /// `scram256` | `scram512`) created through tansu's CLI and `topics` created before
+    /// authentication is switched on (sqlite storage, so both survive the restart).
+    pub async fn start_sasl(
+        log_dir: &std::path::Path,
+        users: &[(&str, &str, &str)],
+        topics: &[(&str, i32)],
+    ) -> Broker {
+        let mut b = Broker::start(Storage::Sqlite(log_dir.join("sasl.db")), log_dir).await;
+        for (name, password, mechanism) in users {
+            let ok = std::process::Command::new(tansu())
+                .args(["user", "create", name, password, "--mechanism", mechanism])
+                .args(["--broker", &format!("tcp://{}", b.addr())])
+                .status()
+                .expect("tansu user create")
+                .success();
+            assert!(ok, "tansu user create {name}");
+        }
+        for (t, p) in topics {
+            b.create_topic(t, *p).await;
+        }
+        b.auth_required = true;
+        let (u, p, _) = users[0];
+        b.sasl = Some((u.to_string(), p.to_string()));
+        b.restart().await;
+        b
+    }
+
     /// A client that talks TLS with the test client certificate.
     async fn tls_client(&self) -> Kafka {
         weft::install_crypto_provider();
@@ -152,6 +185,7 @@ impl Broker {
                 &advertised,
             ])
             .args(["--storage-engine", &self.storage])
+            .args(self.auth_required.then_some("--authentication"))
             .env("RUST_LOG", "warn")
             .current_dir(&self.cwd)
             .stdout(log.try_clone().unwrap())
@@ -192,7 +226,12 @@ impl Broker {
             return self.tls_client().await;
         }
         weft::install_crypto_provider();
+        let auth = match &self.sasl {
+            Some((u, p)) => krafka::auth::AuthConfig::sasl_scram_sha512(u, p),
+            None => krafka::auth::AuthConfig::plaintext(),
+        };
         Kafka::builder(self.addr())
+            .security(auth)
             .client_id("weft-test")
             .connect()
             .await
