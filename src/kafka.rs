@@ -157,6 +157,36 @@ pub enum KafkaConfigError {
     Tls(String),
 }
 
+impl KafkaConfigError {
+    /// The config key the error is about.
+    pub fn path(&self) -> &'static str {
+        match self {
+            KafkaConfigError::NoBrokers | KafkaConfigError::BadBroker(_) => "brokers",
+            KafkaConfigError::Mechanism(_) => "auth.sasl.mechanism",
+            KafkaConfigError::EmptyUser => "auth.sasl.username",
+            KafkaConfigError::Tls(_) => "tls",
+        }
+    }
+}
+
+/// A failed check: the key path (dotted) and the message.
+pub type Invalid = (&'static str, String);
+
+impl From<KafkaConfigError> for Invalid {
+    fn from(e: KafkaConfigError) -> Invalid {
+        (e.path(), e.to_string())
+    }
+}
+
+/// A check failure as a config error at its key path.
+pub fn field_error((path, message): Invalid) -> crate::config::FieldError {
+    crate::config::FieldError {
+        path: path.split('.').map(str::to_string).collect(),
+        message,
+        suggestion: None,
+    }
+}
+
 impl Connection {
     pub fn check(&self) -> Result<(), KafkaConfigError> {
         if self.brokers.is_empty() {

@@ -37,7 +37,8 @@ use crate::config::{Dur, FieldError, parse_component};
 use crate::data::{Batch, KeyValue, ResourceLogs, ResourceSpans, Signal, value_to_string};
 use crate::exporters::http_client::TlsClientConfig;
 use crate::kafka::{
-    AuthSettings, Connection, Encoding, SignalTopic, Topics, default_brokers, default_client_id,
+    AuthSettings, Connection, Encoding, Invalid, SignalTopic, Topics, default_brokers,
+    default_client_id, field_error,
 };
 
 #[derive(Debug, Clone, Deserialize)]
@@ -131,26 +132,30 @@ impl KafkaExporterConfig {
         }
     }
 
-    fn check(&self) -> Result<(), String> {
-        self.connection().check().map_err(|e| e.to_string())?;
-        compression(&self.producer.compression)?;
+    fn check(&self) -> Result<(), Invalid> {
+        self.connection().check()?;
         let p = &self.producer;
+        compression(&p.compression).map_err(|m| ("producer.compression", m))?;
         if !matches!(p.required_acks, -1..=1) {
-            return Err(format!(
-                "producer.required_acks must be 0, 1 or -1 (all), got {}",
-                p.required_acks
+            return Err((
+                "producer.required_acks",
+                format!("must be 0, 1 or -1 (all), got {}", p.required_acks),
             ));
         }
         if p.enable_idempotence && p.required_acks != -1 {
-            return Err("producer.enable_idempotence needs producer.required_acks: -1".into());
+            return Err((
+                "producer.enable_idempotence",
+                "enable_idempotence needs producer.required_acks: -1".into(),
+            ));
         }
         if p.delivery_timeout.0 < p.linger.0 + Duration::from_millis(500) {
-            return Err(
-                "producer.delivery_timeout must exceed producer.linger by at least 500ms".into(),
-            );
+            return Err((
+                "producer.delivery_timeout",
+                "must exceed producer.linger by at least 500ms".into(),
+            ));
         }
         if p.max_message_bytes < 1024 {
-            return Err("producer.max_message_bytes must be at least 1024".into());
+            return Err(("producer.max_message_bytes", "must be at least 1024".into()));
         }
         Ok(())
     }
@@ -166,7 +171,7 @@ fn compression(name: &str) -> Result<krafka::Compression, String> {
         "zstd" => Compression::Zstd,
         other => {
             return Err(format!(
-                "producer.compression {other:?} is not supported: use none, gzip, snappy, lz4 or zstd"
+                "compression {other:?} is not supported: use none, gzip, snappy, lz4 or zstd"
             ));
         }
     })
@@ -174,11 +179,7 @@ fn compression(name: &str) -> Result<krafka::Compression, String> {
 
 pub fn validate(v: &Value) -> Result<(), FieldError> {
     let cfg: KafkaExporterConfig = parse_component(v)?;
-    cfg.check().map_err(|m| FieldError {
-        path: Vec::new(),
-        message: m,
-        suggestion: None,
-    })
+    cfg.check().map_err(field_error)
 }
 
 pub struct KafkaExporter {
@@ -194,7 +195,8 @@ pub struct KafkaExporter {
 pub fn build(v: &Value, ctx: &BuildContext) -> Result<Arc<dyn Exporter>, BuildError> {
     let cfg: KafkaExporterConfig =
         parse_component(v).map_err(|e| BuildError::new(&ctx.id, e.message))?;
-    cfg.check().map_err(|m| BuildError::new(&ctx.id, m))?;
+    cfg.check()
+        .map_err(|(path, m)| BuildError::new(&ctx.id, format!("{path}: {m}")))?;
     let too_large = ctx.telemetry.metrics.counter(
         "weft_exporter_kafka_oversized_items_total",
         "Items dropped because one alone exceeds producer.max_message_bytes",

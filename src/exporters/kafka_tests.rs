@@ -71,7 +71,8 @@ fn bad_settings_are_named() {
         ),
     ] {
         let e = validate(&v).expect_err(want);
-        assert!(e.message.contains(want), "{} lacks {want}", e.message);
+        let text = format!("{}: {}", e.path.join("."), e.message);
+        assert!(text.contains(want), "{text} lacks {want}");
     }
     let e = validate(&serde_json::json!({"encoding": "avro"})).expect_err("encoding");
     assert!(e.message.contains("avro"), "{}", e.message);

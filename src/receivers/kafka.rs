@@ -44,7 +44,8 @@ use crate::data::{Batch, Signal, set_attr, string_value};
 use crate::exporters::BoxFuture;
 use crate::exporters::http_client::TlsClientConfig;
 use crate::kafka::{
-    AuthSettings, Connection, Encoding, SignalTopic, Topics, default_brokers, default_client_id,
+    AuthSettings, Connection, Encoding, Invalid, SignalTopic, Topics, default_brokers,
+    default_client_id, field_error,
 };
 use crate::pipeline::build::BoundAddrs;
 use crate::pipeline::{ConsumeError, Consumers};
@@ -134,13 +135,16 @@ impl KafkaReceiverConfig {
             metrics: self.metrics.clone(),
         }
     }
-    fn check(&self) -> Result<(), String> {
-        self.connection().check().map_err(|e| e.to_string())?;
+    fn check(&self) -> Result<(), Invalid> {
+        self.connection().check()?;
         if self.group_id.is_empty() {
-            return Err("group_id is empty".into());
+            return Err(("group_id", "group_id is empty".into()));
         }
         if self.heartbeat_interval.0 >= self.session_timeout.0 {
-            return Err("heartbeat_interval must be shorter than session_timeout".into());
+            return Err((
+                "heartbeat_interval",
+                "must be shorter than session_timeout".into(),
+            ));
         }
         Ok(())
     }
@@ -148,11 +152,7 @@ impl KafkaReceiverConfig {
 
 pub fn validate(v: &Value) -> Result<(), FieldError> {
     let cfg: KafkaReceiverConfig = parse_component(v)?;
-    cfg.check().map_err(|m| FieldError {
-        path: Vec::new(),
-        message: m,
-        suggestion: None,
-    })
+    cfg.check().map_err(field_error)
 }
 
 pub struct KafkaReceiver {
@@ -166,7 +166,8 @@ pub struct KafkaReceiver {
 pub fn build(v: &Value, ctx: &BuildContext) -> Result<Box<dyn Receiver>, BuildError> {
     let cfg: KafkaReceiverConfig =
         parse_component(v).map_err(|e| BuildError::new(&ctx.id, e.message))?;
-    cfg.check().map_err(|m| BuildError::new(&ctx.id, m))?;
+    cfg.check()
+        .map_err(|(path, m)| BuildError::new(&ctx.id, format!("{path}: {m}")))?;
     let m = &ctx.telemetry.metrics;
     Ok(Box::new(KafkaReceiver {
         id: ctx.id.clone(),
