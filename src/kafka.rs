@@ -131,6 +131,120 @@ fn plain() -> String {
     "PLAIN".into()
 }
 
+/// The keys the exporter and the receiver share. Parsed apart from each side's own keys
+/// (both strict about unknown keys), see [`parse`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Common {
+    #[serde(default = "default_brokers")]
+    pub brokers: Vec<String>,
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    #[serde(default)]
+    pub topic: Option<String>,
+    #[serde(default)]
+    pub encoding: Option<Encoding>,
+    #[serde(default)]
+    pub traces: SignalTopic,
+    #[serde(default)]
+    pub logs: SignalTopic,
+    #[serde(default)]
+    pub metrics: SignalTopic,
+    #[serde(default)]
+    pub auth: AuthSettings,
+    #[serde(default)]
+    pub tls: Option<TlsClientConfig>,
+    /// Accepted for Collector configs (Sarama needs it; krafka negotiates versions).
+    #[serde(default)]
+    pub protocol_version: Option<String>,
+}
+
+impl Default for Common {
+    fn default() -> Self {
+        Common {
+            brokers: default_brokers(),
+            client_id: default_client_id(),
+            topic: None,
+            encoding: None,
+            traces: SignalTopic::default(),
+            logs: SignalTopic::default(),
+            metrics: SignalTopic::default(),
+            auth: AuthSettings::default(),
+            tls: None,
+            protocol_version: None,
+        }
+    }
+}
+
+const COMMON_KEYS: &[&str] = &[
+    "brokers",
+    "client_id",
+    "topic",
+    "encoding",
+    "traces",
+    "logs",
+    "metrics",
+    "auth",
+    "tls",
+    "protocol_version",
+];
+
+impl Common {
+    pub fn connection(&self) -> Connection {
+        Connection {
+            brokers: self.brokers.clone(),
+            client_id: self.client_id.clone(),
+            auth: self.auth.clone(),
+            tls: self.tls.clone(),
+        }
+    }
+
+    pub fn topics(&self) -> Topics {
+        Topics {
+            topic: self.topic.clone(),
+            encoding: self.encoding,
+            traces: self.traces.clone(),
+            logs: self.logs.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// Splits a component config into the shared keys and the side's own keys `T`.
+pub fn parse<T: serde::de::DeserializeOwned>(
+    v: &serde_json::Value,
+) -> Result<(Common, T), crate::config::FieldError> {
+    let mut own = v.clone();
+    let mut common = serde_json::Map::new();
+    if let serde_json::Value::Object(m) = &mut own {
+        for k in COMMON_KEYS {
+            if let Some(x) = m.remove(*k) {
+                common.insert(k.to_string(), x);
+            }
+        }
+    }
+    let c = crate::config::parse_component(&serde_json::Value::Object(common))?;
+    let t = crate::config::parse_component(&own).map_err(|mut e| {
+        // An unknown top-level key: the shared keys are valid too, so list and suggest them.
+        if e.path.len() == 1 && e.message.starts_with("unknown field") {
+            e.message = format!(
+                "{}, {}",
+                e.message,
+                COMMON_KEYS
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            if e.suggestion.is_none() {
+                e.suggestion = crate::config::suggest(&e.path[0], COMMON_KEYS.iter().copied());
+            }
+        }
+        e
+    })?;
+    Ok((c, t))
+}
+
 /// Everything needed to open a connection.
 #[derive(Debug, Clone)]
 pub struct Connection {

@@ -33,31 +33,16 @@ use tokio::sync::Mutex;
 use super::{BoxFuture, ExportError, Exporter};
 use crate::admin::metrics::Counter;
 use crate::components::{BuildContext, BuildError};
-use crate::config::{Dur, FieldError, parse_component};
+use crate::config::{Dur, FieldError};
 use crate::data::{Batch, KeyValue, ResourceLogs, ResourceSpans, Signal, value_to_string};
-use crate::exporters::http_client::TlsClientConfig;
-use crate::kafka::{
-    AuthSettings, Connection, Encoding, Invalid, SignalTopic, Topics, default_brokers,
-    default_client_id, field_error,
-};
+use crate::kafka::{Common, Encoding, Invalid, Topics, field_error};
 
+/// The exporter's own keys; `common` holds the shared ones ([`crate::kafka::parse`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaExporterConfig {
-    #[serde(default = "default_brokers")]
-    pub brokers: Vec<String>,
-    #[serde(default = "default_client_id")]
-    pub client_id: String,
-    #[serde(default)]
-    pub topic: Option<String>,
-    #[serde(default)]
-    pub encoding: Option<Encoding>,
-    #[serde(default)]
-    pub traces: SignalTopic,
-    #[serde(default)]
-    pub logs: SignalTopic,
-    #[serde(default)]
-    pub metrics: SignalTopic,
+    #[serde(skip)]
+    pub common: Common,
     #[serde(default)]
     pub partition_traces_by_id: bool,
     #[serde(default)]
@@ -68,13 +53,6 @@ pub struct KafkaExporterConfig {
     pub partition_metrics_by_resource_attributes: bool,
     #[serde(default)]
     pub producer: ProducerSettings,
-    #[serde(default)]
-    pub auth: AuthSettings,
-    #[serde(default)]
-    pub tls: Option<TlsClientConfig>,
-    /// Accepted for Collector configs (Sarama needs it; krafka negotiates versions).
-    #[serde(default)]
-    pub protocol_version: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -113,27 +91,14 @@ pub struct CompressionParams {
 }
 
 impl KafkaExporterConfig {
-    fn connection(&self) -> Connection {
-        Connection {
-            brokers: self.brokers.clone(),
-            client_id: self.client_id.clone(),
-            auth: self.auth.clone(),
-            tls: self.tls.clone(),
-        }
-    }
-
-    fn topics(&self) -> Topics {
-        Topics {
-            topic: self.topic.clone(),
-            encoding: self.encoding,
-            traces: self.traces.clone(),
-            logs: self.logs.clone(),
-            metrics: self.metrics.clone(),
-        }
+    pub fn parse(v: &Value) -> Result<KafkaExporterConfig, FieldError> {
+        let (common, mut cfg): (Common, KafkaExporterConfig) = crate::kafka::parse(v)?;
+        cfg.common = common;
+        Ok(cfg)
     }
 
     fn check(&self) -> Result<(), Invalid> {
-        self.connection().check()?;
+        self.common.connection().check()?;
         let p = &self.producer;
         compression(&p.compression).map_err(|m| ("producer.compression", m))?;
         if !matches!(p.required_acks, -1..=1) {
@@ -178,8 +143,7 @@ fn compression(name: &str) -> Result<krafka::Compression, String> {
 }
 
 pub fn validate(v: &Value) -> Result<(), FieldError> {
-    let cfg: KafkaExporterConfig = parse_component(v)?;
-    cfg.check().map_err(field_error)
+    KafkaExporterConfig::parse(v)?.check().map_err(field_error)
 }
 
 pub struct KafkaExporter {
@@ -193,8 +157,7 @@ pub struct KafkaExporter {
 }
 
 pub fn build(v: &Value, ctx: &BuildContext) -> Result<Arc<dyn Exporter>, BuildError> {
-    let cfg: KafkaExporterConfig =
-        parse_component(v).map_err(|e| BuildError::new(&ctx.id, e.message))?;
+    let cfg = KafkaExporterConfig::parse(v).map_err(|e| BuildError::new(&ctx.id, e.message))?;
     cfg.check()
         .map_err(|(path, m)| BuildError::new(&ctx.id, format!("{path}: {m}")))?;
     let too_large = ctx.telemetry.metrics.counter(
@@ -208,7 +171,7 @@ pub fn build(v: &Value, ctx: &BuildContext) -> Result<Arc<dyn Exporter>, BuildEr
         &[("component", &ctx.id)],
     );
     Ok(Arc::new(KafkaExporter {
-        topics: cfg.topics(),
+        topics: cfg.common.topics(),
         cfg,
         producer: Mutex::new(None),
         too_large,
@@ -239,6 +202,7 @@ impl KafkaExporter {
             .max(Duration::from_millis(500));
         let kafka = self
             .cfg
+            .common
             .connection()
             .connect(request_timeout)
             .await

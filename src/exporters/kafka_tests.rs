@@ -31,19 +31,19 @@ fn traces(service: &str, spans: Vec<Span>) -> ResourceSpans {
 }
 
 fn cfg(yaml: serde_json::Value) -> KafkaExporterConfig {
-    parse_component(&yaml).expect("config")
+    KafkaExporterConfig::parse(&yaml).expect("config")
 }
 
 #[test]
 fn defaults_match_the_collector() {
     let c = cfg(serde_json::json!({}));
-    assert_eq!(c.brokers, vec!["localhost:9092"]);
-    assert_eq!(c.client_id, "otel-collector");
+    assert_eq!(c.common.brokers, vec!["localhost:9092"]);
+    assert_eq!(c.common.client_id, "otel-collector");
     assert_eq!(c.producer.max_message_bytes, 1_000_000);
     assert_eq!(c.producer.required_acks, 1);
     assert_eq!(c.producer.compression, "none");
     assert!(!c.partition_traces_by_id);
-    let t = c.topics();
+    let t = c.common.topics();
     assert_eq!(t.topic(Signal::Traces), "otlp_spans");
     assert_eq!(t.encoding(Signal::Logs), Encoding::OtlpProto);
 }
@@ -181,7 +181,7 @@ fn big_batches_are_split_until_each_message_fits() {
     assert!(b.encoded_len() > 4096 * 3);
     let registry = crate::admin::Telemetry::new();
     let ex = KafkaExporter {
-        topics: c.topics(),
+        topics: c.common.topics(),
         cfg: c,
         producer: Mutex::new(None),
         too_large: registry.metrics.counter("t", "t", &[]),

@@ -39,35 +39,20 @@ use tokio::task::JoinHandle;
 use super::Receiver;
 use crate::admin::metrics::Counter;
 use crate::components::{BuildContext, BuildError};
-use crate::config::{Dur, FieldError, parse_component};
+use crate::config::{Dur, FieldError};
 use crate::data::{Batch, Signal, set_attr, string_value};
 use crate::exporters::BoxFuture;
-use crate::exporters::http_client::TlsClientConfig;
-use crate::kafka::{
-    AuthSettings, Connection, Encoding, Invalid, SignalTopic, Topics, default_brokers,
-    default_client_id, field_error,
-};
+use crate::kafka::{Common, Encoding, Invalid, default_client_id, field_error};
 use crate::pipeline::build::BoundAddrs;
 use crate::pipeline::{ConsumeError, Consumers};
 use crate::receivers::otlp::ReceiverCounters;
 
+/// The receiver's own keys; `common` holds the shared ones ([`crate::kafka::parse`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaReceiverConfig {
-    #[serde(default = "default_brokers")]
-    pub brokers: Vec<String>,
-    #[serde(default = "default_client_id")]
-    pub client_id: String,
-    #[serde(default)]
-    pub topic: Option<String>,
-    #[serde(default)]
-    pub encoding: Option<Encoding>,
-    #[serde(default)]
-    pub traces: SignalTopic,
-    #[serde(default)]
-    pub logs: SignalTopic,
-    #[serde(default)]
-    pub metrics: SignalTopic,
+    #[serde(skip)]
+    pub common: Common,
     #[serde(default = "default_client_id")]
     pub group_id: String,
     #[serde(default)]
@@ -80,12 +65,6 @@ pub struct KafkaReceiverConfig {
     pub max_fetch_wait: Dur,
     #[serde(default)]
     pub header_extraction: HeaderExtraction,
-    #[serde(default)]
-    pub auth: AuthSettings,
-    #[serde(default)]
-    pub tls: Option<TlsClientConfig>,
-    #[serde(default)]
-    pub protocol_version: Option<String>,
     #[serde(default)]
     pub autocommit: Option<Value>,
     #[serde(default)]
@@ -118,25 +97,14 @@ pub struct HeaderExtraction {
 }
 
 impl KafkaReceiverConfig {
-    fn connection(&self) -> Connection {
-        Connection {
-            brokers: self.brokers.clone(),
-            client_id: self.client_id.clone(),
-            auth: self.auth.clone(),
-            tls: self.tls.clone(),
-        }
+    pub fn parse(v: &Value) -> Result<KafkaReceiverConfig, FieldError> {
+        let (common, mut cfg): (Common, KafkaReceiverConfig) = crate::kafka::parse(v)?;
+        cfg.common = common;
+        Ok(cfg)
     }
-    fn topics(&self) -> Topics {
-        Topics {
-            topic: self.topic.clone(),
-            encoding: self.encoding,
-            traces: self.traces.clone(),
-            logs: self.logs.clone(),
-            metrics: self.metrics.clone(),
-        }
-    }
+
     fn check(&self) -> Result<(), Invalid> {
-        self.connection().check()?;
+        self.common.connection().check()?;
         if self.group_id.is_empty() {
             return Err(("group_id", "group_id is empty".into()));
         }
@@ -151,8 +119,7 @@ impl KafkaReceiverConfig {
 }
 
 pub fn validate(v: &Value) -> Result<(), FieldError> {
-    let cfg: KafkaReceiverConfig = parse_component(v)?;
-    cfg.check().map_err(field_error)
+    KafkaReceiverConfig::parse(v)?.check().map_err(field_error)
 }
 
 pub struct KafkaReceiver {
@@ -164,8 +131,7 @@ pub struct KafkaReceiver {
 }
 
 pub fn build(v: &Value, ctx: &BuildContext) -> Result<Box<dyn Receiver>, BuildError> {
-    let cfg: KafkaReceiverConfig =
-        parse_component(v).map_err(|e| BuildError::new(&ctx.id, e.message))?;
+    let cfg = KafkaReceiverConfig::parse(v).map_err(|e| BuildError::new(&ctx.id, e.message))?;
     cfg.check()
         .map_err(|(path, m)| BuildError::new(&ctx.id, format!("{path}: {m}")))?;
     let m = &ctx.telemetry.metrics;
@@ -194,7 +160,7 @@ impl Receiver for KafkaReceiver {
         _bound: BoundAddrs,
     ) -> BoxFuture<'static, Result<Vec<JoinHandle<()>>, BuildError>> {
         Box::pin(async move {
-            let topics = self.cfg.topics();
+            let topics = self.cfg.common.topics();
             let signals: Vec<Signal> = [Signal::Traces, Signal::Logs, Signal::Metrics]
                 .into_iter()
                 .filter(|s| consumers.accepts(*s))
@@ -291,6 +257,7 @@ impl Member {
     async fn connect(&self) -> Result<krafka::consumer::Consumer, String> {
         let cfg = &self.rx.cfg;
         let kafka = cfg
+            .common
             .connection()
             .connect(Duration::from_secs(10))
             .await
