@@ -4,6 +4,19 @@
 //! Counting, splitting, merging and (de)serialisation are written once here and used by
 //! receivers, processors, the delivery queue and exporters. OTLP's export requests are a
 //! single repeated field, so a batch *is* the body of an export request.
+//!
+//! A batch is either decoded (`Traces`/`Logs`/`Metrics`) or [`Batch::Raw`]: the request
+//! bytes as received, validated and counted by a shallow wire scan, for pipelines that only
+//! forward (the fast path; see [`raw`] for who decides and what it does not validate).
+//! Every method here works on both forms; code that matches on the decoded variants gets
+//! decoded batches only (the pipeline materializes raw data before it).
+
+pub mod attrs;
+pub mod raw;
+pub mod wire;
+
+pub use attrs::*;
+pub use raw::RawBatch;
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -85,6 +98,8 @@ pub enum Batch {
     Traces(Vec<ResourceSpans>),
     Logs(Vec<ResourceLogs>),
     Metrics(Vec<ResourceMetrics>),
+    /// Serialized export requests, not decoded (the forwarding fast path).
+    Raw(RawBatch),
 }
 
 /// Why bytes could not be turned into a batch.
@@ -94,6 +109,8 @@ pub enum DecodeError {
     Protobuf(#[from] prost::DecodeError),
     #[error("invalid OTLP/JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("invalid protobuf: {0}")]
+    Wire(#[from] wire::WireError),
     #[error("{0}")]
     Invalid(String),
 }
@@ -112,6 +129,7 @@ impl Batch {
             Batch::Traces(_) => Signal::Traces,
             Batch::Logs(_) => Signal::Logs,
             Batch::Metrics(_) => Signal::Metrics,
+            Batch::Raw(r) => r.signal(),
         }
     }
 
@@ -121,6 +139,46 @@ impl Batch {
             Batch::Traces(v) => v.iter().map(ResourceItems::item_count).sum(),
             Batch::Logs(v) => v.iter().map(ResourceItems::item_count).sum(),
             Batch::Metrics(v) => v.iter().map(ResourceItems::item_count).sum(),
+            Batch::Raw(r) => r.item_count(),
+        }
+    }
+
+    /// Resource messages (`ResourceSpans`, `ResourceLogs`, `ResourceMetrics`).
+    pub fn resource_count(&self) -> usize {
+        match self {
+            Batch::Traces(v) => v.len(),
+            Batch::Logs(v) => v.len(),
+            Batch::Metrics(v) => v.len(),
+            Batch::Raw(r) => r.resource_count(),
+        }
+    }
+
+    /// A protobuf export request kept as bytes (the fast path): scanned, not decoded.
+    pub fn from_proto_bytes(signal: Signal, bytes: bytes::Bytes) -> Result<Batch, DecodeError> {
+        Ok(Batch::Raw(RawBatch::new(signal, bytes)?))
+    }
+
+    pub fn is_raw(&self) -> bool {
+        matches!(self, Batch::Raw(_))
+    }
+
+    /// The decoded form: decodes a raw batch, returns a decoded one as is.
+    pub fn materialize(self) -> Result<Batch, DecodeError> {
+        match self {
+            Batch::Raw(r) => r.decode(),
+            b => Ok(b),
+        }
+    }
+
+    /// The raw form: encodes a decoded batch once, returns a raw one as is.
+    pub fn into_raw(self) -> RawBatch {
+        match self {
+            Batch::Raw(r) => r,
+            b => {
+                let mut r = RawBatch::empty(b.signal());
+                r.append_encoded(b.encode_proto(), b.item_count(), b.resource_count());
+                r
+            }
         }
     }
 
@@ -129,8 +187,16 @@ impl Batch {
     }
 
     /// Appends `other` (of the same signal) to this batch. Batches of another signal are
-    /// a programming error and are ignored.
+    /// a programming error and are ignored. If either side is raw the result is raw (the
+    /// decoded side is encoded: merging never decodes, so it cannot fail).
     pub fn merge(&mut self, other: Batch) {
+        if self.signal() == other.signal() && (self.is_raw() || other.is_raw()) {
+            let me = std::mem::replace(self, Batch::empty(other.signal()));
+            let mut r = me.into_raw();
+            r.append(other.into_raw());
+            *self = Batch::Raw(r);
+            return;
+        }
         match (self, other) {
             (Batch::Traces(a), Batch::Traces(b)) => a.extend(b),
             (Batch::Logs(a), Batch::Logs(b)) => a.extend(b),
@@ -146,21 +212,25 @@ impl Batch {
     }
 
     /// Removes and returns the first `n` items (keeping resource and scope structure);
-    /// `self` keeps the rest.
+    /// `self` keeps the rest. A raw batch is cut at resource boundaries (the front may hold
+    /// fewer than `n` items); only a first resource with more than `n` items is decoded.
     pub fn split_front(&mut self, n: usize) -> Batch {
         match self {
             Batch::Traces(v) => Batch::Traces(split_front_items(v, n)),
             Batch::Logs(v) => Batch::Logs(split_front_items(v, n)),
             Batch::Metrics(v) => Batch::Metrics(split_front_items(v, n)),
+            Batch::Raw(r) => split_front_raw(r, n),
         }
     }
 
-    /// Drops resource and scope entries that hold no items.
+    /// Drops resource and scope entries that hold no items (raw batches are left as they
+    /// are: they are forwarded as received).
     pub fn prune_empty(&mut self) {
         match self {
             Batch::Traces(v) => prune(v),
             Batch::Logs(v) => prune(v),
             Batch::Metrics(v) => prune(v),
+            Batch::Raw(_) => {}
         }
     }
 
@@ -180,6 +250,7 @@ impl Batch {
             Batch::Traces(v) => write(v, len),
             Batch::Logs(v) => write(v, len),
             Batch::Metrics(v) => write(v, len),
+            Batch::Raw(r) => r.to_vec(),
         }
     }
 
@@ -198,6 +269,7 @@ impl Batch {
             Batch::Traces(v) => field_len(v),
             Batch::Logs(v) => field_len(v),
             Batch::Metrics(v) => field_len(v),
+            Batch::Raw(r) => r.byte_len(),
         }
     }
 
@@ -238,6 +310,13 @@ impl Batch {
             Batch::Traces(v) => view(Signal::Traces, v),
             Batch::Logs(v) => view(Signal::Logs, v),
             Batch::Metrics(v) => view(Signal::Metrics, v),
+            Batch::Raw(r) => match r.decode() {
+                Ok(b) => return b.encode_json(),
+                Err(e) => {
+                    tracing::error!("cannot decode forwarded {} data for JSON: {e}", r.signal());
+                    return b"{}".to_vec();
+                }
+            },
         };
         // Serialising these generated types to a Vec cannot fail (no maps with non-string
         // keys, no I/O); an empty object keeps the output valid JSON if it ever did.
@@ -288,9 +367,45 @@ impl Batch {
                     }
                 }
             }
-            Batch::Metrics(_) => {}
+            // Raw batches had their ids checked by the wire scan.
+            Batch::Metrics(_) | Batch::Raw(_) => {}
         }
         Ok(())
+    }
+}
+
+/// [`Batch::split_front`] of a raw batch.
+fn split_front_raw(r: &mut RawBatch, n: usize) -> Batch {
+    let signal = r.signal();
+    if n == 0 {
+        return Batch::empty(signal);
+    }
+    if let Some(front) = r.split_front(n) {
+        return Batch::Raw(front);
+    }
+    // The first resource alone holds more than `n` items: decode that one and split it.
+    let Some(first) = r.pop_first_resource() else {
+        return Batch::empty(signal);
+    };
+    match Batch::decode_proto(signal, &first) {
+        Ok(mut rest) => {
+            let front = rest.split_front(n);
+            if rest.item_count() > 0 {
+                r.prepend_encoded(
+                    rest.encode_proto(),
+                    rest.item_count(),
+                    rest.resource_count(),
+                );
+            }
+            front
+        }
+        Err(e) => {
+            // Scanned but undecodable: it cannot be split, so it goes whole.
+            tracing::warn!("cannot split a forwarded {signal} resource: {e}");
+            RawBatch::new(signal, first)
+                .map(Batch::Raw)
+                .unwrap_or_else(|_| Batch::empty(signal))
+        }
     }
 }
 
@@ -478,118 +593,6 @@ fn prune<R: ResourceItems>(v: &mut Vec<R>) {
     v.retain(|r| !r.scope_items_empty());
 }
 
-/// Looks up a string-valued attribute.
-pub fn attr_str<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    attrs
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| match &kv.value {
-            Some(AnyValue {
-                value: Some(any_value::Value::StringValue(s)),
-            }) => Some(s.as_str()),
-            _ => None,
-        })
-}
-
-/// Looks up an attribute value.
-pub fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
-    attrs
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| kv.value.as_ref())
-        .and_then(|v| v.value.as_ref())
-}
-
-/// Sets (inserts or replaces) an attribute.
-pub fn set_attr(attrs: &mut Vec<KeyValue>, key: &str, value: any_value::Value) {
-    let v = Some(AnyValue { value: Some(value) });
-    if let Some(kv) = attrs.iter_mut().find(|kv| kv.key == key) {
-        kv.value = v;
-    } else {
-        attrs.push(KeyValue {
-            key: key.to_string(),
-            value: v,
-            ..Default::default()
-        });
-    }
-}
-
-/// A string value.
-pub fn string_value(s: impl Into<String>) -> any_value::Value {
-    any_value::Value::StringValue(s.into())
-}
-
-/// Renders an attribute value as plain text (strings unquoted, others as JSON-ish text).
-pub fn value_to_string(v: &any_value::Value) -> String {
-    use any_value::Value as V;
-    match v {
-        V::StringValue(s) => s.clone(),
-        V::BoolValue(b) => b.to_string(),
-        V::IntValue(i) => i.to_string(),
-        V::DoubleValue(d) => d.to_string(),
-        V::BytesValue(b) => hex(b),
-        other => value_to_json(other).to_string(),
-    }
-}
-
-/// Converts an attribute value into JSON (maps become objects, arrays arrays, bytes hex).
-pub fn value_to_json(v: &any_value::Value) -> serde_json::Value {
-    use any_value::Value as V;
-    match v {
-        V::StringValue(s) => serde_json::Value::String(s.clone()),
-        V::BoolValue(b) => serde_json::Value::Bool(*b),
-        V::IntValue(i) => serde_json::Value::from(*i),
-        V::DoubleValue(d) => serde_json::Number::from_f64(*d)
-            .map(serde_json::Value::Number)
-            .unwrap_or(serde_json::Value::Null),
-        V::BytesValue(b) => serde_json::Value::String(hex(b)),
-        V::ArrayValue(a) => serde_json::Value::Array(
-            a.values
-                .iter()
-                .map(|x| x.value.as_ref().map(value_to_json).unwrap_or_default())
-                .collect(),
-        ),
-        V::KvlistValue(kv) => serde_json::Value::Object(
-            kv.values
-                .iter()
-                .map(|kv| {
-                    (
-                        kv.key.clone(),
-                        kv.value
-                            .as_ref()
-                            .and_then(|v| v.value.as_ref())
-                            .map(value_to_json)
-                            .unwrap_or_default(),
-                    )
-                })
-                .collect(),
-        ),
-        _ => serde_json::Value::Null,
-    }
-}
-
-/// Lower-case hex of bytes (trace and span ids).
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 0xf) as usize] as char);
-    }
-    s
-}
-
-/// Parses lower- or upper-case hex.
-pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -645,11 +648,5 @@ mod tests {
             v[0].scope_spans[0].spans[0].trace_id = vec![1; 5];
         }
         assert!(b.validate_ids().unwrap_err().contains("trace_id"));
-    }
-
-    #[test]
-    fn hex_round_trip() {
-        assert_eq!(unhex(&hex(&[0, 255, 16])).unwrap(), vec![0, 255, 16]);
-        assert!(unhex("abc").is_none());
     }
 }

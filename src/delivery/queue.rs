@@ -74,9 +74,16 @@ fn encode_record(batch: &Batch) -> Vec<u8> {
     v
 }
 
-fn decode_record(bytes: &[u8]) -> Option<Batch> {
+/// A WAL record back into a batch: kept raw (scanned, not decoded) for an exporter that
+/// takes raw batches.
+fn decode_record(bytes: &[u8], raw: bool) -> Option<Batch> {
     let (tag, rest) = bytes.split_first()?;
-    Batch::decode_proto(Signal::from_tag(*tag)?, rest).ok()
+    let signal = Signal::from_tag(*tag)?;
+    if raw {
+        Batch::from_proto_bytes(signal, bytes::Bytes::copy_from_slice(rest)).ok()
+    } else {
+        Batch::decode_proto(signal, rest).ok()
+    }
 }
 
 impl Delivery {
@@ -119,7 +126,7 @@ impl Delivery {
                     tracing::warn!(exporter = id, "{w}");
                 }
                 for (rid, bytes) in replay.records {
-                    match decode_record(&bytes) {
+                    match decode_record(&bytes, exporter.accepts_raw()) {
                         Some(b) => replayed.push(Item {
                             batch: Arc::new(b),
                             record: Some(rid),
@@ -302,6 +309,11 @@ impl DeliveryHandle {
         &self.shared.id
     }
 
+    /// Whether the exporter takes raw batches (see [`Exporter::accepts_raw`]).
+    pub fn accepts_raw(&self) -> bool {
+        self.shared.exporter.accepts_raw()
+    }
+
     /// Enqueues a batch. Returns after it is queued (and in the WAL, when persistent);
     /// refuses with a retryable error when full, unless `block_on_overflow` is set.
     ///
@@ -441,6 +453,17 @@ async fn deliver(s: &Shared, item: Item, seed: u64) {
 }
 
 async fn deliver_batch(s: &Shared, mut batch: Arc<Batch>, seed: u64) -> Outcome {
+    if batch.is_raw() && !s.exporter.accepts_raw() {
+        // The pipeline decodes before exporters that need contents: this is the safety net.
+        match (*batch).clone().materialize() {
+            Ok(b) => batch = Arc::new(b),
+            Err(e) => {
+                tracing::warn!(exporter = %s.id, items = batch.item_count(), "undecodable batch dropped: {e}");
+                count(s, &batch, "send_failed", Some("undecodable"));
+                return Outcome::Done;
+            }
+        }
+    }
     let retry = &s.cfg.retry_on_failure;
     let mut backoff = Backoff::new(retry, seed ^ fastrand::u64(..));
     let started = Instant::now();

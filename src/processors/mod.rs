@@ -34,6 +34,14 @@ pub enum ProcessorError {
     Invalid(String),
 }
 
+/// The decoded form of `batch`, for a processor that reads contents. The pipeline already
+/// decodes before such processors (see `crate::data::raw`); this is the safety net.
+pub fn decoded(batch: Batch) -> Result<Batch, ProcessorError> {
+    batch
+        .materialize()
+        .map_err(|e| ProcessorError::Invalid(format!("cannot decode forwarded data: {e}")))
+}
+
 pub trait Processor: Send {
     /// Processes one batch arriving at `now`; returns the batches to pass downstream.
     fn process(&mut self, batch: Batch, now: Instant) -> Result<Vec<Batch>, ProcessorError>;
