@@ -84,7 +84,15 @@ impl<'a> Reader<'a> {
         self.base + self.pos
     }
 
+    #[inline]
     fn varint(&mut self) -> Result<u64, WireError> {
+        // One-byte varints (tags, small lengths) are the common case.
+        if let Some(&b) = self.buf.get(self.pos)
+            && b < 0x80
+        {
+            self.pos += 1;
+            return Ok(u64::from(b));
+        }
         let start = self.at();
         let mut v: u64 = 0;
         for i in 0..10 {
@@ -104,6 +112,7 @@ impl<'a> Reader<'a> {
         Err(WireError::Varint(start))
     }
 
+    #[inline]
     fn skip(&mut self, n: usize) -> Result<(), WireError> {
         if self.buf.len() - self.pos < n {
             return Err(WireError::Fixed(self.at()));
@@ -113,6 +122,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next field: `(number, wire type, value)`, or `None` at the end.
+    #[inline]
     fn field(&mut self) -> Result<Option<(u32, u8, Value<'a>)>, WireError> {
         if self.pos >= self.buf.len() {
             return Ok(None);
@@ -204,13 +214,66 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The messages the scan walks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Msg {
+    Request,
+    Resource,
+    Scope,
+    Span,
+    Link,
+    LogRecord,
+    Metric,
+    MetricData,
+}
+
+impl Msg {
+    fn name(self) -> &'static str {
+        match self {
+            Msg::Request => "Export*ServiceRequest",
+            Msg::Resource => "Resource{Spans,Logs,Metrics}",
+            Msg::Scope => "Scope{Spans,Logs,Metrics}",
+            Msg::Span => "Span",
+            Msg::Link => "Span.Link",
+            Msg::LogRecord => "LogRecord",
+            Msg::Metric => "Metric",
+            Msg::MetricData => "Metric data",
+        }
+    }
+
+    /// The wire type a field must have (`None`: unknown field, skipped as prost does).
+    #[inline]
+    fn schema(self, field: u32) -> Option<u8> {
+        match (self, field) {
+            (Msg::Request, 1) => Some(LEN),
+            (Msg::Resource | Msg::Scope, 1..=3) => Some(LEN),
+            (Msg::Span, 1..=5 | 9 | 11 | 13 | 15) => Some(LEN),
+            (Msg::Span, 6 | 10 | 12 | 14) => Some(VARINT),
+            (Msg::Span, 7 | 8) => Some(I64),
+            (Msg::Span, 16) => Some(I32),
+            (Msg::Link, 1..=4) => Some(LEN),
+            (Msg::Link, 5) => Some(VARINT),
+            (Msg::Link, 6) => Some(I32),
+            (Msg::LogRecord, 1 | 11) => Some(I64),
+            (Msg::LogRecord, 2 | 7) => Some(VARINT),
+            (Msg::LogRecord, 3 | 5 | 6 | 9 | 10 | 12) => Some(LEN),
+            (Msg::LogRecord, 8) => Some(I32),
+            (Msg::Metric, 1..=3 | 5 | 7 | 9..=12) => Some(LEN),
+            (Msg::MetricData, 1) => Some(LEN),
+            (Msg::MetricData, 2 | 3) => Some(VARINT),
+            _ => None,
+        }
+    }
+}
+
 /// Checks a known field's wire type.
-fn expect(message: &'static str, field: u32, got: u8, expected: u8) -> Result<(), WireError> {
+#[inline]
+fn expect(message: Msg, field: u32, got: u8, expected: u8) -> Result<(), WireError> {
     if got == expected {
         Ok(())
     } else {
         Err(WireError::Schema {
-            message,
+            message: message.name(),
             field,
             got,
             expected,
@@ -218,38 +281,17 @@ fn expect(message: &'static str, field: u32, got: u8, expected: u8) -> Result<()
     }
 }
 
-/// The wire type a field of a walked message must have (`None`: unknown field, skipped).
-fn schema(message: &'static str, field: u32) -> Option<u8> {
-    match (message, field) {
-        ("ResourceX" | "ScopeX", 1..=3) => Some(LEN),
-        ("Span", 1..=5 | 9 | 11 | 13 | 15) => Some(LEN),
-        ("Span", 6 | 10 | 12 | 14) => Some(VARINT),
-        ("Span", 7 | 8) => Some(I64),
-        ("Span", 16) => Some(I32),
-        ("Link", 1..=4) => Some(LEN),
-        ("Link", 5) => Some(VARINT),
-        ("Link", 6) => Some(I32),
-        ("LogRecord", 1 | 11) => Some(I64),
-        ("LogRecord", 2 | 7) => Some(VARINT),
-        ("LogRecord", 3 | 5 | 6 | 9 | 10 | 12) => Some(LEN),
-        ("LogRecord", 8) => Some(I32),
-        ("Metric", 1..=3 | 5 | 7 | 9..=12) => Some(LEN),
-        ("MetricData", 1) => Some(LEN),
-        ("MetricData", 2 | 3) => Some(VARINT),
-        _ => None,
-    }
-}
-
-/// Walks one message, checking known wire types; `f` sees every field.
+/// Walks one message, checking known wire types; `f` sees every known field.
+#[inline]
 fn walk<'a>(
-    message: &'static str,
+    message: Msg,
     buf: &'a [u8],
     base: usize,
     mut f: impl FnMut(u32, Value<'a>) -> Result<(), WireError>,
 ) -> Result<(), WireError> {
     let mut r = Reader::new(buf, base);
     while let Some((number, wt, value)) = r.field()? {
-        if let Some(expected) = schema(message, number) {
+        if let Some(expected) = message.schema(number) {
             expect(message, number, wt, expected)?;
             f(number, value)?;
         }
@@ -279,14 +321,14 @@ fn len_of(v: Value<'_>) -> usize {
 
 fn span(buf: &[u8], base: usize) -> Result<(), WireError> {
     let (mut trace, mut span, mut parent) = (0, 0, 0);
-    walk("Span", buf, base, |n, v| {
+    walk(Msg::Span, buf, base, |n, v| {
         match (n, v) {
             (1, v) => trace = len_of(v),
             (2, v) => span = len_of(v),
             (4, v) => parent = len_of(v),
             (13, Value::Len(b, at)) => {
                 let (mut lt, mut ls) = (0, 0);
-                walk("Link", b, at, |n, v| {
+                walk(Msg::Link, b, at, |n, v| {
                     match n {
                         1 => lt = len_of(v),
                         2 => ls = len_of(v),
@@ -308,7 +350,7 @@ fn span(buf: &[u8], base: usize) -> Result<(), WireError> {
 
 fn log_record(buf: &[u8], base: usize) -> Result<(), WireError> {
     let (mut trace, mut span) = (0, 0);
-    walk("LogRecord", buf, base, |n, v| {
+    walk(Msg::LogRecord, buf, base, |n, v| {
         match n {
             9 => trace = len_of(v),
             10 => span = len_of(v),
@@ -324,10 +366,10 @@ fn log_record(buf: &[u8], base: usize) -> Result<(), WireError> {
 fn metric(buf: &[u8], base: usize) -> Result<usize, WireError> {
     let mut kind = 0;
     let mut points = 0;
-    walk("Metric", buf, base, |n, v| {
+    walk(Msg::Metric, buf, base, |n, v| {
         if let (5 | 7 | 9 | 10 | 11, Value::Len(b, at)) = (n, v) {
             let mut p = 0;
-            walk("MetricData", b, at, |n, _| {
+            walk(Msg::MetricData, b, at, |n, _| {
                 if n == 1 {
                     p += 1;
                 }
@@ -345,11 +387,11 @@ fn metric(buf: &[u8], base: usize) -> Result<usize, WireError> {
 /// Items in one resource message of `signal`.
 fn resource(signal: Signal, buf: &[u8], base: usize) -> Result<usize, WireError> {
     let mut items = 0;
-    walk("ResourceX", buf, base, |n, v| {
+    walk(Msg::Resource, buf, base, |n, v| {
         let (2, Value::Len(b, at)) = (n, v) else {
             return Ok(());
         };
-        walk("ScopeX", b, at, |n, v| {
+        walk(Msg::Scope, b, at, |n, v| {
             let (2, Value::Len(b, at)) = (n, v) else {
                 return Ok(());
             };
@@ -431,7 +473,7 @@ impl Iterator for Resources<'_> {
             if number != 1 {
                 continue; // unknown top-level field: skipped, as prost does
             }
-            let r = expect("Export*ServiceRequest", 1, wt, LEN).and_then(|()| match value {
+            let r = expect(Msg::Request, 1, wt, LEN).and_then(|()| match value {
                 Value::Len(b, at) => resource(self.signal, b, at),
                 Value::Scalar => Ok(0),
             });

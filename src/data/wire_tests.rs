@@ -59,7 +59,7 @@ pub(crate) fn traces(resources: usize, spans: usize) -> Batch {
     )
 }
 
-fn logs(n: usize) -> Batch {
+pub(crate) fn logs(n: usize) -> Batch {
     Batch::Logs(vec![ResourceLogs {
         scope_logs: vec![ScopeLogs {
             log_records: (0..n)
