@@ -5,7 +5,7 @@
 //! a collector that only forwards (receiver → `batch` → `memory_limiter` → queue → otlp
 //! exporter) does not need any of it. OTLP export requests are one repeated field, so
 //! serialized requests concatenate into a valid merged request: merging is appending byte
-//! ranges ([`bytes::Bytes`], zero-copy from the receiver), splitting is cutting at
+//! ranges ([`bytes::Bytes`] as the receiver got them), splitting is cutting at
 //! resource-message boundaries, and the exporter writes the ranges out as the request body.
 //!
 //! Where contents are needed, the batch is *materialized* (decoded once) into the ordinary

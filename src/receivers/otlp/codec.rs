@@ -344,8 +344,8 @@ impl tonic::codec::Codec for RawCodec {
 }
 
 /// A pass-through gRPC codec over [`Bytes`]. Decoding hands the message body over as is
-/// (zero-copy from tonic's buffer, after tonic's decompression and size limit): the
-/// receiver scans it instead of decoding it. Encoding writes a sequence of chunks: the
+/// (after tonic's decompression and size limit, in an exactly sized buffer): the receiver
+/// scans it instead of decoding it. Encoding writes a sequence of chunks: the
 /// otlp exporter sends a raw batch's requests without first concatenating them, and the
 /// receiver answers with no chunks (an empty `Export*ServiceResponse` is zero bytes).
 #[derive(Clone, Default)]
@@ -378,7 +378,19 @@ impl tonic::codec::Decoder for BytesDecoder {
         buf: &mut tonic::codec::DecodeBuf<'_>,
     ) -> Result<Option<Bytes>, tonic::Status> {
         use bytes::Buf;
-        Ok(Some(buf.copy_to_bytes(buf.remaining())))
+        // Copied into an allocation of exactly the message's size: a slice of tonic's
+        // receive buffer would keep that whole buffer (grown by doubling, up to twice the
+        // message) alive for as long as the batch waits in a queue, and a queue bounded in
+        // bytes would hold up to twice its bound. One memcpy per request is the price.
+        let n = buf.remaining();
+        let mut v = Vec::with_capacity(n);
+        while buf.has_remaining() {
+            let chunk = buf.chunk();
+            v.extend_from_slice(chunk);
+            let len = chunk.len();
+            buf.advance(len);
+        }
+        Ok(Some(Bytes::from(v)))
     }
 }
 
