@@ -166,6 +166,10 @@ impl RawBatch {
                 front.push(p);
                 continue;
             }
+            if room == 0 {
+                rest.push(p);
+                break;
+            }
             // Cut inside this part at the last resource boundary that fits. The part was
             // scanned when it was made, so the walk cannot fail; if it somehow did, the
             // whole part stays in `rest`.

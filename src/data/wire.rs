@@ -54,6 +54,9 @@ pub enum WireError {
     },
 }
 
+/// Errors are boxed inside the scan: the hot functions then return a small `Result`.
+type Res<T> = Result<T, Box<WireError>>;
+
 const VARINT: u8 = 0;
 const I64: u8 = 1;
 const LEN: u8 = 2;
@@ -84,8 +87,8 @@ impl<'a> Reader<'a> {
         self.base + self.pos
     }
 
-    #[inline]
-    fn varint(&mut self) -> Result<u64, WireError> {
+    #[inline(always)]
+    fn varint(&mut self) -> Res<u64> {
         // One-byte varints (tags, small lengths) are the common case.
         if let Some(&b) = self.buf.get(self.pos)
             && b < 0x80
@@ -97,33 +100,33 @@ impl<'a> Reader<'a> {
         let mut v: u64 = 0;
         for i in 0..10 {
             let Some(&b) = self.buf.get(self.pos) else {
-                return Err(WireError::Varint(start));
+                return Err(Box::new(WireError::Varint(start)));
             };
             self.pos += 1;
             // The tenth byte may only carry the 64th bit (prost's rule).
             if i == 9 && b > 1 {
-                return Err(WireError::Varint(start));
+                return Err(Box::new(WireError::Varint(start)));
             }
             v |= u64::from(b & 0x7f) << (7 * i);
             if b < 0x80 {
                 return Ok(v);
             }
         }
-        Err(WireError::Varint(start))
+        Err(Box::new(WireError::Varint(start)))
     }
 
-    #[inline]
-    fn skip(&mut self, n: usize) -> Result<(), WireError> {
+    #[inline(always)]
+    fn skip(&mut self, n: usize) -> Res<()> {
         if self.buf.len() - self.pos < n {
-            return Err(WireError::Fixed(self.at()));
+            return Err(Box::new(WireError::Fixed(self.at())));
         }
         self.pos += n;
         Ok(())
     }
 
     /// The next field: `(number, wire type, value)`, or `None` at the end.
-    #[inline]
-    fn field(&mut self) -> Result<Option<(u32, u8, Value<'a>)>, WireError> {
+    #[inline(always)]
+    fn field(&mut self) -> Res<Option<(u32, u8, Value<'a>)>> {
         if self.pos >= self.buf.len() {
             return Ok(None);
         }
@@ -148,11 +151,11 @@ impl<'a> Reader<'a> {
                 let len = self.varint()?;
                 let left = self.buf.len() - self.pos;
                 if len > left as u64 {
-                    return Err(WireError::Length {
+                    return Err(Box::new(WireError::Length {
                         len,
                         at: len_at,
                         left,
-                    });
+                    }));
                 }
                 let start = self.pos;
                 self.pos += len as usize;
@@ -163,38 +166,39 @@ impl<'a> Reader<'a> {
                 Value::Scalar
             }
             // An end-group without its start.
-            _ => return Err(WireError::Group(at)),
+            _ => return Err(Box::new(WireError::Group(at))),
         };
         Ok(Some((number, wt, value)))
     }
 
-    fn split_key(key: u64, at: usize) -> Result<(u32, u8), WireError> {
+    #[inline(always)]
+    fn split_key(key: u64, at: usize) -> Res<(u32, u8)> {
         let wt = (key & 7) as u8;
         if wt > I32 {
-            return Err(WireError::WireType { wire_type: wt, at });
+            return Err(Box::new(WireError::WireType { wire_type: wt, at }));
         }
         let number = key >> 3;
         if number == 0 || number > u64::from(u32::MAX >> 3) {
-            return Err(WireError::FieldZero(at));
+            return Err(Box::new(WireError::FieldZero(at)));
         }
         Ok((number as u32, wt))
     }
 
     /// Skips a (deprecated, but valid) group up to its matching end tag.
-    fn skip_group(&mut self, number: u32, depth: u32) -> Result<(), WireError> {
+    fn skip_group(&mut self, number: u32, depth: u32) -> Res<()> {
         if depth > 100 {
-            return Err(WireError::Group(self.at()));
+            return Err(Box::new(WireError::Group(self.at())));
         }
         loop {
             if self.pos >= self.buf.len() {
-                return Err(WireError::Group(self.at()));
+                return Err(Box::new(WireError::Group(self.at())));
             }
             let at = self.at();
             let key = self.varint()?;
             let (n, wt) = Self::split_key(key, at)?;
             match wt {
                 EGROUP if n == number => return Ok(()),
-                EGROUP => return Err(WireError::Group(at)),
+                EGROUP => return Err(Box::new(WireError::Group(at))),
                 SGROUP => self.skip_group(n, depth + 1)?,
                 VARINT => {
                     self.varint()?;
@@ -205,7 +209,7 @@ impl<'a> Reader<'a> {
                     let len = self.varint()?;
                     let left = self.buf.len() - self.pos;
                     if len > left as u64 {
-                        return Err(WireError::Length { len, at, left });
+                        return Err(Box::new(WireError::Length { len, at, left }));
                     }
                     self.pos += len as usize;
                 }
@@ -268,16 +272,16 @@ impl Msg {
 
 /// Checks a known field's wire type.
 #[inline]
-fn expect(message: Msg, field: u32, got: u8, expected: u8) -> Result<(), WireError> {
+fn expect(message: Msg, field: u32, got: u8, expected: u8) -> Res<()> {
     if got == expected {
         Ok(())
     } else {
-        Err(WireError::Schema {
+        Err(Box::new(WireError::Schema {
             message: message.name(),
             field,
             got,
             expected,
-        })
+        }))
     }
 }
 
@@ -287,8 +291,8 @@ fn walk<'a>(
     message: Msg,
     buf: &'a [u8],
     base: usize,
-    mut f: impl FnMut(u32, Value<'a>) -> Result<(), WireError>,
-) -> Result<(), WireError> {
+    mut f: impl FnMut(u32, Value<'a>) -> Res<()>,
+) -> Res<()> {
     let mut r = Reader::new(buf, base);
     while let Some((number, wt, value)) = r.field()? {
         if let Some(expected) = message.schema(number) {
@@ -299,16 +303,11 @@ fn walk<'a>(
     Ok(())
 }
 
-fn id_len(
-    field: &'static str,
-    got: usize,
-    len: usize,
-    may_be_empty: bool,
-) -> Result<(), WireError> {
+fn id_len(field: &'static str, got: usize, len: usize, may_be_empty: bool) -> Res<()> {
     if got == len || (may_be_empty && got == 0) {
         Ok(())
     } else {
-        Err(WireError::IdLength { field, len, got })
+        Err(Box::new(WireError::IdLength { field, len, got }))
     }
 }
 
@@ -319,7 +318,7 @@ fn len_of(v: Value<'_>) -> usize {
     }
 }
 
-fn span(buf: &[u8], base: usize) -> Result<(), WireError> {
+fn span(buf: &[u8], base: usize) -> Res<()> {
     let (mut trace, mut span, mut parent) = (0, 0, 0);
     walk(Msg::Span, buf, base, |n, v| {
         match (n, v) {
@@ -348,7 +347,7 @@ fn span(buf: &[u8], base: usize) -> Result<(), WireError> {
     id_len("parent_span_id", parent, 8, true)
 }
 
-fn log_record(buf: &[u8], base: usize) -> Result<(), WireError> {
+fn log_record(buf: &[u8], base: usize) -> Res<()> {
     let (mut trace, mut span) = (0, 0);
     walk(Msg::LogRecord, buf, base, |n, v| {
         match n {
@@ -363,7 +362,7 @@ fn log_record(buf: &[u8], base: usize) -> Result<(), WireError> {
 }
 
 /// Data points of one metric.
-fn metric(buf: &[u8], base: usize) -> Result<usize, WireError> {
+fn metric(buf: &[u8], base: usize) -> Res<usize> {
     let mut kind = 0;
     let mut points = 0;
     walk(Msg::Metric, buf, base, |n, v| {
@@ -385,7 +384,7 @@ fn metric(buf: &[u8], base: usize) -> Result<usize, WireError> {
 }
 
 /// Items in one resource message of `signal`.
-fn resource(signal: Signal, buf: &[u8], base: usize) -> Result<usize, WireError> {
+fn resource(signal: Signal, buf: &[u8], base: usize) -> Res<usize> {
     let mut items = 0;
     walk(Msg::Resource, buf, base, |n, v| {
         let (2, Value::Len(b, at)) = (n, v) else {
@@ -466,7 +465,7 @@ impl Iterator for Resources<'_> {
                 Ok(f) => f?,
                 Err(e) => {
                     self.failed = true;
-                    return Some(Err(e));
+                    return Some(Err(*e));
                 }
             };
             let (number, wt, value) = field;
@@ -484,7 +483,7 @@ impl Iterator for Resources<'_> {
                 }),
                 Err(e) => {
                     self.failed = true;
-                    Err(e)
+                    Err(*e)
                 }
             });
         }
