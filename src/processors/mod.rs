@@ -61,8 +61,10 @@ pub trait Processor: Send {
         Vec::new()
     }
 
-    /// Whether the processor reads or changes span contents (the forwarding fast path is
-    /// possible only when no processor in a pipeline does).
+    /// Whether the processor reads or changes span contents. A processor that says no gets
+    /// raw batches (`Batch::Raw`, undecoded requests) on the forwarding fast path and may
+    /// only use `Batch`'s methods on them (count, merge, split); one that says yes always
+    /// gets decoded batches (see `crate::data::raw`).
     fn touches_contents(&self) -> bool {
         true
     }
