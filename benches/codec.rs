@@ -1,10 +1,16 @@
-//! OTLP protobuf decode and encode, JSON decode, batch merge and split: items/s.
-//! The decode+encode figure is the ceiling for a collector that must touch every span.
+//! OTLP protobuf decode and encode, JSON decode, batch merge and split, and the forwarding
+//! fast path's wire scan and raw merge/split: items/s. The decode+encode figure is the
+//! ceiling for a collector that must touch every span.
 //!
-//!   cargo bench --bench codec
+//!   cargo bench --bench codec                                            (mimalloc)
+//!   cargo bench --bench codec --no-default-features --features parquet   (system allocator)
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use weft::data::*;
+
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub fn spans(n: usize, attrs: usize) -> Batch {
     let mut rng = fastrand::Rng::with_seed(7);
@@ -70,6 +76,18 @@ fn bench(c: &mut Criterion) {
         x.iter(|| {
             let mut m = b.clone();
             m.merge(b.clone());
+            m.split_front(100)
+        })
+    });
+    let bytes = bytes::Bytes::from(proto.clone());
+    g.bench_function("scan_proto_100_spans (fast path)", |x| {
+        x.iter(|| Batch::from_proto_bytes(Signal::Traces, bytes.clone()).unwrap())
+    });
+    let raw = Batch::from_proto_bytes(Signal::Traces, bytes.clone()).unwrap();
+    g.bench_function("raw_merge_then_split_100_spans (fast path)", |x| {
+        x.iter(|| {
+            let mut m = raw.clone();
+            m.merge(raw.clone());
             m.split_front(100)
         })
     });

@@ -12,9 +12,15 @@
 #
 #   benches/e2e.sh [duration_seconds] [rate] [traces|logs|all]   (rate 0 = as fast as accepted)
 #
-# Needs a release build (built here if missing: ~11 min cold on 2 cores), or
-# WEFT_BENCH_BIN=<dir with weft and weft-loadgen> to compare builds; ports: WEFT_BENCH_SINK_PORT,
-# WEFT_BENCH_IN_PORT, WEFT_BENCH_HEALTH_PORT (logs pipelines) to run next to another benchmark.
+# Environment: WEFT_BENCH_CONFIG (the traces pipeline, default pipelines/bench.yaml; e.g.
+# pipelines/bench-attributes.yaml), WEFT_BENCH_BIN (directory holding prebuilt weft and
+# weft-loadgen: skips the build, e.g. to measure another commit's binaries),
+# WEFT_BENCH_CEILING (the decode+encode ceiling in spans/s from
+# `cargo bench --bench codec`: each spans-per-CPU-second figure is printed against it);
+# ports WEFT_BENCH_SINK_PORT, WEFT_BENCH_IN_PORT, WEFT_BENCH_HEALTH_PORT (to run next to
+# another benchmark).
+#
+# Needs a release build (built here if missing: ~11 min cold on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-20}
@@ -25,6 +31,8 @@ SINK_PORT=${WEFT_BENCH_SINK_PORT:-14317}
 IN_PORT=${WEFT_BENCH_IN_PORT:-14318}
 export WEFT_BENCH_HEALTH=127.0.0.1:${WEFT_BENCH_HEALTH_PORT:-13133}
 TARGET=${CARGO_TARGET_DIR:-target}
+CONFIG=${WEFT_BENCH_CONFIG:-pipelines/bench.yaml}
+CEILING=${WEFT_BENCH_CEILING:-0}
 if [ -n "${WEFT_BENCH_BIN:-}" ]; then
   BIN=$WEFT_BENCH_BIN     # a directory holding prebuilt weft and weft-loadgen
 else
@@ -36,7 +44,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 # run <label> <pin> <generator flags> [pipeline] [sink mode] [unit]
 run() {
-  local label=$1 pin=$2 pipeline=${4:-pipelines/bench.yaml} mode=${5:-otlp} unit=${6:-spans}
+  local label=$1 pin=$2 pipeline=${4:-$CONFIG} mode=${5:-otlp} unit=${6:-spans}
   "$BIN/weft-loadgen" sink --mode "$mode" --listen 127.0.0.1:$SINK_PORT --duration $((DUR + 5))s >"$WORK/sink.log" 2>&1 &
   local sink=$!
   WEFT_BENCH_IN=127.0.0.1:$IN_PORT WEFT_BENCH_SINK=127.0.0.1:$SINK_PORT WEFT_BENCH_SINK_URL=http://127.0.0.1:$SINK_PORT \
@@ -55,11 +63,14 @@ run() {
   kill -TERM $weft; wait $weft || true
   kill $sink 2>/dev/null || true; wait $sink 2>/dev/null || true
   local items; items=$(grep -o 'total [0-9]*' "$WORK/sink.log" | tail -1 | awk '{print $2}')
-  echo "== $label"
+  echo "== $label ($pipeline)"
   echo "$gen"
-  awk -v i="${items:-0}" -v d="$DUR" -v t0="$t0" -v t1="$t1" -v hz="$hz" -v rss="$rss" -v u="$unit" 'BEGIN {
+  awk -v i="${items:-0}" -v d="$DUR" -v t0="$t0" -v t1="$t1" -v hz="$hz" -v rss="$rss" -v u="$unit" -v ceil="$CEILING" 'BEGIN {
     cpu = (t1 - t0) / hz
-    printf "weft: %.0f %s/s delivered, %.2f CPU s per million %s (%.1f CPU s; %.0f %s per CPU second), peak RSS %.1f MiB\n", i / d, u, cpu * 1000000 / (i + 1), u, cpu, i / (cpu + 0.000001), u, rss / 1024 }'
+    printf "weft: %.0f %s/s delivered, %.2f CPU s per million %s (%.1f CPU s; %.0f %s per CPU second), peak RSS %.1f MiB\n", i / d, u, cpu * 1000000 / (i + 1), u, cpu, i / (cpu + 0.000001), u, rss / 1024
+    if (cpu > 0 && ceil > 0 && u == "spans")
+      printf "weft: %.0f spans per CPU-second = %.2f x the decode+encode ceiling (%.0f/s)\n", i / cpu, i / cpu / ceil, ceil
+    }'
   PER_CPU=$(awk -v i="${items:-0}" -v t0="$t0" -v t1="$t1" -v hz="$hz" 'BEGIN { printf "%.0f", i / ((t1 - t0) / hz + 0.000001) }')
   grep 'e2e latency' "$WORK/sink.log" | sort -t' ' -k2 -n | tail -3
 }

@@ -4,6 +4,23 @@
 //! Counting, splitting, merging and (de)serialisation are written once here and used by
 //! receivers, processors, the delivery queue and exporters. OTLP's export requests are a
 //! single repeated field, so a batch *is* the body of an export request.
+//!
+//! A batch is either decoded (`Traces`/`Logs`/`Metrics`) or [`Batch::Raw`]: the request
+//! bytes as received, validated and counted by a shallow wire scan, for pipelines that only
+//! forward (the fast path; see [`raw`] for who decides and what it does not validate).
+//! Every method here works on both forms; code that matches on the decoded variants gets
+//! decoded batches only (the pipeline materializes raw data before it).
+
+pub mod attrs;
+mod encode;
+pub mod raw;
+mod split;
+pub mod wire;
+
+pub use attrs::*;
+pub use raw::RawBatch;
+pub use split::{ResourceItems, metric_points};
+use split::{prune, split_front_items};
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -85,6 +102,8 @@ pub enum Batch {
     Traces(Vec<ResourceSpans>),
     Logs(Vec<ResourceLogs>),
     Metrics(Vec<ResourceMetrics>),
+    /// Serialized export requests, not decoded (the forwarding fast path).
+    Raw(RawBatch),
 }
 
 /// Why bytes could not be turned into a batch.
@@ -94,6 +113,8 @@ pub enum DecodeError {
     Protobuf(#[from] prost::DecodeError),
     #[error("invalid OTLP/JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("invalid protobuf: {0}")]
+    Wire(#[from] wire::WireError),
     #[error("{0}")]
     Invalid(String),
 }
@@ -112,6 +133,7 @@ impl Batch {
             Batch::Traces(_) => Signal::Traces,
             Batch::Logs(_) => Signal::Logs,
             Batch::Metrics(_) => Signal::Metrics,
+            Batch::Raw(r) => r.signal(),
         }
     }
 
@@ -121,6 +143,46 @@ impl Batch {
             Batch::Traces(v) => v.iter().map(ResourceItems::item_count).sum(),
             Batch::Logs(v) => v.iter().map(ResourceItems::item_count).sum(),
             Batch::Metrics(v) => v.iter().map(ResourceItems::item_count).sum(),
+            Batch::Raw(r) => r.item_count(),
+        }
+    }
+
+    /// Resource messages (`ResourceSpans`, `ResourceLogs`, `ResourceMetrics`).
+    pub fn resource_count(&self) -> usize {
+        match self {
+            Batch::Traces(v) => v.len(),
+            Batch::Logs(v) => v.len(),
+            Batch::Metrics(v) => v.len(),
+            Batch::Raw(r) => r.resource_count(),
+        }
+    }
+
+    /// A protobuf export request kept as bytes (the fast path): scanned, not decoded.
+    pub fn from_proto_bytes(signal: Signal, bytes: bytes::Bytes) -> Result<Batch, DecodeError> {
+        Ok(Batch::Raw(RawBatch::new(signal, bytes)?))
+    }
+
+    pub fn is_raw(&self) -> bool {
+        matches!(self, Batch::Raw(_))
+    }
+
+    /// The decoded form: decodes a raw batch, returns a decoded one as is.
+    pub fn materialize(self) -> Result<Batch, DecodeError> {
+        match self {
+            Batch::Raw(r) => r.decode(),
+            b => Ok(b),
+        }
+    }
+
+    /// The raw form: encodes a decoded batch once, returns a raw one as is.
+    pub fn into_raw(self) -> RawBatch {
+        match self {
+            Batch::Raw(r) => r,
+            b => {
+                let mut r = RawBatch::empty(b.signal());
+                r.append_encoded(b.encode_proto(), b.item_count(), b.resource_count());
+                r
+            }
         }
     }
 
@@ -129,8 +191,16 @@ impl Batch {
     }
 
     /// Appends `other` (of the same signal) to this batch. Batches of another signal are
-    /// a programming error and are ignored.
+    /// a programming error and are ignored. If either side is raw the result is raw (the
+    /// decoded side is encoded: merging never decodes, so it cannot fail).
     pub fn merge(&mut self, other: Batch) {
+        if self.signal() == other.signal() && (self.is_raw() || other.is_raw()) {
+            let me = std::mem::replace(self, Batch::empty(other.signal()));
+            let mut r = me.into_raw();
+            r.append(other.into_raw());
+            *self = Batch::Raw(r);
+            return;
+        }
         match (self, other) {
             (Batch::Traces(a), Batch::Traces(b)) => a.extend(b),
             (Batch::Logs(a), Batch::Logs(b)) => a.extend(b),
@@ -146,21 +216,25 @@ impl Batch {
     }
 
     /// Removes and returns the first `n` items (keeping resource and scope structure);
-    /// `self` keeps the rest.
+    /// `self` keeps the rest. A raw batch is cut at resource boundaries (the front may hold
+    /// fewer than `n` items); only a first resource with more than `n` items is decoded.
     pub fn split_front(&mut self, n: usize) -> Batch {
         match self {
             Batch::Traces(v) => Batch::Traces(split_front_items(v, n)),
             Batch::Logs(v) => Batch::Logs(split_front_items(v, n)),
             Batch::Metrics(v) => Batch::Metrics(split_front_items(v, n)),
+            Batch::Raw(r) => split_front_raw(r, n),
         }
     }
 
-    /// Drops resource and scope entries that hold no items.
+    /// Drops resource and scope entries that hold no items (raw batches are left as they
+    /// are: they are forwarded as received).
     pub fn prune_empty(&mut self) {
         match self {
             Batch::Traces(v) => prune(v),
             Batch::Logs(v) => prune(v),
             Batch::Metrics(v) => prune(v),
+            Batch::Raw(_) => {}
         }
     }
 
@@ -175,11 +249,11 @@ impl Batch {
             }
             buf
         }
-        let len = self.encoded_len();
         match self {
-            Batch::Traces(v) => write(v, len),
-            Batch::Logs(v) => write(v, len),
-            Batch::Metrics(v) => write(v, len),
+            Batch::Traces(v) => encode::traces(v),
+            Batch::Logs(v) => encode::logs(v),
+            Batch::Metrics(v) => write(v, self.encoded_len()),
+            Batch::Raw(r) => r.to_vec(),
         }
     }
 
@@ -198,6 +272,7 @@ impl Batch {
             Batch::Traces(v) => field_len(v),
             Batch::Logs(v) => field_len(v),
             Batch::Metrics(v) => field_len(v),
+            Batch::Raw(r) => r.byte_len(),
         }
     }
 
@@ -238,6 +313,13 @@ impl Batch {
             Batch::Traces(v) => view(Signal::Traces, v),
             Batch::Logs(v) => view(Signal::Logs, v),
             Batch::Metrics(v) => view(Signal::Metrics, v),
+            Batch::Raw(r) => match r.decode() {
+                Ok(b) => return b.encode_json(),
+                Err(e) => {
+                    tracing::error!("cannot decode forwarded {} data for JSON: {e}", r.signal());
+                    return b"{}".to_vec();
+                }
+            },
         };
         // Serialising these generated types to a Vec cannot fail (no maps with non-string
         // keys, no I/O); an empty object keeps the output valid JSON if it ever did.
@@ -288,9 +370,45 @@ impl Batch {
                     }
                 }
             }
-            Batch::Metrics(_) => {}
+            // Raw batches had their ids checked by the wire scan.
+            Batch::Metrics(_) | Batch::Raw(_) => {}
         }
         Ok(())
+    }
+}
+
+/// [`Batch::split_front`] of a raw batch.
+fn split_front_raw(r: &mut RawBatch, n: usize) -> Batch {
+    let signal = r.signal();
+    if n == 0 {
+        return Batch::empty(signal);
+    }
+    if let Some(front) = r.split_front(n) {
+        return Batch::Raw(front);
+    }
+    // The first resource alone holds more than `n` items: decode that one and split it.
+    let Some(first) = r.pop_first_resource() else {
+        return Batch::empty(signal);
+    };
+    match Batch::decode_proto(signal, &first) {
+        Ok(mut rest) => {
+            let front = rest.split_front(n);
+            if rest.item_count() > 0 {
+                r.prepend_encoded(
+                    rest.encode_proto(),
+                    rest.item_count(),
+                    rest.resource_count(),
+                );
+            }
+            front
+        }
+        Err(e) => {
+            // Scanned but undecodable: it cannot be split, so it goes whole.
+            tracing::warn!("cannot split a forwarded {signal} resource: {e}");
+            RawBatch::new(signal, first)
+                .map(Batch::Raw)
+                .unwrap_or_else(|_| Batch::empty(signal))
+        }
     }
 }
 
@@ -304,290 +422,6 @@ fn check_id(field: &str, id: &[u8], len: usize, may_be_empty: bool) -> Result<()
             id.len()
         ))
     }
-}
-
-/// The resource-level messages of the three signals, seen alike: counted and split without
-/// three copies of each loop.
-pub trait ResourceItems: Clone {
-    fn item_count(&self) -> usize;
-    /// Removes the first `n` items into a new message with the same resource and scopes.
-    fn take_front(&mut self, n: usize) -> Self;
-    fn prune(&mut self);
-    fn scope_items_empty(&self) -> bool;
-}
-
-macro_rules! scope_split {
-    ($scopes:expr, $n:expr, $field:ident, $count:expr) => {{
-        let mut remaining = $n;
-        let mut taken = Vec::new();
-        let scopes = std::mem::take($scopes);
-        let mut kept = Vec::with_capacity(scopes.len());
-        for mut scope in scopes {
-            if remaining == 0 {
-                kept.push(scope);
-                continue;
-            }
-            let count: usize = scope.$field.iter().map($count).sum();
-            if count <= remaining {
-                remaining -= count;
-                taken.push(scope);
-            } else {
-                let mut front = scope.clone();
-                front.$field.clear();
-                let mut rest = Vec::new();
-                for item in std::mem::take(&mut scope.$field) {
-                    let c = ($count)(&item);
-                    // An item larger than what is left still goes first when the front
-                    // would otherwise be empty, so every split makes progress.
-                    if remaining > 0 && (c <= remaining || front.$field.is_empty()) {
-                        remaining = remaining.saturating_sub(c);
-                        front.$field.push(item);
-                    } else {
-                        rest.push(item);
-                    }
-                }
-                remaining = 0;
-                scope.$field = rest;
-                taken.push(front);
-                if !scope.$field.is_empty() {
-                    kept.push(scope);
-                }
-            }
-        }
-        *$scopes = kept;
-        taken
-    }};
-}
-
-impl ResourceItems for ResourceSpans {
-    fn item_count(&self) -> usize {
-        self.scope_spans.iter().map(|s| s.spans.len()).sum()
-    }
-    fn take_front(&mut self, n: usize) -> Self {
-        let taken = scope_split!(&mut self.scope_spans, n, spans, |_s: &Span| 1usize);
-        ResourceSpans {
-            resource: self.resource.clone(),
-            scope_spans: taken,
-            schema_url: self.schema_url.clone(),
-        }
-    }
-    fn prune(&mut self) {
-        self.scope_spans.retain(|s| !s.spans.is_empty());
-    }
-    fn scope_items_empty(&self) -> bool {
-        self.scope_spans.is_empty()
-    }
-}
-
-impl ResourceItems for ResourceLogs {
-    fn item_count(&self) -> usize {
-        self.scope_logs.iter().map(|s| s.log_records.len()).sum()
-    }
-    fn take_front(&mut self, n: usize) -> Self {
-        let taken = scope_split!(&mut self.scope_logs, n, log_records, |_r: &LogRecord| {
-            1usize
-        });
-        ResourceLogs {
-            resource: self.resource.clone(),
-            scope_logs: taken,
-            schema_url: self.schema_url.clone(),
-        }
-    }
-    fn prune(&mut self) {
-        self.scope_logs.retain(|s| !s.log_records.is_empty());
-    }
-    fn scope_items_empty(&self) -> bool {
-        self.scope_logs.is_empty()
-    }
-}
-
-/// Number of data points of one metric (a metric without data counts as one point so it
-/// is never lost in counting).
-pub fn metric_points(m: &Metric) -> usize {
-    use metric::Data;
-    match &m.data {
-        Some(Data::Gauge(g)) => g.data_points.len(),
-        Some(Data::Sum(s)) => s.data_points.len(),
-        Some(Data::Histogram(h)) => h.data_points.len(),
-        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
-        Some(Data::Summary(s)) => s.data_points.len(),
-        None => 0,
-    }
-}
-
-impl ResourceItems for ResourceMetrics {
-    fn item_count(&self) -> usize {
-        self.scope_metrics
-            .iter()
-            .flat_map(|s| s.metrics.iter())
-            .map(metric_points)
-            .sum()
-    }
-    fn take_front(&mut self, n: usize) -> Self {
-        // Metrics are split at metric granularity: a metric's points stay together (a
-        // batch may exceed `n` by the points of one metric).
-        let taken = scope_split!(&mut self.scope_metrics, n, metrics, |m: &Metric| {
-            metric_points(m)
-        });
-        ResourceMetrics {
-            resource: self.resource.clone(),
-            scope_metrics: taken,
-            schema_url: self.schema_url.clone(),
-        }
-    }
-    fn prune(&mut self) {
-        self.scope_metrics.retain(|s| !s.metrics.is_empty());
-    }
-    fn scope_items_empty(&self) -> bool {
-        self.scope_metrics.is_empty()
-    }
-}
-
-fn split_front_items<R: ResourceItems>(v: &mut Vec<R>, n: usize) -> Vec<R> {
-    let mut remaining = n;
-    let mut taken = Vec::new();
-    let all = std::mem::take(v);
-    let mut kept = Vec::with_capacity(all.len());
-    for mut r in all {
-        if remaining == 0 {
-            kept.push(r);
-            continue;
-        }
-        let c = r.item_count();
-        if c <= remaining {
-            remaining -= c;
-            taken.push(r);
-        } else {
-            let front = r.take_front(remaining);
-            remaining = remaining.saturating_sub(front.item_count().max(1));
-            taken.push(front);
-            r.prune();
-            if !r.scope_items_empty() {
-                kept.push(r);
-            }
-        }
-    }
-    *v = kept;
-    taken
-}
-
-fn prune<R: ResourceItems>(v: &mut Vec<R>) {
-    for r in v.iter_mut() {
-        r.prune();
-    }
-    v.retain(|r| !r.scope_items_empty());
-}
-
-/// Looks up a string-valued attribute.
-pub fn attr_str<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    attrs
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| match &kv.value {
-            Some(AnyValue {
-                value: Some(any_value::Value::StringValue(s)),
-            }) => Some(s.as_str()),
-            _ => None,
-        })
-}
-
-/// Looks up an attribute value.
-pub fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
-    attrs
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| kv.value.as_ref())
-        .and_then(|v| v.value.as_ref())
-}
-
-/// Sets (inserts or replaces) an attribute.
-pub fn set_attr(attrs: &mut Vec<KeyValue>, key: &str, value: any_value::Value) {
-    let v = Some(AnyValue { value: Some(value) });
-    if let Some(kv) = attrs.iter_mut().find(|kv| kv.key == key) {
-        kv.value = v;
-    } else {
-        attrs.push(KeyValue {
-            key: key.to_string(),
-            value: v,
-            ..Default::default()
-        });
-    }
-}
-
-/// A string value.
-pub fn string_value(s: impl Into<String>) -> any_value::Value {
-    any_value::Value::StringValue(s.into())
-}
-
-/// Renders an attribute value as plain text (strings unquoted, others as JSON-ish text).
-pub fn value_to_string(v: &any_value::Value) -> String {
-    use any_value::Value as V;
-    match v {
-        V::StringValue(s) => s.clone(),
-        V::BoolValue(b) => b.to_string(),
-        V::IntValue(i) => i.to_string(),
-        V::DoubleValue(d) => d.to_string(),
-        V::BytesValue(b) => hex(b),
-        other => value_to_json(other).to_string(),
-    }
-}
-
-/// Converts an attribute value into JSON (maps become objects, arrays arrays, bytes hex).
-pub fn value_to_json(v: &any_value::Value) -> serde_json::Value {
-    use any_value::Value as V;
-    match v {
-        V::StringValue(s) => serde_json::Value::String(s.clone()),
-        V::BoolValue(b) => serde_json::Value::Bool(*b),
-        V::IntValue(i) => serde_json::Value::from(*i),
-        V::DoubleValue(d) => serde_json::Number::from_f64(*d)
-            .map(serde_json::Value::Number)
-            .unwrap_or(serde_json::Value::Null),
-        V::BytesValue(b) => serde_json::Value::String(hex(b)),
-        V::ArrayValue(a) => serde_json::Value::Array(
-            a.values
-                .iter()
-                .map(|x| x.value.as_ref().map(value_to_json).unwrap_or_default())
-                .collect(),
-        ),
-        V::KvlistValue(kv) => serde_json::Value::Object(
-            kv.values
-                .iter()
-                .map(|kv| {
-                    (
-                        kv.key.clone(),
-                        kv.value
-                            .as_ref()
-                            .and_then(|v| v.value.as_ref())
-                            .map(value_to_json)
-                            .unwrap_or_default(),
-                    )
-                })
-                .collect(),
-        ),
-        _ => serde_json::Value::Null,
-    }
-}
-
-/// Lower-case hex of bytes (trace and span ids).
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 0xf) as usize] as char);
-    }
-    s
-}
-
-/// Parses lower- or upper-case hex.
-pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]
@@ -645,11 +479,5 @@ mod tests {
             v[0].scope_spans[0].spans[0].trace_id = vec![1; 5];
         }
         assert!(b.validate_ids().unwrap_err().contains("trace_id"));
-    }
-
-    #[test]
-    fn hex_round_trip() {
-        assert_eq!(unhex(&hex(&[0, 255, 16])).unwrap(), vec![0, 255, 16]);
-        assert!(unhex("abc").is_none());
     }
 }

@@ -108,14 +108,22 @@ async fn health_readiness_and_metrics_after_known_traffic() {
         assert_eq!(post(&weft.http(), &spans(3, "order")).await, 200);
     }
     assert_eq!(sink.wait_for_items(21, Duration::from_secs(10)).await, 21);
-    let text = c
-        .get(format!("{admin}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // The sink holds the spans before the exporter has counted its answer: wait for it.
+    let mut text = String::new();
+    for _ in 0..500 {
+        text = c
+            .get(format!("{admin}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains("weft_exporter_sent_spans_total{component=\"otlp\"} 21") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     for line in [
         "weft_receiver_accepted_spans_total{component=\"otlp\"} 21",
         "weft_receiver_refused_spans_total{component=\"otlp\"} 0",

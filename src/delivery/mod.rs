@@ -4,9 +4,11 @@
 //! retry hint, and a per-attempt timeout. Exporters only send once and classify.
 //!
 //! Framework-owned keys on every exporter (the Collector's exporterhelper keys and defaults):
-//! - `sending_queue`: `enabled` (true), `num_consumers` (10), `queue_size` (1000 batches),
-//!   `block_on_overflow` (false: a full queue refuses upstream with a retryable error and
-//!   counts it; never a silent drop), `storage` (id of a `file_storage` extension).
+//! - `sending_queue`: `enabled` (true), `num_consumers` (10), `queue_size` (1000, counted
+//!   in `sizer` units), `sizer` (`requests` = batches, `items` = spans/log records/data
+//!   points, or `bytes` = serialized size; see [`sizer`]), `block_on_overflow` (false: a
+//!   full queue refuses upstream with a retryable error and counts it; never a silent
+//!   drop), `storage` (id of a `file_storage` extension).
 //! - `retry_on_failure`: `enabled` (true), `initial_interval` (5s), `max_interval` (30s),
 //!   `max_elapsed_time` (300s; 0 = retry forever), `multiplier` (1.5),
 //!   `randomization_factor` (0.5).
@@ -21,6 +23,7 @@
 
 pub mod backoff;
 pub mod queue;
+pub mod sizer;
 pub mod wal;
 
 use serde::Deserialize;
@@ -28,6 +31,7 @@ use serde::Deserialize;
 use crate::config::Dur;
 
 pub use queue::{Delivery, DeliveryHandle, Refusal};
+pub use sizer::Sizer;
 
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -45,8 +49,8 @@ pub struct QueueConfig {
     pub queue_size: usize,
     pub block_on_overflow: bool,
     pub storage: Option<String>,
-    /// Accepted for Collector compatibility; weft sizes the queue in batches (requests).
-    pub sizer: Option<String>,
+    /// The unit of `queue_size`: `requests` (default), `items` or `bytes` (see [`sizer`]).
+    pub sizer: Sizer,
     /// Accepted for Collector compatibility (deprecated alias of block_on_overflow).
     pub blocking: Option<bool>,
 }
@@ -59,7 +63,7 @@ impl Default for QueueConfig {
             queue_size: 1000,
             block_on_overflow: false,
             storage: None,
-            sizer: None,
+            sizer: Sizer::Requests,
             blocking: None,
         }
     }

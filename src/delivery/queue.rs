@@ -11,12 +11,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Mutex, mpsc, watch};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::backoff::Backoff;
 use super::wal::{FsyncPolicy, RecordId, Wal, WalError, WalOptions};
-use super::{DeliveryConfig, FileStorageConfig, FsyncMode};
+use super::{DeliveryConfig, FileStorageConfig, FsyncMode, Sizer};
 use crate::admin::{Counter, Gauge, Telemetry};
 use crate::components::BuildError;
 use crate::data::{Batch, Signal};
@@ -36,6 +36,8 @@ pub enum Refusal {
 struct Item {
     batch: Arc<Batch>,
     record: Option<RecordId>,
+    /// The item's share of the queue's capacity, given back when a consumer takes it.
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 struct Shared {
@@ -46,7 +48,10 @@ struct Shared {
     wal: Option<Arc<Wal>>,
     telemetry: Telemetry,
     queue_size: Gauge,
+    /// Capacity in `sizer` units, and what is left of it.
     capacity: usize,
+    budget: Arc<Semaphore>,
+    sizer: Sizer,
     retries: Counter,
     abort: watch::Receiver<bool>,
 }
@@ -55,7 +60,7 @@ struct Shared {
 #[derive(Clone)]
 pub struct DeliveryHandle {
     shared: Arc<Shared>,
-    tx: Option<mpsc::Sender<Item>>,
+    tx: Option<mpsc::UnboundedSender<Item>>,
 }
 
 /// A running exporter with its queue and consumers.
@@ -63,7 +68,7 @@ pub struct Delivery {
     handle: DeliveryHandle,
     workers: Vec<JoinHandle<()>>,
     abort_tx: watch::Sender<bool>,
-    rx: Arc<Mutex<mpsc::Receiver<Item>>>,
+    rx: Arc<Mutex<mpsc::UnboundedReceiver<Item>>>,
     fsync_task: Option<JoinHandle<()>>,
 }
 
@@ -74,9 +79,16 @@ fn encode_record(batch: &Batch) -> Vec<u8> {
     v
 }
 
-fn decode_record(bytes: &[u8]) -> Option<Batch> {
+/// A WAL record back into a batch: kept raw (scanned, not decoded) for an exporter that
+/// takes raw batches.
+fn decode_record(bytes: &[u8], raw: bool) -> Option<Batch> {
     let (tag, rest) = bytes.split_first()?;
-    Batch::decode_proto(Signal::from_tag(*tag)?, rest).ok()
+    let signal = Signal::from_tag(*tag)?;
+    if raw {
+        Batch::from_proto_bytes(signal, bytes::Bytes::copy_from_slice(rest)).ok()
+    } else {
+        Batch::decode_proto(signal, rest).ok()
+    }
 }
 
 impl Delivery {
@@ -119,10 +131,11 @@ impl Delivery {
                     tracing::warn!(exporter = id, "{w}");
                 }
                 for (rid, bytes) in replay.records {
-                    match decode_record(&bytes) {
+                    match decode_record(&bytes, exporter.accepts_raw()) {
                         Some(b) => replayed.push(Item {
                             batch: Arc::new(b),
                             record: Some(rid),
+                            permit: None,
                         }),
                         None => {
                             corrupt.inc();
@@ -145,17 +158,20 @@ impl Delivery {
                 Some(Arc::new(wal))
             }
         };
-        let capacity = cfg.sending_queue.queue_size.max(1).max(replayed.len());
+        let sizer = cfg.sending_queue.sizer;
+        let replayed_size: usize = replayed.iter().map(|i| sizer.size_of(&i.batch)).sum();
+        let capacity = Sizer::capacity(cfg.sending_queue.queue_size.max(replayed_size));
+        let budget = Arc::new(Semaphore::new(capacity));
         let m = &telemetry.metrics;
         let l: &[(&str, &str)] = &[("component", id)];
         let queue_size = m.gauge(
             "weft_exporter_queue_size",
-            "Batches waiting in the sending queue",
+            "What waits in the sending queue, in sending_queue.sizer units (default: batches)",
             l,
         );
         m.gauge(
             "weft_exporter_queue_capacity",
-            "Capacity of the sending queue in batches",
+            "Capacity of the sending queue, in sending_queue.sizer units (default: batches)",
             l,
         )
         .set(capacity as i64);
@@ -171,6 +187,8 @@ impl Delivery {
             telemetry: telemetry.clone(),
             queue_size,
             capacity,
+            budget: budget.clone(),
+            sizer,
             retries: m.counter(
                 "weft_exporter_retries_total",
                 "Send attempts that were retried",
@@ -181,13 +199,15 @@ impl Delivery {
         if let Err(e) = exporter.start().await {
             tracing::warn!(exporter = id, "exporter start: {e}");
         }
-        let (tx, rx) = mpsc::channel(capacity);
-        for item in replayed {
-            if tx.try_send(item).is_err() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        for mut item in replayed {
+            let n = Sizer::permits(sizer.size_of(&item.batch), capacity);
+            item.permit = budget.clone().try_acquire_many_owned(n).ok();
+            if tx.send(item).is_err() {
                 break;
             }
         }
-        shared.queue_size.set((capacity - tx.capacity()) as i64);
+        shared.queue_size.set(level(&shared));
         let rx = Arc::new(Mutex::new(rx));
         let consumers = if shared.cfg.sending_queue.enabled {
             shared.cfg.sending_queue.num_consumers.max(1)
@@ -272,6 +292,7 @@ impl Delivery {
         // Whatever is still queued was not delivered in time.
         let mut rx = self.rx.lock().await;
         rx.close();
+        shared.budget.close();
         let mut left = 0usize;
         while let Ok(item) = rx.try_recv() {
             left += item.batch.item_count();
@@ -302,6 +323,11 @@ impl DeliveryHandle {
         &self.shared.id
     }
 
+    /// Whether the exporter takes raw batches (see [`Exporter::accepts_raw`]).
+    pub fn accepts_raw(&self) -> bool {
+        self.shared.exporter.accepts_raw()
+    }
+
     /// Enqueues a batch. Returns after it is queued (and in the WAL, when persistent);
     /// refuses with a retryable error when full, unless `block_on_overflow` is set.
     ///
@@ -319,6 +345,7 @@ impl DeliveryHandle {
                 Item {
                     batch,
                     record: None,
+                    permit: None,
                 },
                 0,
             )
@@ -331,18 +358,21 @@ impl DeliveryHandle {
         let block = must_block
             || s.cfg.sending_queue.block_on_overflow
             || s.cfg.sending_queue.blocking == Some(true);
+        let n = Sizer::permits(s.sizer.size_of(&batch), s.capacity);
         let permit = if block {
-            tx.reserve()
+            s.budget
+                .clone()
+                .acquire_many_owned(n)
                 .await
                 .map_err(|_| Refusal::ShuttingDown(s.id.clone()))?
         } else {
-            match tx.try_reserve() {
+            match s.budget.clone().try_acquire_many_owned(n) {
                 Ok(p) => p,
-                Err(mpsc::error::TrySendError::Full(_)) => {
+                Err(TryAcquireError::NoPermits) => {
                     count(s, &batch, "enqueue_failed", None);
                     return Err(Refusal::QueueFull(s.id.clone()));
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
+                Err(TryAcquireError::Closed) => {
                     return Err(Refusal::ShuttingDown(s.id.clone()));
                 }
             }
@@ -367,10 +397,24 @@ impl DeliveryHandle {
                 }
             }
         };
-        permit.send(Item { batch, record });
-        s.queue_size.set((s.capacity - tx.capacity()) as i64);
+        if tx
+            .send(Item {
+                batch,
+                record,
+                permit: Some(permit),
+            })
+            .is_err()
+        {
+            return Err(Refusal::ShuttingDown(s.id.clone()));
+        }
+        s.queue_size.set(level(s));
         Ok(())
     }
+}
+
+/// What waits in the queue, in sizer units.
+fn level(s: &Shared) -> i64 {
+    s.capacity.saturating_sub(s.budget.available_permits()) as i64
 }
 
 fn count(s: &Shared, batch: &Batch, what: &str, reason: Option<&str>) {
@@ -395,10 +439,10 @@ fn count(s: &Shared, batch: &Batch, what: &str, reason: Option<&str>) {
     c.add(batch.item_count() as u64);
 }
 
-async fn consume(shared: Arc<Shared>, rx: Arc<Mutex<mpsc::Receiver<Item>>>, n: u64) {
+async fn consume(shared: Arc<Shared>, rx: Arc<Mutex<mpsc::UnboundedReceiver<Item>>>, n: u64) {
     loop {
-        // The length is read under the same lock: taking the lock again after recv would
-        // wait behind another consumer parked in recv.
+        // The item's share of the capacity is given back under the same lock, so the level
+        // read here is consistent.
         let (item, left) = {
             let mut rx = rx.lock().await;
             let mut abort = shared.abort.clone();
@@ -406,13 +450,17 @@ async fn consume(shared: Arc<Shared>, rx: Arc<Mutex<mpsc::Receiver<Item>>>, n: u
                 item = rx.recv() => item,
                 _ = abort.wait_for(|a| *a) => None,
             };
-            (item, rx.len())
+            let item = item.map(|mut i| {
+                i.permit = None;
+                i
+            });
+            (item, level(&shared))
         };
         let Some(item) = item else {
             tracing::debug!(exporter = %shared.id, consumer = n, "consumer stopped");
             return;
         };
-        shared.queue_size.set(left as i64);
+        shared.queue_size.set(left);
         deliver(&shared, item, n).await;
     }
 }
@@ -441,6 +489,17 @@ async fn deliver(s: &Shared, item: Item, seed: u64) {
 }
 
 async fn deliver_batch(s: &Shared, mut batch: Arc<Batch>, seed: u64) -> Outcome {
+    if batch.is_raw() && !s.exporter.accepts_raw() {
+        // The pipeline decodes before exporters that need contents: this is the safety net.
+        match (*batch).clone().materialize() {
+            Ok(b) => batch = Arc::new(b),
+            Err(e) => {
+                tracing::warn!(exporter = %s.id, items = batch.item_count(), "undecodable batch dropped: {e}");
+                count(s, &batch, "send_failed", Some("undecodable"));
+                return Outcome::Done;
+            }
+        }
+    }
     let retry = &s.cfg.retry_on_failure;
     let mut backoff = Backoff::new(retry, seed ^ fastrand::u64(..));
     let started = Instant::now();

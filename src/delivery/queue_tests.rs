@@ -45,6 +45,83 @@ mod basic {
         d.shutdown(Instant::now() + Duration::from_secs(5)).await;
         assert_eq!(n.load(Ordering::SeqCst), 3);
     }
+
+    /// Never answers: whatever a consumer took stays in flight.
+    struct Stuck;
+    impl Exporter for Stuck {
+        fn send<'a>(&'a self, _: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    /// A queue of `queue_size` in `sizer` units, one consumer that never finishes.
+    async fn stuck_queue(sizer: &str, queue_size: usize) -> (Delivery, DeliveryHandle, Telemetry) {
+        let t = Telemetry::new();
+        let cfg: DeliveryConfig = serde_json::from_value(serde_json::json!({
+            "sending_queue": {"num_consumers": 1, "queue_size": queue_size, "sizer": sizer},
+            "timeout": "1h",
+        }))
+        .unwrap();
+        let d = Delivery::start("x", Arc::new(Stuck), cfg, None, &t)
+            .await
+            .unwrap();
+        let h = d.handle();
+        (d, h, t)
+    }
+
+    /// Pushes until the queue refuses; returns how many pushes it took.
+    async fn pushes_until_full(h: &DeliveryHandle, t: &Telemetry, b: &Batch) -> usize {
+        // The first push is taken by the consumer (and hangs there), leaving the queue empty.
+        h.push(Arc::new(b.clone()), false).await.unwrap();
+        let level = || {
+            t.metrics
+                .value("weft_exporter_queue_size", &[("component", "x")])
+                .unwrap_or(-1.0)
+        };
+        while level() != 0.0 {
+            tokio::task::yield_now().await;
+        }
+        let mut n = 0;
+        while h.push(Arc::new(b.clone()), false).await.is_ok() {
+            n += 1;
+            assert!(n < 1000, "never full");
+        }
+        n
+    }
+
+    #[tokio::test]
+    async fn queue_size_counts_in_the_sizer_unit() {
+        let b = logs(100);
+        let bytes = b.encoded_len();
+        for (sizer, size, fits) in [
+            ("requests", 3, 3),
+            ("items", 250, 2),
+            ("bytes", bytes * 3 + bytes / 2, 3),
+        ] {
+            let (d, h, t) = stuck_queue(sizer, size).await;
+            assert_eq!(pushes_until_full(&h, &t, &b).await, fits, "{sizer}");
+            let level = t
+                .metrics
+                .value("weft_exporter_queue_size", &[("component", "x")]);
+            let unit = match sizer {
+                "requests" => 1,
+                "items" => 100,
+                _ => bytes,
+            };
+            assert_eq!(level, Some((fits * unit) as f64), "{sizer}");
+            drop(h);
+            d.shutdown(Instant::now()).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_larger_than_a_bytes_queue_still_goes_when_it_is_empty() {
+        let (d, h, t) = stuck_queue("bytes", 10).await;
+        let b = logs(100);
+        assert_eq!(pushes_until_full(&h, &t, &b).await, 1);
+        drop(h);
+        d.shutdown(Instant::now()).await;
+    }
 }
 
 /// The delivery contract: whatever a backend answers, every item is either delivered or

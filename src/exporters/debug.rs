@@ -54,6 +54,10 @@ pub fn build(v: &Value, ctx: &BuildContext) -> Result<Arc<dyn Exporter>, BuildEr
 pub fn normal_lines(batch: &Batch) -> Vec<String> {
     let mut out = Vec::new();
     match batch {
+        Batch::Raw(r) => match r.decode() {
+            Ok(b) => return normal_lines(&b),
+            Err(e) => out.push(format!("undecodable {} batch: {e}", r.signal())),
+        },
         Batch::Traces(v) => {
             for s in v.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans) {
                 out.push(format!(
@@ -124,9 +128,5 @@ impl Exporter for DebugExporter {
 }
 
 fn resource_count(b: &Batch) -> usize {
-    match b {
-        Batch::Traces(v) => v.len(),
-        Batch::Logs(v) => v.len(),
-        Batch::Metrics(v) => v.len(),
-    }
+    b.resource_count()
 }

@@ -308,6 +308,19 @@ fn split_to_fit(
 
 /// Groups the batch into messages by the configured partition key.
 pub fn partition(cfg: &KafkaExporterConfig, batch: &Batch) -> Vec<Message> {
+    let keyed = match batch.signal() {
+        Signal::Traces => cfg.partition_traces_by_id,
+        Signal::Logs => cfg.partition_logs_by_trace_id || cfg.partition_logs_by_resource_attributes,
+        Signal::Metrics => cfg.partition_metrics_by_resource_attributes,
+    };
+    if let (true, Batch::Raw(r)) = (keyed, batch) {
+        // Keys come from contents: decode (the delivery layer only hands raw batches to
+        // exporters that accept them, so this is a safety net).
+        match r.decode() {
+            Ok(decoded) => return partition(cfg, &decoded),
+            Err(e) => tracing::warn!("cannot key an undecodable batch: {e}; sent unkeyed"),
+        }
+    }
     match batch {
         Batch::Traces(rs) if cfg.partition_traces_by_id => group_by_trace(rs)
             .into_iter()
@@ -502,6 +515,19 @@ impl Exporter for KafkaExporter {
                 _ => Ok(()),
             }
         })
+    }
+
+    /// Raw (undecoded) batches go to Kafka as they came when nothing needs their contents:
+    /// protobuf for every signal and no key taken from the data.
+    fn accepts_raw(&self) -> bool {
+        let c = &self.cfg;
+        [Signal::Traces, Signal::Logs, Signal::Metrics]
+            .iter()
+            .all(|s| self.topics.encoding(*s) == Encoding::OtlpProto)
+            && !(c.partition_traces_by_id
+                || c.partition_logs_by_trace_id
+                || c.partition_logs_by_resource_attributes
+                || c.partition_metrics_by_resource_attributes)
     }
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {

@@ -103,6 +103,12 @@ pub trait Exporter: Send + Sync + 'static {
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }
+    /// Whether `send` takes raw batches ([`Batch::Raw`]: serialized requests, not decoded)
+    /// as they are. An exporter that only writes the protobuf request out says yes; every
+    /// other exporter gets decoded batches (the pipeline and delivery layer decode first).
+    fn accepts_raw(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ use super::{BoxFuture, ExportError, Exporter};
 use crate::components::{BuildContext, BuildError};
 use crate::config::parse_component;
 use crate::data::{Batch, Signal};
-use crate::receivers::otlp::codec::{RawCodec, retry_delay_of};
+use crate::receivers::otlp::codec::{BytesCodec, retry_delay_of};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -213,7 +213,8 @@ impl OtlpGrpcExporter {
 
     /// Sends the batch's protobuf encoding as the export request through a pass-through
     /// codec: encoding straight from the shared batch avoids cloning it into a request
-    /// message first (the generated client wants an owned request).
+    /// message first (the generated client wants an owned request), and a raw batch's
+    /// requests are written out as they arrived, copied once into the gRPC frame.
     async fn send_batch(&self, batch: &Batch) -> Result<(), tonic::Status> {
         let path = match batch.signal() {
             Signal::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
@@ -229,8 +230,12 @@ impl OtlpGrpcExporter {
         grpc.ready()
             .await
             .map_err(|e| tonic::Status::unavailable(format!("connection not ready: {e}")))?;
-        let req = self.request(batch.encode_proto());
-        grpc.unary(req, http::uri::PathAndQuery::from_static(path), RawCodec)
+        let body = match batch {
+            Batch::Raw(r) => r.chunks().cloned().collect(),
+            b => vec![bytes::Bytes::from(b.encode_proto())],
+        };
+        let req = self.request(body);
+        grpc.unary(req, http::uri::PathAndQuery::from_static(path), BytesCodec)
             .await
             .map(|_| ())
     }
@@ -243,5 +248,8 @@ impl Exporter for OtlpGrpcExporter {
                 .await
                 .map_err(|st| classify_status(&st))
         })
+    }
+    fn accepts_raw(&self) -> bool {
+        true
     }
 }

@@ -114,6 +114,9 @@ fn idx(s: Signal) -> usize {
 }
 
 impl Exporter for OtlpHttpExporter {
+    fn accepts_raw(&self) -> bool {
+        matches!(self.encoding, HttpEncoding::Proto)
+    }
     fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
         Box::pin(async move {
             let Some(url) = &self.urls[idx(batch.signal())] else {

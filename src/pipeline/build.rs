@@ -132,7 +132,10 @@ impl Service {
                 };
                 processors.push(build(&spec.value, &ctx(pid, Some(p.signal)))?);
             }
-            let exporters = p.exporters.iter().map(|e| deliveries[e].handle()).collect();
+            let exporters: Vec<_> = p.exporters.iter().map(|e| deliveries[e].handle()).collect();
+            let accepts_raw = processors.iter().all(|p| !p.touches_contents())
+                && exporters.iter().all(|e| e.accepts_raw());
+            tracing::debug!(pipeline = %p.id, accepts_raw, "pipeline built");
             let (tx, rx) = mpsc::channel(PIPELINE_CHANNEL_CAPACITY);
             for rid in &p.receivers {
                 consumers.entry(rid.clone()).or_default().push(
@@ -140,6 +143,7 @@ impl Service {
                     Inlet {
                         pipeline: p.id.clone(),
                         tx: tx.clone(),
+                        accepts_raw,
                     },
                 );
             }

@@ -44,6 +44,9 @@ pub struct Request {
 pub struct Inlet {
     pub pipeline: String,
     pub tx: mpsc::Sender<Request>,
+    /// The pipeline only forwards: no processor reads contents and every exporter takes
+    /// raw batches, so receivers may hand it undecoded requests (see `crate::data::raw`).
+    pub accepts_raw: bool,
 }
 
 /// Every pipeline a receiver feeds, by signal.
@@ -73,6 +76,13 @@ impl Consumers {
 
     pub fn accepts(&self, s: Signal) -> bool {
         !self.for_signal(s).is_empty()
+    }
+
+    /// Whether every pipeline of `s` takes raw batches: a receiver then forwards requests
+    /// undecoded; otherwise it decodes once, up front, for all of them.
+    pub fn accepts_raw(&self, s: Signal) -> bool {
+        let inlets = self.for_signal(s);
+        !inlets.is_empty() && inlets.iter().all(|i| i.accepts_raw)
     }
 
     /// Hands the batch to every pipeline of its signal and waits for their answers.

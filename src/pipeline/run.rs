@@ -56,7 +56,11 @@ impl PipelineTask {
         let mut current = vec![batch];
         for p in self.processors.iter_mut().skip(from) {
             let mut next = Vec::new();
-            for b in current {
+            let decode = p.touches_contents();
+            for mut b in current {
+                if decode && b.is_raw() {
+                    b = crate::processors::decoded(b)?;
+                }
                 next.extend(p.process(b, now)?);
             }
             current = next;
@@ -118,9 +122,21 @@ impl PipelineTask {
 
     async fn export(&mut self, outputs: Vec<Batch>, must_block: bool) -> Result<(), ConsumeError> {
         let mut first_err = None;
-        for out in outputs {
+        let decode = self.exporters.iter().any(|e| !e.accepts_raw());
+        for mut out in outputs {
             if out.is_empty() {
                 continue;
+            }
+            if decode && out.is_raw() {
+                // Decoded once here, shared by every exporter of the fan-out.
+                out = match out.materialize() {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::error!(pipeline = %self.id, "undecodable data dropped: {e}");
+                        first_err.get_or_insert(ConsumeError::Invalid(e.to_string()));
+                        continue;
+                    }
+                };
             }
             let shared = Arc::new(out);
             for ex in &self.exporters {

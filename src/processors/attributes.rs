@@ -148,10 +148,12 @@ fn point_attributes(data: &mut metric::Data, mut f: impl FnMut(&mut Vec<crate::d
 impl Processor for AttributesProcessor {
     fn process(
         &mut self,
-        mut batch: Batch,
+        batch: Batch,
         _now: std::time::Instant,
     ) -> Result<Vec<Batch>, ProcessorError> {
+        let mut batch = super::decoded(batch)?;
         match &mut batch {
+            Batch::Raw(_) => {}
             Batch::Traces(v) => {
                 for rs in v.iter_mut() {
                     for ss in rs.scope_spans.iter_mut() {

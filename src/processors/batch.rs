@@ -225,4 +225,42 @@ mod tests {
         assert_eq!(b.pending_items(), 5);
         assert_eq!(b.flush().iter().map(Batch::item_count).sum::<usize>(), 5);
     }
+
+    /// One request of `n` log records in one resource, kept raw as a receiver would.
+    fn raw_logs(n: usize) -> Batch {
+        Batch::from_proto_bytes(crate::data::Signal::Logs, logs(n).encode_proto().into()).unwrap()
+    }
+
+    #[test]
+    fn raw_batches_merge_by_concatenation_and_split_at_resources() {
+        let t0 = Instant::now();
+        let mut b = Batcher::new(250, 250, Duration::from_secs(1));
+        assert!(b.add(raw_logs(100), t0).is_empty());
+        assert!(b.add(raw_logs(100), t0).is_empty());
+        let out = b.add(raw_logs(100), t0);
+        // 300 pending, at most 250 per batch, cut between whole requests: 200 go now.
+        assert_eq!(out.len(), 1);
+        assert!(out[0].is_raw(), "merged and split without decoding");
+        assert_eq!(out[0].item_count(), 200);
+        assert_eq!(out[0].resource_count(), 2);
+        let one = logs(100).encode_proto();
+        assert_eq!(out[0].encode_proto(), [one.clone(), one.clone()].concat());
+        assert_eq!(b.pending_items(), 100);
+        let rest = b.flush();
+        assert!(rest[0].is_raw());
+        assert_eq!(rest[0].encode_proto(), one);
+    }
+
+    #[test]
+    fn a_raw_request_larger_than_the_max_size_is_split_exactly() {
+        let t0 = Instant::now();
+        let mut b = Batcher::new(10, 10, Duration::from_secs(1));
+        let out = b.add(raw_logs(25), t0);
+        assert_eq!(
+            out.iter().map(Batch::item_count).collect::<Vec<_>>(),
+            vec![10, 10]
+        );
+        let rest = b.flush();
+        assert_eq!(rest.iter().map(Batch::item_count).sum::<usize>(), 5);
+    }
 }

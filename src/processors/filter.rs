@@ -477,7 +477,7 @@ impl Filter {
 impl Processor for Filter {
     fn process(
         &mut self,
-        mut batch: Batch,
+        batch: Batch,
         _now: std::time::Instant,
     ) -> Result<Vec<Batch>, ProcessorError> {
         let signal = batch.signal();
@@ -485,8 +485,10 @@ impl Processor for Filter {
         if rules.is_empty() {
             return Ok(vec![batch]);
         }
+        let mut batch = super::decoded(batch)?;
         let mut errors = apply::Errors::default();
         let outcome = match &mut batch {
+            Batch::Raw(_) => Ok(Default::default()),
             Batch::Traces(v) => apply::traces(rules, v, &mut errors),
             Batch::Logs(v) => apply::logs(rules, v, &mut errors),
             Batch::Metrics(v) => apply::metrics(rules, v, &mut errors),
@@ -508,6 +510,7 @@ impl Processor for Filter {
         }
         batch.prune_empty();
         let nothing_left = match &batch {
+            Batch::Raw(r) => r.item_count() == 0,
             Batch::Traces(v) => v.is_empty(),
             Batch::Logs(v) => v.is_empty(),
             Batch::Metrics(v) => v.is_empty(),

@@ -34,6 +34,14 @@ pub enum ProcessorError {
     Invalid(String),
 }
 
+/// The decoded form of `batch`, for a processor that reads contents. The pipeline already
+/// decodes before such processors (see `crate::data::raw`); this is the safety net.
+pub fn decoded(batch: Batch) -> Result<Batch, ProcessorError> {
+    batch
+        .materialize()
+        .map_err(|e| ProcessorError::Invalid(format!("cannot decode forwarded data: {e}")))
+}
+
 pub trait Processor: Send {
     /// Processes one batch arriving at `now`; returns the batches to pass downstream.
     fn process(&mut self, batch: Batch, now: Instant) -> Result<Vec<Batch>, ProcessorError>;
@@ -53,8 +61,10 @@ pub trait Processor: Send {
         Vec::new()
     }
 
-    /// Whether the processor reads or changes span contents (the forwarding fast path is
-    /// possible only when no processor in a pipeline does).
+    /// Whether the processor reads or changes span contents. A processor that says no gets
+    /// raw batches (`Batch::Raw`, undecoded requests) on the forwarding fast path and may
+    /// only use `Batch`'s methods on them (count, merge, split); one that says yes always
+    /// gets decoded batches (see `crate::data::raw`).
     fn touches_contents(&self) -> bool {
         true
     }

@@ -75,10 +75,12 @@ impl ResourceProcessor {
 impl Processor for ResourceProcessor {
     fn process(
         &mut self,
-        mut batch: Batch,
+        batch: Batch,
         _now: std::time::Instant,
     ) -> Result<Vec<Batch>, ProcessorError> {
+        let mut batch = super::decoded(batch)?;
         match &mut batch {
+            Batch::Raw(_) => {}
             Batch::Traces(v) => v.iter_mut().for_each(|r| self.apply(&mut r.resource)),
             Batch::Logs(v) => v.iter_mut().for_each(|r| self.apply(&mut r.resource)),
             Batch::Metrics(v) => v.iter_mut().for_each(|r| self.apply(&mut r.resource)),
@@ -156,6 +158,7 @@ mod tests {
                 Batch::Traces(v) => v[0].resource.clone(),
                 Batch::Logs(v) => v[0].resource.clone(),
                 Batch::Metrics(v) => v[0].resource.clone(),
+                Batch::Raw(_) => unreachable!("processors output decoded batches"),
             }
             .unwrap();
             let a = &res.attributes;

@@ -328,7 +328,9 @@ impl ResourceDetection {
 impl Processor for ResourceDetection {
     fn process(&mut self, mut batch: Batch, _now: Instant) -> Result<Vec<Batch>, ProcessorError> {
         if !self.attributes.is_empty() {
+            batch = super::decoded(batch)?;
             match &mut batch {
+                Batch::Raw(_) => {}
                 Batch::Traces(v) => v.iter_mut().for_each(|r| self.apply(&mut r.resource)),
                 Batch::Logs(v) => v.iter_mut().for_each(|r| self.apply(&mut r.resource)),
                 Batch::Metrics(v) => v.iter_mut().for_each(|r| self.apply(&mut r.resource)),
@@ -414,6 +416,7 @@ mod tests {
             Batch::Traces(v) => v[0].resource.clone().unwrap_or_default().attributes,
             Batch::Logs(v) => v[0].resource.clone().unwrap_or_default().attributes,
             Batch::Metrics(v) => v[0].resource.clone().unwrap_or_default().attributes,
+            Batch::Raw(_) => unreachable!("processors output decoded batches"),
         }
     }
 

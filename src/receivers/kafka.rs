@@ -40,7 +40,7 @@ use super::Receiver;
 use crate::admin::metrics::Counter;
 use crate::components::{BuildContext, BuildError};
 use crate::config::{Dur, FieldError};
-use crate::data::{Batch, Signal, set_attr, string_value};
+use crate::data::{Batch, DecodeError, Signal, set_attr, string_value};
 use crate::exporters::BoxFuture;
 use crate::kafka::{Common, Encoding, Invalid, default_client_id, field_error};
 use crate::pipeline::build::BoundAddrs;
@@ -371,8 +371,7 @@ impl Member {
         let counters = self.rx.counters.get(self.signal);
         let mut wait = Duration::from_millis(100);
         loop {
-            let bytes = rec.value.as_deref().unwrap_or_default();
-            let mut batch = match self.encoding.decode(self.signal, bytes) {
+            let mut batch = match self.decode(rec) {
                 Ok(b) => b,
                 Err(e) => {
                     self.rx.undecodable.inc();
@@ -415,9 +414,27 @@ impl Member {
         }
     }
 
+    /// The message as a batch: raw (zero-copy, wire-scanned) when it is OTLP protobuf,
+    /// nothing needs its contents here and every pipeline forwards raw; decoded otherwise.
+    fn decode(&self, rec: &krafka::consumer::ConsumerRecord) -> Result<Batch, DecodeError> {
+        let value = rec.value.clone().unwrap_or_default();
+        if self.encoding == Encoding::OtlpProto
+            && !self.extracts_headers()
+            && self.consumers.accepts_raw(self.signal)
+        {
+            return Batch::from_proto_bytes(self.signal, value);
+        }
+        self.encoding.decode(self.signal, &value)
+    }
+
+    fn extracts_headers(&self) -> bool {
+        let he = &self.rx.cfg.header_extraction;
+        he.extract_headers && !he.headers.is_empty()
+    }
+
     fn extract_headers(&self, batch: &mut Batch, headers: &krafka::Headers) {
         let he = &self.rx.cfg.header_extraction;
-        if !he.extract_headers || he.headers.is_empty() {
+        if !self.extracts_headers() {
             return;
         }
         let found: Vec<(String, String)> = he
@@ -445,6 +462,8 @@ impl Member {
             Batch::Traces(v) => v.iter_mut().for_each(|r| apply(&mut r.resource)),
             Batch::Logs(v) => v.iter_mut().for_each(|r| apply(&mut r.resource)),
             Batch::Metrics(v) => v.iter_mut().for_each(|r| apply(&mut r.resource)),
+            // `decode` never returns raw batches when headers are extracted.
+            Batch::Raw(_) => {}
         }
     }
 }

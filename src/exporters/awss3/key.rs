@@ -187,6 +187,14 @@ pub fn group_by_partition(
 ) -> BTreeMap<String, Batch> {
     let pick = |t: u64| if t == 0 { now_nanos } else { t };
     match batch {
+        // Decoded on demand (the delivery layer decodes for exporters that need contents).
+        Batch::Raw(r) => match r.decode() {
+            Ok(b) => group_by_partition(&b, format, now_nanos),
+            Err(e) => {
+                tracing::error!("cannot decode forwarded data: {e}");
+                BTreeMap::new()
+            }
+        },
         Batch::Traces(v) => {
             let mut out: BTreeMap<String, Vec<ResourceSpans>> = BTreeMap::new();
             for rs in v {

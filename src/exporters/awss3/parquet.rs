@@ -121,6 +121,12 @@ fn body_columns(body: &Option<AnyValue>) -> (Option<String>, Option<String>) {
 /// Encodes a traces or logs batch as one Parquet file.
 pub fn encode(batch: &Batch, c: Compression) -> Result<Vec<u8>, MarshalError> {
     let rb = match batch {
+        Batch::Raw(r) => {
+            let b = r
+                .decode()
+                .map_err(|e| MarshalError::Encode(e.to_string()))?;
+            return encode(&b, c);
+        }
         Batch::Logs(_) => logs_record_batch(batch)?,
         Batch::Traces(_) => spans_record_batch(batch)?,
         Batch::Metrics(_) => {

@@ -202,6 +202,12 @@ impl Encoder {
         let no_scope = InstrumentationScope::default();
         let mut out = Vec::with_capacity(batch.item_count());
         match batch {
+            // Decoded on demand (the delivery layer decodes for this exporter already).
+            Batch::Raw(r) => {
+                if let Ok(b) = r.decode() {
+                    return self.documents(&b);
+                }
+            }
             Batch::Logs(v) => {
                 for rl in v {
                     let resource = rl.resource.as_ref().unwrap_or(&none);
@@ -310,6 +316,10 @@ pub fn retain(batch: &Batch, keep: &[bool]) -> Batch {
     let mut flags = keep.iter().copied();
     let mut next = move || flags.next().unwrap_or(false);
     match batch {
+        Batch::Raw(r) => match r.decode() {
+            Ok(b) => retain(&b, keep),
+            Err(_) => Batch::empty(r.signal()),
+        },
         Batch::Logs(v) => Batch::Logs(
             v.iter()
                 .filter_map(|rl| {

@@ -48,6 +48,14 @@ pub fn split_with(
         return Vec::new();
     }
     let parts: Vec<(usize, Batch)> = match batch {
+        // Decoded on demand (the delivery layer decodes for this exporter already).
+        Batch::Raw(r) => match r.decode() {
+            Ok(b) => return split_with(&b, key, n, route),
+            Err(e) => {
+                tracing::error!("cannot decode forwarded data for routing: {e}");
+                Vec::new()
+            }
+        },
         Batch::Traces(v) => split_spans(v, n, key, route)
             .into_iter()
             .enumerate()

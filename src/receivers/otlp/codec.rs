@@ -5,6 +5,7 @@
 use std::io::Read;
 use std::time::Duration;
 
+use bytes::Bytes;
 use prost::Message;
 
 use crate::data::{Batch, Signal};
@@ -122,6 +123,21 @@ pub fn decode(signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Batch, 
         .validate_ids()
         .map_err(|e| ReceiveError::BadRequest(format!("invalid {signal} request: {e}")))?;
     Ok(batch)
+}
+
+/// A protobuf request body: kept as bytes (scanned for well-formedness, ids and counts;
+/// see `crate::data::raw`) when every pipeline of the signal only forwards, decoded and
+/// validated otherwise.
+pub fn accept_proto(signal: Signal, body: Bytes, raw: bool) -> Result<Batch, ReceiveError> {
+    if !raw {
+        return decode(signal, Encoding::Protobuf, &body);
+    }
+    Batch::from_proto_bytes(signal, body).map_err(|e| match e {
+        crate::data::DecodeError::Wire(w @ crate::data::wire::WireError::IdLength { .. }) => {
+            ReceiveError::BadRequest(format!("invalid {signal} request: {w}"))
+        }
+        e => ReceiveError::BadRequest(format!("cannot decode {signal} request: {e}")),
+    })
 }
 
 /// HTTP status and gRPC code for an error.
@@ -324,5 +340,69 @@ impl tonic::codec::Codec for RawCodec {
     }
     fn decoder(&mut self) -> RawDecoder {
         RawDecoder
+    }
+}
+
+/// A pass-through gRPC codec over [`Bytes`]. Decoding hands the message body over as is
+/// (after tonic's decompression and size limit, in an exactly sized buffer): the receiver
+/// scans it instead of decoding it. Encoding writes a sequence of chunks: the
+/// otlp exporter sends a raw batch's requests without first concatenating them, and the
+/// receiver answers with no chunks (an empty `Export*ServiceResponse` is zero bytes).
+#[derive(Clone, Default)]
+pub struct BytesCodec;
+
+pub struct BytesEncoder;
+pub struct BytesDecoder;
+
+impl tonic::codec::Encoder for BytesEncoder {
+    type Item = Vec<Bytes>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<Bytes>,
+        buf: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use bytes::BufMut;
+        for chunk in &item {
+            buf.put_slice(chunk);
+        }
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for BytesDecoder {
+    type Item = Bytes;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        buf: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Bytes>, tonic::Status> {
+        use bytes::Buf;
+        // Copied into an allocation of exactly the message's size: a slice of tonic's
+        // receive buffer would keep that whole buffer (grown by doubling, up to twice the
+        // message) alive for as long as the batch waits in a queue, and a queue bounded in
+        // bytes would hold up to twice its bound. One memcpy per request is the price.
+        let n = buf.remaining();
+        let mut v = Vec::with_capacity(n);
+        while buf.has_remaining() {
+            let chunk = buf.chunk();
+            v.extend_from_slice(chunk);
+            let len = chunk.len();
+            buf.advance(len);
+        }
+        Ok(Some(Bytes::from(v)))
+    }
+}
+
+impl tonic::codec::Codec for BytesCodec {
+    type Encode = Vec<Bytes>;
+    type Decode = Bytes;
+    type Encoder = BytesEncoder;
+    type Decoder = BytesDecoder;
+    fn encoder(&mut self) -> BytesEncoder {
+        BytesEncoder
+    }
+    fn decoder(&mut self) -> BytesDecoder {
+        BytesDecoder
     }
 }

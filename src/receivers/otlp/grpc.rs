@@ -1,32 +1,27 @@
 //! OTLP/gRPC: the three collector services on one tonic server.
+//!
+//! The services are written against tonic's server machinery directly, with a pass-through
+//! codec ([`BytesCodec`]): tonic still handles framing, gzip/zstd decompression and the
+//! message size limit, and the receiver gets the request body as bytes. It then either keeps
+//! them raw (scanned, the forwarding fast path) or decodes them, per
+//! [`codec::accept_proto`]; undecodable messages are answered INVALID_ARGUMENT by the
+//! receiver itself.
 
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::codec::CompressionEncoding;
+use tonic::server::NamedService;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
-use super::codec::{ReceiveError, grpc_status};
+use super::codec::{self, BytesCodec, ReceiveError, grpc_status};
 use super::{GrpcConfig, ReceiverCounters};
 use crate::components::BuildError;
-use crate::data::Batch;
+use crate::data::{Batch, Signal};
+use crate::exporters::BoxFuture;
 use crate::pipeline::Consumers;
 use crate::pipeline::build::BoundAddrs;
 
@@ -41,12 +36,6 @@ impl Svc {
         let signal = batch.signal();
         let n = batch.item_count() as u64;
         let c = self.counters.get(signal);
-        if let Err(e) = batch.validate_ids() {
-            c.dropped.add(n);
-            return Err(grpc_status(&ReceiveError::BadRequest(format!(
-                "invalid {signal} request: {e}"
-            ))));
-        }
         match self.consumers.consume(batch).await {
             Ok(()) => {
                 c.accepted.add(n);
@@ -58,71 +47,87 @@ impl Svc {
             }
         }
     }
-}
 
-#[tonic::async_trait]
-impl TraceService for Svc {
-    async fn export(
-        &self,
-        req: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        self.accept(Batch::Traces(req.into_inner().resource_spans))
-            .await?;
-        Ok(tonic::Response::new(ExportTraceServiceResponse {
-            partial_success: None,
-        }))
+    async fn export(&self, signal: Signal, body: Bytes) -> Result<Vec<Bytes>, tonic::Status> {
+        let raw = self.consumers.accepts_raw(signal);
+        let batch = codec::accept_proto(signal, body, raw).map_err(|e| {
+            tracing::debug!(signal = %signal, "rejected OTLP/gRPC request: {e}");
+            grpc_status(&e)
+        })?;
+        self.accept(batch).await?;
+        // An empty Export*ServiceResponse (no partial_success) encodes to zero bytes.
+        Ok(Vec::new())
     }
 }
 
-#[tonic::async_trait]
-impl LogsService for Svc {
-    async fn export(
-        &self,
-        req: tonic::Request<ExportLogsServiceRequest>,
-    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        self.accept(Batch::Logs(req.into_inner().resource_logs))
-            .await?;
-        Ok(tonic::Response::new(ExportLogsServiceResponse {
-            partial_success: None,
-        }))
+/// One OTLP service (`SIG` is the signal's tag) answering its `Export` method.
+#[derive(Clone)]
+struct ExportService<const SIG: u8> {
+    svc: Svc,
+    limit: usize,
+}
+
+impl NamedService for ExportService<1> {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+}
+impl NamedService for ExportService<2> {
+    const NAME: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+}
+impl NamedService for ExportService<3> {
+    const NAME: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
+}
+
+/// The unary handler tonic calls with the decompressed body.
+struct Unary(Svc, Signal);
+
+impl tonic::server::UnaryService<Bytes> for Unary {
+    type Response = Vec<Bytes>;
+    type Future = BoxFuture<'static, Result<tonic::Response<Vec<Bytes>>, tonic::Status>>;
+    fn call(&mut self, req: tonic::Request<Bytes>) -> Self::Future {
+        let (svc, signal) = (self.0.clone(), self.1);
+        Box::pin(async move {
+            svc.export(signal, req.into_inner())
+                .await
+                .map(tonic::Response::new)
+        })
     }
 }
 
-#[tonic::async_trait]
-impl MetricsService for Svc {
-    async fn export(
-        &self,
-        req: tonic::Request<ExportMetricsServiceRequest>,
-    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        self.accept(Batch::Metrics(req.into_inner().resource_metrics))
-            .await?;
-        Ok(tonic::Response::new(ExportMetricsServiceResponse {
-            partial_success: None,
-        }))
+impl<const SIG: u8, B> tower::Service<http::Request<B>> for ExportService<SIG>
+where
+    B: tonic::codegen::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let signal = Signal::from_tag(SIG).unwrap_or(Signal::Traces);
+        let svc = self.svc.clone();
+        let limit = self.limit;
+        Box::pin(async move {
+            if req.uri().path().rsplit('/').next() != Some("Export") {
+                return Ok(tonic::Status::unimplemented("unknown method").into_http());
+            }
+            let mut grpc = tonic::server::Grpc::new(BytesCodec)
+                .max_decoding_message_size(limit)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd);
+            if signal == Signal::Traces {
+                grpc = grpc.send_compressed(CompressionEncoding::Gzip);
+            }
+            Ok(grpc.unary(Unary(svc, signal), req).await)
+        })
     }
 }
 
 fn read(path: &str, what: &str, id: &str) -> Result<Vec<u8>, BuildError> {
     std::fs::read(path).map_err(|e| BuildError::new(id, format!("cannot read {what} {path}: {e}")))
-}
-
-/// tonic answers undecodable messages with INTERNAL; OTLP wants INVALID_ARGUMENT.
-fn fix_decode_status(
-    mut resp: http::Response<tonic::body::Body>,
-) -> http::Response<tonic::body::Body> {
-    let h = resp.headers();
-    let is_decode = h.get("grpc-status").is_some_and(|v| v == "13")
-        && h.get("grpc-message").is_some_and(|m| {
-            m.to_str()
-                .unwrap_or("")
-                .to_ascii_lowercase()
-                .contains("decod")
-        });
-    if is_decode {
-        resp.headers_mut()
-            .insert("grpc-status", http::HeaderValue::from_static("3"));
-    }
-    resp
 }
 
 pub async fn serve(
@@ -167,26 +172,15 @@ pub async fn serve(
         builder = builder.concurrency_limit_per_connection(n as usize);
     }
     let router = builder
-        .layer(tower::util::MapResponseLayer::new(fix_decode_status))
-        .add_service(
-            TraceServiceServer::new(svc.clone())
-                .max_decoding_message_size(limit)
-                .accept_compressed(CompressionEncoding::Gzip)
-                .accept_compressed(CompressionEncoding::Zstd)
-                .send_compressed(CompressionEncoding::Gzip),
-        )
-        .add_service(
-            LogsServiceServer::new(svc.clone())
-                .max_decoding_message_size(limit)
-                .accept_compressed(CompressionEncoding::Gzip)
-                .accept_compressed(CompressionEncoding::Zstd),
-        )
-        .add_service(
-            MetricsServiceServer::new(svc)
-                .max_decoding_message_size(limit)
-                .accept_compressed(CompressionEncoding::Gzip)
-                .accept_compressed(CompressionEncoding::Zstd),
-        );
+        .add_service(ExportService::<1> {
+            svc: svc.clone(),
+            limit,
+        })
+        .add_service(ExportService::<2> {
+            svc: svc.clone(),
+            limit,
+        })
+        .add_service(ExportService::<3> { svc, limit });
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let id = id.to_string();
     Ok(tokio::spawn(async move {

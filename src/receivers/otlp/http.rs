@@ -88,8 +88,18 @@ async fn handle(state: &AppState, signal: Signal, headers: &HeaderMap, body: Byt
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok());
     let result = async {
-        let raw = codec::decompress(ce, &body, state.limit)?;
-        let batch = codec::decode(signal, enc, &raw)?;
+        let batch = match (codec::decompress(ce, &body, state.limit)?, enc) {
+            (raw, Encoding::Json) => codec::decode(signal, enc, &raw)?,
+            (raw, Encoding::Protobuf) => {
+                // An uncompressed body is the request as received: shared, not copied.
+                let bytes = match raw {
+                    std::borrow::Cow::Borrowed(_) => body.clone(),
+                    std::borrow::Cow::Owned(v) => Bytes::from(v),
+                };
+                let fast = state.consumers.accepts_raw(signal);
+                codec::accept_proto(signal, bytes, fast)?
+            }
+        };
         let n = batch.item_count() as u64;
         let c = state.counters.get(signal);
         match state.consumers.consume(batch).await {
