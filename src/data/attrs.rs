@@ -40,6 +40,15 @@ pub fn set_attr(attrs: &mut Vec<KeyValue>, key: &str, value: any_value::Value) {
 }
 
 /// A string value.
+/// An attribute (`key` = `value`), as tests and fixtures build them.
+pub fn kv(key: &str, value: any_value::Value) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
 pub fn string_value(s: impl Into<String>) -> any_value::Value {
     any_value::Value::StringValue(s.into())
 }

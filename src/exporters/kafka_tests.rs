@@ -2,9 +2,7 @@ use super::*;
 use crate::data::{LogRecord, Resource, ScopeLogs, ScopeSpans, Span, string_value};
 
 fn kv(k: &str, v: &str) -> KeyValue {
-    let mut attrs = Vec::new();
-    crate::data::set_attr(&mut attrs, k, string_value(v));
-    attrs.remove(0)
+    crate::data::kv(k, string_value(v))
 }
 
 fn span(trace: u8, id: u8, pad: usize) -> Span {

@@ -3,13 +3,7 @@
 
 use super::*;
 
-pub fn kv(k: &str, v: any_value::Value) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue { value: Some(v) }),
-        ..Default::default()
-    }
-}
+pub use weft::data::kv;
 
 pub fn s(v: &str) -> any_value::Value {
     string_value(v)

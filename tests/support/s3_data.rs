@@ -6,8 +6,8 @@ use std::sync::Arc;
 use weft::admin::Telemetry;
 use weft::components::{BuildContext, SharedState};
 use weft::data::{
-    AnyValue, Batch, InstrumentationScope, KeyValue, LogRecord, Resource, ResourceLogs,
-    ResourceSpans, ScopeLogs, ScopeSpans, Signal, Span, Status, set_attr, span, string_value,
+    AnyValue, Batch, InstrumentationScope, LogRecord, Resource, ResourceLogs, ResourceSpans,
+    ScopeLogs, ScopeSpans, Signal, Span, Status, set_attr, span, string_value,
 };
 use weft::exporters::Exporter;
 use weft::exporters::awss3::marshal::{Compression, decompress};
@@ -41,13 +41,7 @@ pub fn resource(service: &str) -> Option<Resource> {
     })
 }
 
-pub fn kv(k: &str, v: weft::data::any_value::Value) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue { value: Some(v) }),
-        ..Default::default()
-    }
-}
+pub use weft::data::kv;
 
 pub fn log_records(tag: &str, times: &[u64]) -> Vec<LogRecord> {
     times

@@ -483,13 +483,7 @@ mod tests {
     use super::*;
     use crate::data::string_value;
 
-    fn kv(k: &str, v: any_value::Value) -> KeyValue {
-        KeyValue {
-            key: k.into(),
-            value: Some(AnyValue { value: Some(v) }),
-            ..Default::default()
-        }
-    }
+    use crate::data::kv;
 
     #[test]
     fn timestamps_keep_nanoseconds() {

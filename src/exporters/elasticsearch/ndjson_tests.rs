@@ -5,13 +5,7 @@ use super::*;
 use crate::data::{AnyValue, KeyValue, LogRecord, ScopeLogs, string_value};
 use crate::exporters::jsonw::tests::{random_attrs, random_value};
 
-fn kv(k: &str, v: any_value::Value) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue { value: Some(v) }),
-        ..Default::default()
-    }
-}
+use crate::data::kv;
 
 /// Random attributes plus, now and then, the keys the mappings treat specially.
 fn attrs(rng: &mut fastrand::Rng) -> Vec<KeyValue> {

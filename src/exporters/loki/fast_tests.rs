@@ -10,13 +10,7 @@ use crate::exporters::loki::encode::{Limits, encode};
 use crate::exporters::loki::labels::{LabelRules, LabelsConfig};
 use crate::exporters::loki::proto::PushRequest;
 
-fn kv(k: &str, v: any_value::Value) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue { value: Some(v) }),
-        ..Default::default()
-    }
-}
+use crate::data::kv;
 
 fn attrs(rng: &mut fastrand::Rng) -> Vec<KeyValue> {
     let mut a = random_attrs(rng, 1);

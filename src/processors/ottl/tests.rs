@@ -2,18 +2,12 @@
 
 use super::*;
 use crate::data::{
-    AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, LogRecord, Metric,
-    Resource, Span, Status, any_value, metric, span,
+    AnyValue, ArrayValue, InstrumentationScope, KeyValueList, LogRecord, Metric, Resource, Span,
+    Status, any_value, metric, span,
 };
 use opentelemetry_proto::tonic::metrics::v1::{Gauge, NumberDataPoint, number_data_point};
 
-fn kv(k: &str, v: any_value::Value) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue { value: Some(v) }),
-        ..Default::default()
-    }
-}
+use crate::data::kv;
 
 fn s(v: &str) -> any_value::Value {
     any_value::Value::StringValue(v.into())
