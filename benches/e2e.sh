@@ -15,8 +15,9 @@
 # Environment: WEFT_BENCH_CONFIG (the traces pipeline, default pipelines/bench.yaml; e.g.
 # pipelines/bench-attributes.yaml), WEFT_BENCH_BIN (directory holding prebuilt weft and
 # weft-loadgen: skips the build, e.g. to measure another commit's binaries),
-# WEFT_BENCH_CEILING (the decode+encode ceiling in spans/s from
-# `cargo bench --bench codec`: each spans-per-CPU-second figure is printed against it);
+# WEFT_BENCH_CEILING (the decode+encode ceiling in spans/s; when unset the script runs the
+# codec bench's decode_encode_proto_100_spans on the same core after the pinned run, from
+# `cargo bench --bench codec --no-run`, and prints weft's spans per CPU second against it);
 # ports WEFT_BENCH_SINK_PORT, WEFT_BENCH_IN_PORT, WEFT_BENCH_HEALTH_PORT (to run next to
 # another benchmark).
 #
@@ -83,11 +84,13 @@ ceiling() {
   local r; r=$(taskset -c 0 "$b" --bench --quick "$2" 2>/dev/null | grep 'thrpt:' | head -1 |
     awk '{v = $4; u = $5; if (u ~ /^M/) v *= 1000000; else if (u ~ /^K/) v *= 1000; printf "%.0f", v}')
   awk -v c="${r:-0}" -v w="${PER_CPU:-0}" -v n="$2" 'BEGIN {
-    printf "ceiling: encoder alone (%s) %.0f records/s on one core; weft end to end %.0f records per CPU second = %.2f of it\n", n, c, w, (c > 0 ? w / c : 0) }'
+    printf "ceiling: %s alone %.0f items/s on one core; weft end to end %.0f items per CPU second = %.2fx of it\n", n, c, w, (c > 0 ? w / c : 0) }'
 }
 
 if [ "$WHAT" = traces ] || [ "$WHAT" = all ]; then
   run "pinned to one core (taskset -c 0), traces" "taskset -c 0" "--signal traces"
+  # The decode+encode ceiling, measured now on the same core (skipped when given).
+  [ "$CEILING" = 0 ] && ceiling codec decode_encode_proto_100_spans
   run "unpinned, traces" "" "--signal traces"
 fi
 if [ "$WHAT" = logs ] || [ "$WHAT" = all ]; then
