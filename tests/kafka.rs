@@ -385,3 +385,19 @@ async fn sasl_scram_authenticates_and_a_wrong_password_is_named_by_readiness() {
     .await;
     w.service.shutdown().await;
 }
+
+#[tokio::test]
+async fn two_signals_on_one_topic_is_a_startup_error() {
+    let yaml = "receivers:\n  kafka:\n    brokers: [127.0.0.1:1]\n    topic: everything\nexporters:\n  debug:\nservice:\n  pipelines:\n    traces: {receivers: [kafka], exporters: [debug]}\n    logs: {receivers: [kafka], exporters: [debug]}\n";
+    support::weft::init();
+    let cfg = support::weft::valid(yaml);
+    let err = weft::pipeline::Service::start(&cfg, weft::admin::Telemetry::new())
+        .await
+        .err()
+        .expect("must not start");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("\"everything\"") && msg.contains("traces.topic"),
+        "{msg}"
+    );
+}
