@@ -10,46 +10,12 @@ use std::time::Duration;
 
 use support::kafka::{Broker, Storage};
 use support::otlp_sink::Sink;
-use support::samples::full_batches;
+use support::samples::{full_batches, traces};
 use support::weft::{post, start};
 use weft::data::*;
 
 fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
-}
-
-/// Traces: `traces` trace ids × `spans` spans each, interleaved across the batch.
-fn traces(first_trace: u64, traces: u64, spans: u64) -> Batch {
-    let mut out = Vec::new();
-    for s in 0..spans {
-        for t in first_trace..first_trace + traces {
-            out.push(Span {
-                trace_id: [t.to_be_bytes(), [9; 8]].concat(),
-                span_id: (t * 1000 + s + 1).to_be_bytes().to_vec(),
-                name: format!("op-{s}"),
-                start_time_unix_nano: 1_700_000_000_000_000_000 + s,
-                end_time_unix_nano: 1_700_000_000_000_100_000 + s,
-                ..Default::default()
-            });
-        }
-    }
-    Batch::Traces(vec![ResourceSpans {
-        resource: Some(Resource {
-            attributes: vec![KeyValue {
-                key: "service.name".into(),
-                value: Some(AnyValue {
-                    value: Some(string_value("order")),
-                }),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
-        scope_spans: vec![ScopeSpans {
-            spans: out,
-            ..Default::default()
-        }],
-        ..Default::default()
-    }])
 }
 
 fn span_ids(b: &Batch) -> Vec<(Vec<u8>, Vec<u8>)> {

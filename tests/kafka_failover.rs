@@ -25,25 +25,7 @@ const SPANS_PER_TRACE: u64 = 4;
 
 /// `n` traces starting at `first`, each with SPANS_PER_TRACE spans.
 fn request(first: u64, n: u64) -> Batch {
-    let spans = (first..first + n)
-        .flat_map(|t| {
-            (0..SPANS_PER_TRACE).map(move |s| Span {
-                trace_id: [t.to_be_bytes(), [5; 8]].concat(),
-                span_id: (t * 16 + s + 1).to_be_bytes().to_vec(),
-                name: format!("step-{s}"),
-                start_time_unix_nano: 1_700_000_000_000_000_000 + s,
-                end_time_unix_nano: 1_700_000_000_000_900_000,
-                ..Default::default()
-            })
-        })
-        .collect();
-    Batch::Traces(vec![ResourceSpans {
-        scope_spans: vec![ScopeSpans {
-            spans,
-            ..Default::default()
-        }],
-        ..Default::default()
-    }])
+    support::samples::traces(first, n, SPANS_PER_TRACE)
 }
 
 fn agent_yaml(broker: &str, http: u16, admin: u16) -> String {

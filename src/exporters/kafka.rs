@@ -22,6 +22,7 @@
 //! is lost. Duplicates are possible when an acknowledgement is lost (at-least-once) unless
 //! `enable_idempotence` is on.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -181,10 +182,22 @@ pub fn build(v: &Value, ctx: &BuildContext) -> Result<Arc<dyn Exporter>, BuildEr
     }))
 }
 
-/// One Kafka record to be: the key and the items it carries.
-pub struct Message {
+/// One Kafka record to be: the key, the items it carries (borrowed when the whole batch
+/// goes as one message, so nothing is copied), and their encoding once it is known.
+pub struct Message<'a> {
     pub key: Option<Vec<u8>>,
-    pub batch: Batch,
+    pub batch: Cow<'a, Batch>,
+    pub bytes: Vec<u8>,
+}
+
+impl<'a> Message<'a> {
+    fn new(key: Option<Vec<u8>>, batch: Cow<'a, Batch>) -> Message<'a> {
+        Message {
+            key,
+            batch,
+            bytes: Vec::new(),
+        }
+    }
 }
 
 impl KafkaExporter {
@@ -249,7 +262,7 @@ impl KafkaExporter {
 
     /// The batch as messages: grouped by the partitioning settings, then split until each
     /// encoded message fits `max_message_bytes`.
-    pub fn messages(&self, batch: &Batch) -> Vec<Message> {
+    pub fn messages<'a>(&self, batch: &'a Batch) -> Vec<Message<'a>> {
         let groups = partition(&self.cfg, batch);
         let encoding = self.topics.encoding(batch.signal());
         let limit = self.cfg.producer.max_message_bytes;
@@ -263,51 +276,61 @@ impl KafkaExporter {
     }
 }
 
-/// Halves `m` until each part encodes within `limit` (minus room for the key and the record
-/// framing); a single item that alone does not fit is reported to `dropped`.
-fn split_to_fit(
-    mut m: Message,
+/// Encodes `m` (once) and halves it until each part fits `limit` (minus room for the key
+/// and the record framing); a single item that alone does not fit is reported to `dropped`.
+fn split_to_fit<'a>(
+    mut m: Message<'a>,
     encoding: Encoding,
     limit: usize,
-    out: &mut Vec<Message>,
+    out: &mut Vec<Message<'a>>,
     dropped: &mut dyn FnMut(usize),
 ) {
     let room = limit.saturating_sub(m.key.as_ref().map_or(0, Vec::len) + 128);
-    let size = match encoding {
-        Encoding::OtlpProto => m.batch.encoded_len(),
-        Encoding::OtlpJson => encoding.encode(&m.batch).len(),
+    // Protobuf knows its length without encoding; JSON is encoded to be measured, and
+    // that encoding is the one sent.
+    let fits = match encoding {
+        Encoding::OtlpProto => m.batch.encoded_len() <= room,
+        Encoding::OtlpJson => {
+            m.bytes = encoding.encode(&m.batch);
+            m.bytes.len() <= room
+        }
     };
-    if size <= room {
+    if fits {
+        if m.bytes.is_empty() {
+            m.bytes = encoding.encode(&m.batch);
+        }
         out.push(m);
         return;
     }
     let n = m.batch.item_count();
     if n <= 1 {
         tracing::warn!(
-            size,
             limit,
             "a single item exceeds producer.max_message_bytes; dropped"
         );
         dropped(n);
         return;
     }
-    let front = m.batch.split_front(n / 2);
-    let key = m.key.clone();
+    let mut rest = m.batch.into_owned();
+    let front = rest.split_front(n / 2);
     split_to_fit(
-        Message {
-            key: key.clone(),
-            batch: front,
-        },
+        Message::new(m.key.clone(), Cow::Owned(front)),
         encoding,
         limit,
         out,
         dropped,
     );
-    split_to_fit(m, encoding, limit, out, dropped);
+    split_to_fit(
+        Message::new(m.key, Cow::Owned(rest)),
+        encoding,
+        limit,
+        out,
+        dropped,
+    );
 }
 
 /// Groups the batch into messages by the configured partition key.
-pub fn partition(cfg: &KafkaExporterConfig, batch: &Batch) -> Vec<Message> {
+pub fn partition<'a>(cfg: &KafkaExporterConfig, batch: &'a Batch) -> Vec<Message<'a>> {
     let keyed = match batch.signal() {
         Signal::Traces => cfg.partition_traces_by_id,
         Signal::Logs => cfg.partition_logs_by_trace_id || cfg.partition_logs_by_resource_attributes,
@@ -317,43 +340,53 @@ pub fn partition(cfg: &KafkaExporterConfig, batch: &Batch) -> Vec<Message> {
         // Keys come from contents: decode (the delivery layer only hands raw batches to
         // exporters that accept them, so this is a safety net).
         match r.decode() {
-            Ok(decoded) => return partition(cfg, &decoded),
+            Ok(decoded) => {
+                return partition(cfg, &decoded)
+                    .into_iter()
+                    .map(|m| Message::new(m.key, Cow::Owned(m.batch.into_owned())))
+                    .collect();
+            }
             Err(e) => tracing::warn!("cannot key an undecodable batch: {e}; sent unkeyed"),
         }
     }
     match batch {
         Batch::Traces(rs) if cfg.partition_traces_by_id => group_by_trace(rs)
             .into_iter()
-            .map(|(k, v)| Message {
-                key: Some(crate::data::hex(&k).into_bytes()),
-                batch: Batch::Traces(v),
+            .map(|(k, v)| {
+                Message::new(
+                    Some(crate::data::hex(&k).into_bytes()),
+                    Cow::Owned(Batch::Traces(v)),
+                )
             })
             .collect(),
         Batch::Logs(rl) if cfg.partition_logs_by_trace_id => group_logs_by_trace(rl)
             .into_iter()
-            .map(|(k, v)| Message {
-                key: (!k.is_empty()).then(|| crate::data::hex(&k).into_bytes()),
-                batch: Batch::Logs(v),
+            .map(|(k, v)| {
+                Message::new(
+                    (!k.is_empty()).then(|| crate::data::hex(&k).into_bytes()),
+                    Cow::Owned(Batch::Logs(v)),
+                )
             })
             .collect(),
         Batch::Logs(rl) if cfg.partition_logs_by_resource_attributes => rl
             .iter()
-            .map(|r| Message {
-                key: Some(resource_key(r.resource.as_ref().map(|r| &r.attributes[..]))),
-                batch: Batch::Logs(vec![r.clone()]),
+            .map(|r| {
+                Message::new(
+                    Some(resource_key(r.resource.as_ref().map(|r| &r.attributes[..]))),
+                    Cow::Owned(Batch::Logs(vec![r.clone()])),
+                )
             })
             .collect(),
         Batch::Metrics(rm) if cfg.partition_metrics_by_resource_attributes => rm
             .iter()
-            .map(|r| Message {
-                key: Some(resource_key(r.resource.as_ref().map(|r| &r.attributes[..]))),
-                batch: Batch::Metrics(vec![r.clone()]),
+            .map(|r| {
+                Message::new(
+                    Some(resource_key(r.resource.as_ref().map(|r| &r.attributes[..]))),
+                    Cow::Owned(Batch::Metrics(vec![r.clone()])),
+                )
             })
             .collect(),
-        other => vec![Message {
-            key: None,
-            batch: other.clone(),
-        }],
+        other => vec![Message::new(None, Cow::Borrowed(other))],
     }
 }
 
@@ -454,12 +487,11 @@ impl Exporter for KafkaExporter {
             let producer = self.producer().await?;
             let signal: Signal = batch.signal();
             let topic = self.topics.topic(signal);
-            let encoding = self.topics.encoding(signal);
-            let messages = self.messages(batch);
+            let mut messages = self.messages(batch);
             let mut pending = Vec::with_capacity(messages.len());
             let mut failed: Vec<(usize, krafka::KrafkaError)> = Vec::new();
-            for (i, m) in messages.iter().enumerate() {
-                let mut rec = krafka::Record::new(topic.clone(), encoding.encode(&m.batch));
+            for (i, m) in messages.iter_mut().enumerate() {
+                let mut rec = krafka::Record::new(topic.clone(), std::mem::take(&mut m.bytes));
                 if let Some(k) = &m.key {
                     rec = rec.key(k.clone());
                 }
@@ -492,9 +524,10 @@ impl Exporter for KafkaExporter {
                     }
                     other => {
                         first_retryable.get_or_insert(other);
+                        let b = b.as_ref().clone();
                         match &mut retry {
-                            Some(r) => r.merge(b.clone()),
-                            None => retry = Some(b.clone()),
+                            Some(r) => r.merge(b),
+                            None => retry = Some(b),
                         }
                     }
                 }

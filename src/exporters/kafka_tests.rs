@@ -91,7 +91,7 @@ fn traces_by_id_put_every_span_of_a_trace_in_one_message() {
     assert_eq!(msgs.len(), 3);
     let mut total = 0;
     for m in &msgs {
-        let Batch::Traces(rs) = &m.batch else {
+        let Batch::Traces(rs) = m.batch.as_ref() else {
             panic!()
         };
         let ids: Vec<&Vec<u8>> = rs
@@ -106,7 +106,7 @@ fn traces_by_id_put_every_span_of_a_trace_in_one_message() {
     }
     assert_eq!(total, 5);
     // Trace 2 spans two resources: both resources travel with it.
-    let Batch::Traces(t2) = &msgs[1].batch else {
+    let Batch::Traces(t2) = msgs[1].batch.as_ref() else {
         panic!()
     };
     assert_eq!(t2.len(), 2);
@@ -169,6 +169,37 @@ fn logs_by_trace_id_group_records_and_leave_untraced_ones_unkeyed() {
     assert!(msgs[1].key.is_none());
 }
 
+fn exporter(c: KafkaExporterConfig) -> KafkaExporter {
+    let registry = crate::admin::Telemetry::new();
+    KafkaExporter {
+        topics: c.common.topics(),
+        cfg: c,
+        producer: Mutex::new(None),
+        too_large: registry.metrics.counter("t", "t", &[]),
+        refused: registry.metrics.counter("r", "r", &[]),
+        id: "kafka".into(),
+        health: registry.health.clone(),
+    }
+}
+
+#[test]
+fn a_batch_that_fits_goes_whole_uncopied_and_encoded_once() {
+    let b = Batch::Traces(vec![traces("order", vec![span(1, 1, 10), span(2, 2, 10)])]);
+    for (encoding, e) in [
+        ("otlp_proto", Encoding::OtlpProto),
+        ("otlp_json", Encoding::OtlpJson),
+    ] {
+        let ex = exporter(cfg(serde_json::json!({ "encoding": encoding })));
+        let msgs = ex.messages(&b);
+        assert_eq!(msgs.len(), 1);
+        assert!(
+            matches!(msgs[0].batch, Cow::Borrowed(_)),
+            "{encoding}: copied"
+        );
+        assert_eq!(msgs[0].bytes, e.encode(&b), "{encoding}");
+    }
+}
+
 #[test]
 fn big_batches_are_split_until_each_message_fits() {
     let c = cfg(serde_json::json!({"producer": {"max_message_bytes": 4096}}));
@@ -177,21 +208,17 @@ fn big_batches_are_split_until_each_message_fits() {
         (0..40).map(|i| span(i, i, 300)).collect(),
     )]);
     assert!(b.encoded_len() > 4096 * 3);
-    let registry = crate::admin::Telemetry::new();
-    let ex = KafkaExporter {
-        topics: c.common.topics(),
-        cfg: c,
-        producer: Mutex::new(None),
-        too_large: registry.metrics.counter("t", "t", &[]),
-        refused: registry.metrics.counter("r", "r", &[]),
-        id: "kafka".into(),
-        health: registry.health.clone(),
-    };
+    let ex = exporter(c);
     let msgs = ex.messages(&b);
     assert!(msgs.len() >= 4, "{}", msgs.len());
     let mut n = 0;
     for m in &msgs {
         assert!(m.batch.encoded_len() <= 4096 - 128);
+        assert_eq!(
+            m.bytes,
+            m.batch.encode_proto(),
+            "each part carries its own encoding"
+        );
         n += m.batch.item_count();
     }
     assert_eq!(n, 40, "nothing lost in splitting");

@@ -141,3 +141,33 @@ pub fn full_batches() -> Vec<Batch> {
         }]),
     ]
 }
+
+/// Traces of one `order` service: trace ids `first_trace..first_trace + traces` (8-byte
+/// big-endian number + 8 × 9), `spans` spans each (span id = trace × 1000 + span + 1),
+/// interleaved across the batch as concurrent requests are.
+pub fn traces(first_trace: u64, traces: u64, spans: u64) -> Batch {
+    let mut out = Vec::new();
+    for s in 0..spans {
+        for t in first_trace..first_trace + traces {
+            out.push(Span {
+                trace_id: [t.to_be_bytes(), [9; 8]].concat(),
+                span_id: (t * 1000 + s + 1).to_be_bytes().to_vec(),
+                name: format!("op-{s}"),
+                start_time_unix_nano: 1_700_000_000_000_000_000 + s,
+                end_time_unix_nano: 1_700_000_000_000_100_000 + s,
+                ..Default::default()
+            });
+        }
+    }
+    Batch::Traces(vec![ResourceSpans {
+        resource: Some(Resource {
+            attributes: vec![kv("service.name", string_value("order"))],
+            ..Default::default()
+        }),
+        scope_spans: vec![ScopeSpans {
+            spans: out,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }])
+}
