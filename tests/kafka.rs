@@ -137,36 +137,39 @@ async fn traces_partitioned_by_id_keep_each_trace_in_one_partition() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_compression_codec_round_trips() {
+async fn every_compression_codec_round_trips_and_shrinks_what_is_sent() {
     let dir = tmp();
-    // Memory storage: tansu cannot read snappy batches back from sqlite.
-    let broker = Broker::start(Storage::Memory, dir.path()).await;
-    let codecs = ["none", "gzip", "snappy", "lz4", "zstd"];
-    let mut exporters = Vec::new();
-    for c in codecs {
-        broker.create_topic(&format!("c-{c}"), 1).await;
-        exporters.push(format!(
-            "kafka/{c}:\n    brokers: [{}]\n    topic: c-{c}\n    producer: {{compression: {c}}}",
+    // Memory storage: tansu cannot read snappy batches back from sqlite. The broker sits
+    // behind a front that counts the bytes producers send, so a codec that silently sent
+    // uncompressed batches would fail here, not only one that garbles them.
+    let (broker, sent) = Broker::start_counted(Storage::Memory, dir.path()).await;
+    // Compressible like real spans: repeated names and attribute values.
+    let b = traces(1, 50, 20);
+    let mut wire = Vec::new();
+    for c in ["none", "gzip", "snappy", "lz4", "zstd"] {
+        let topic = format!("c-{c}");
+        broker.create_topic(&topic, 1).await;
+        let yaml = format!(
+            "receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:0\nexporters:\n  kafka:\n    brokers: [{}]\n    topic: {topic}\n    producer: {{compression: {c}}}\nservice:\n  pipelines:\n    traces: {{receivers: [otlp], exporters: [kafka]}}\n",
             broker.addr()
-        ));
-    }
-    let names: Vec<String> = codecs.iter().map(|c| format!("kafka/{c}")).collect();
-    let yaml = format!(
-        "receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:0\nexporters:\n  {}\nservice:\n  pipelines:\n    traces: {{receivers: [otlp], exporters: [{}]}}\n",
-        exporters.join("\n  "),
-        names.join(", ")
-    );
-    let w = start(&yaml).await;
-    let b = traces(1, 20, 5);
-    assert_eq!(post(&w.http(), &b).await, 200);
-    w.service.shutdown().await;
-    for c in codecs {
-        let recs = broker.read_all(&format!("c-{c}"), 1).await;
+        );
+        let w = start(&yaml).await;
+        let before = sent.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(post(&w.http(), &b).await, 200);
+        w.service.shutdown().await;
+        wire.push((c, sent.load(std::sync::atomic::Ordering::Relaxed) - before));
+        let recs = broker.read_all(&topic, 1).await;
         let mut got = Batch::empty(Signal::Traces);
         for r in &recs {
             got.merge(Batch::decode_proto(Signal::Traces, r.value.as_deref().unwrap()).unwrap());
         }
-        assert_eq!(got, b, "{c}");
+        assert_eq!(got.materialize().unwrap(), b, "{c}");
+    }
+    println!("bytes sent to the broker per codec: {wire:?}");
+    let none = wire[0].1;
+    assert!(none as usize > b.encoded_len(), "{wire:?}");
+    for (c, n) in &wire[1..] {
+        assert!(*n * 2 < none, "{c} did not compress: {wire:?}");
     }
 }
 

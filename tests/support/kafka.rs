@@ -148,6 +148,48 @@ impl Broker {
         b
     }
 
+    /// A broker behind a plain TCP front that counts the bytes clients send (as they
+    /// flow), so a test can see what a producer put on the wire.
+    pub async fn start_counted(
+        storage: Storage,
+        log_dir: &std::path::Path,
+    ) -> (Broker, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut b = Broker::start(storage, log_dir).await;
+        let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        b.port = front.local_addr().unwrap().port();
+        b.restart().await;
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (inner, counter) = (b.listen_port, sent.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = front.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let Ok(up) = tokio::net::TcpStream::connect(("127.0.0.1", inner)).await else {
+                        return;
+                    };
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut ur, mut uw) = up.into_split();
+                    let to_broker = async move {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        while let Ok(n) = cr.read(&mut buf).await {
+                            if n == 0 || uw.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                            counter.fetch_add(n as u64, Ordering::Relaxed);
+                        }
+                    };
+                    let to_client = async move {
+                        let _ = tokio::io::copy(&mut ur, &mut cw).await;
+                    };
+                    tokio::join!(to_broker, to_client);
+                });
+            }
+        });
+        (b, sent)
+    }
+
     /// A client that talks TLS with the test client certificate.
     async fn tls_client(&self) -> Kafka {
         weft::install_crypto_provider();
