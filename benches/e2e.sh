@@ -46,7 +46,9 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 # run <label> <pin> <generator flags> [pipeline] [sink mode] [unit]
 run() {
   local label=$1 pin=$2 pipeline=${4:-$CONFIG} mode=${5:-otlp} unit=${6:-spans}
-  "$BIN/weft-loadgen" sink --mode "$mode" --listen 127.0.0.1:$SINK_PORT --duration $((DUR + 5))s >"$WORK/sink.log" 2>&1 &
+  # Pinned runs give weft core 0 to itself: the generator and the sink share core 1.
+  local peer=""; [ -n "$pin" ] && peer="taskset -c 1"
+  $peer "$BIN/weft-loadgen" sink --mode "$mode" --listen 127.0.0.1:$SINK_PORT --duration $((DUR + 5))s >"$WORK/sink.log" 2>&1 &
   local sink=$!
   WEFT_BENCH_IN=127.0.0.1:$IN_PORT WEFT_BENCH_SINK=127.0.0.1:$SINK_PORT WEFT_BENCH_SINK_URL=http://127.0.0.1:$SINK_PORT \
     $pin "$BIN/weft" --config "$pipeline" >"$WORK/weft.log" 2>&1 &
@@ -55,7 +57,7 @@ run() {
   kill -0 $weft 2>/dev/null || { echo "weft did not start:" >&2; cat "$WORK/weft.log" >&2; exit 1; }
   local t0; t0=$(awk '{print $14+$15}' /proc/$weft/stat)
   local gen
-  gen=$("$BIN/weft-loadgen" send --endpoint 127.0.0.1:$IN_PORT --duration ${DUR}s --rate "$RATE" \
+  gen=$($peer "$BIN/weft-loadgen" send --endpoint 127.0.0.1:$IN_PORT --duration ${DUR}s --rate "$RATE" \
         --items-per-request 100 --attributes 10 --value-size 24 --concurrency 8 --max-refused 1 $3)
   sleep 2
   local t1; t1=$(awk '{print $14+$15}' /proc/$weft/stat)
@@ -68,7 +70,7 @@ run() {
   echo "$gen"
   awk -v i="${items:-0}" -v d="$DUR" -v t0="$t0" -v t1="$t1" -v hz="$hz" -v rss="$rss" -v u="$unit" -v ceil="$CEILING" 'BEGIN {
     cpu = (t1 - t0) / hz
-    printf "weft: %.0f %s/s delivered, %.2f CPU s per million %s (%.1f CPU s; %.0f %s per CPU second), peak RSS %.1f MiB\n", i / d, u, cpu * 1000000 / (i + 1), u, cpu, i / (cpu + 0.000001), u, rss / 1024
+    printf "weft: %.0f %s/s delivered, %.2f CPU s per million %s (%.1f CPU s, busy %.0f%% of one core; %.0f %s per CPU second), peak RSS %.1f MiB\n", i / d, u, cpu * 1000000 / (i + 1), u, cpu, 100 * cpu / d, i / (cpu + 0.000001), u, rss / 1024
     if (cpu > 0 && ceil > 0 && u == "spans")
       printf "weft: %.0f spans per CPU-second = %.2f x the decode+encode ceiling (%.0f/s)\n", i / cpu, i / cpu / ceil, ceil
     }'

@@ -363,6 +363,9 @@ impl tonic::codec::Encoder for BytesEncoder {
         buf: &mut tonic::codec::EncodeBuf<'_>,
     ) -> Result<(), tonic::Status> {
         use bytes::BufMut;
+        // One allocation of the whole size: growing tonic's buffer by doubling copied the
+        // bytes written so far again at every step (5% of weft's CPU on the fast path).
+        buf.reserve(item.iter().map(Bytes::len).sum());
         for chunk in &item {
             buf.put_slice(chunk);
         }

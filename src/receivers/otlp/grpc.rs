@@ -181,7 +181,11 @@ pub async fn serve(
             limit,
         })
         .add_service(ExportService::<3> { svc, limit });
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    // Each accepted connection reads through a 64 KiB buffer (see [`super::readbuf`]).
+    use tonic::codegen::tokio_stream::StreamExt;
+    let incoming = tonic::transport::server::TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .map(|conn| conn.map(super::readbuf::ReadBuffered::new));
     let id = id.to_string();
     Ok(tokio::spawn(async move {
         let stop = async move {

@@ -16,6 +16,7 @@
 pub mod codec;
 pub mod grpc;
 pub mod http;
+pub mod readbuf;
 
 use serde::Deserialize;
 use serde_json::Value;
