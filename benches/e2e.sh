@@ -18,6 +18,7 @@
 # WEFT_BENCH_CEILING (the decode+encode ceiling in spans/s; when unset the script runs the
 # codec bench's decode_encode_proto_100_spans on the same core after the pinned run, from
 # `cargo bench --bench codec --no-run`, and prints weft's spans per CPU second against it);
+# WEFT_BENCH_SINK_FRAME (the sink's HTTP/2 max frame size, default 16384);
 # ports WEFT_BENCH_SINK_PORT, WEFT_BENCH_IN_PORT, WEFT_BENCH_HEALTH_PORT (to run next to
 # another benchmark).
 #
@@ -34,6 +35,9 @@ export WEFT_BENCH_HEALTH=127.0.0.1:${WEFT_BENCH_HEALTH_PORT:-13133}
 TARGET=${CARGO_TARGET_DIR:-target}
 CONFIG=${WEFT_BENCH_CONFIG:-pipelines/bench.yaml}
 CEILING=${WEFT_BENCH_CEILING:-0}
+# The HTTP/2 max frame size the OTLP sink advertises (16384: HTTP/2's default, as Go gRPC
+# servers do; a larger value models a weft gateway as the next hop).
+SINK_FRAME=${WEFT_BENCH_SINK_FRAME:-16384}
 if [ -n "${WEFT_BENCH_BIN:-}" ]; then
   BIN=$WEFT_BENCH_BIN     # a directory holding prebuilt weft and weft-loadgen
 else
@@ -48,7 +52,7 @@ run() {
   local label=$1 pin=$2 pipeline=${4:-$CONFIG} mode=${5:-otlp} unit=${6:-spans}
   # Pinned runs give weft core 0 to itself: the generator and the sink share core 1.
   local peer=""; [ -n "$pin" ] && peer="taskset -c 1"
-  $peer "$BIN/weft-loadgen" sink --mode "$mode" --listen 127.0.0.1:$SINK_PORT --duration $((DUR + 5))s >"$WORK/sink.log" 2>&1 &
+  $peer "$BIN/weft-loadgen" sink --mode "$mode" --listen 127.0.0.1:$SINK_PORT --duration $((DUR + 5))s --max-frame-size "$SINK_FRAME" >"$WORK/sink.log" 2>&1 &
   local sink=$!
   WEFT_BENCH_IN=127.0.0.1:$IN_PORT WEFT_BENCH_SINK=127.0.0.1:$SINK_PORT WEFT_BENCH_SINK_URL=http://127.0.0.1:$SINK_PORT \
     $pin "$BIN/weft" --config "$pipeline" >"$WORK/weft.log" 2>&1 &
@@ -65,7 +69,7 @@ run() {
   local rss; rss=$(awk '/VmHWM/ {print $2}' /proc/$weft/status)
   kill -TERM $weft; wait $weft || true
   kill $sink 2>/dev/null || true; wait $sink 2>/dev/null || true
-  local items; items=$(grep -o 'total [0-9]*' "$WORK/sink.log" | tail -1 | awk '{print $2}')
+  local items; items=$(grep -o 'summary: [0-9]*' "$WORK/sink.log" | tail -1 | awk '{print $2}')
   echo "== $label ($pipeline)"
   echo "$gen"
   awk -v i="${items:-0}" -v d="$DUR" -v t0="$t0" -v t1="$t1" -v hz="$hz" -v rss="$rss" -v u="$unit" -v ceil="$CEILING" 'BEGIN {
@@ -75,7 +79,8 @@ run() {
       printf "weft: %.0f spans per CPU-second = %.2f x the decode+encode ceiling (%.0f/s)\n", i / cpu, i / cpu / ceil, ceil
     }'
   PER_CPU=$(awk -v i="${items:-0}" -v t0="$t0" -v t1="$t1" -v hz="$hz" 'BEGIN { printf "%.0f", i / ((t1 - t0) / hz + 0.000001) }')
-  grep 'e2e latency' "$WORK/sink.log" | sort -t' ' -k2 -n | tail -3
+  # Latency over every request of the run (the generator's timestamp to the sink).
+  grep 'sink summary' "$WORK/sink.log" || echo "(no sink summary)"
 }
 
 # ceiling <bench target> <bench name>: the encoder alone on the same core (criterion --quick,

@@ -123,6 +123,12 @@ enum Cmd {
         /// Stop after this long (0 = run until killed).
         #[arg(long, default_value = "0s", value_parser = parse_dur)]
         duration: Duration,
+        /// The HTTP/2 SETTINGS_MAX_FRAME_SIZE the OTLP/gRPC sink advertises: the largest
+        /// DATA frame a client may send it. 16384 is HTTP/2's default and what gRPC servers
+        /// in Go (the Collector, Jaeger) advertise; weft's own receiver advertises more
+        /// (see the README's Performance section).
+        #[arg(long, default_value_t = 16384)]
+        max_frame_size: u32,
     },
 }
 
@@ -302,7 +308,8 @@ fn main() -> anyhow::Result<()> {
             mode,
             report,
             duration,
-        } => rt.block_on(sink::run(listen, report, duration, mode)),
+            max_frame_size,
+        } => rt.block_on(sink::run(listen, report, duration, mode, max_frame_size)),
         Cmd::Send {
             endpoint,
             protocol,

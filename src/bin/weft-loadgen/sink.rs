@@ -235,8 +235,13 @@ where
     }
 }
 
-async fn otlp_server(svc: Svc, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
+async fn otlp_server(
+    svc: Svc,
+    listener: tokio::net::TcpListener,
+    max_frame_size: u32,
+) -> anyhow::Result<()> {
     tonic::transport::Server::builder()
+        .max_frame_size(Some(max_frame_size))
         .add_service(ExportService::<1>(svc.clone()))
         .add_service(ExportService::<2>(svc.clone()))
         .add_service(ExportService::<3>(svc))
@@ -250,6 +255,7 @@ pub async fn run(
     report: Duration,
     duration: Duration,
     mode: SinkMode,
+    max_frame_size: u32,
 ) -> anyhow::Result<()> {
     let counts = Arc::new(Counts::default());
     let svc = Svc(counts.clone());
@@ -259,12 +265,14 @@ pub async fn run(
     eprintln!("sink ({mode:?}) listening on {}", listener.local_addr()?);
     let server: std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>> =
         if mode == SinkMode::Otlp {
-            Box::pin(otlp_server(svc, listener))
+            Box::pin(otlp_server(svc, listener, max_frame_size))
         } else {
             let app = super::http_sink::router(mode, counts.clone());
             Box::pin(async move { axum::serve(listener, app).await.context("sink server") })
         };
     let started = Instant::now();
+    // Every latency sample of the run, for the summary printed at the end.
+    let mut all: Vec<u64> = Vec::new();
     let reporter = async {
         let mut last = 0;
         loop {
@@ -277,29 +285,55 @@ pub async fn run(
                     .unwrap_or_else(|p| p.into_inner()),
             );
             l.sort_unstable();
-            let ms = |p: f64| {
-                l.get(((l.len().max(1) - 1) as f64 * p) as usize)
-                    .copied()
-                    .unwrap_or(0) as f64
-                    / 1000.0
-            };
             println!(
                 "sink: {:.0} items/s (total {n}); e2e latency ms p50 {:.2} p99 {:.2}",
                 (n - last) as f64 / report.as_secs_f64(),
-                ms(0.5),
-                ms(0.99)
+                percentile_ms(&l, 0.5),
+                percentile_ms(&l, 0.99)
             );
+            all.extend_from_slice(&l);
             last = n;
             if !duration.is_zero() && started.elapsed() >= duration {
                 return;
             }
         }
     };
+    let terminated = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
     tokio::select! {
         r = server => r?,
         _ = reporter => {}
+        // SIGTERM (the e2e script stops the sink so) or Ctrl-C: print the summary first.
+        _ = terminated => {}
+        _ = tokio::signal::ctrl_c() => {}
     }
+    all.sort_unstable();
+    println!(
+        "sink summary: {} items, {} latency samples; e2e latency ms p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}",
+        counts.items.load(Ordering::Relaxed),
+        all.len(),
+        percentile_ms(&all, 0.5),
+        percentile_ms(&all, 0.9),
+        percentile_ms(&all, 0.99),
+        percentile_ms(&all, 0.999),
+        percentile_ms(&all, 1.0)
+    );
     Ok(())
+}
+
+/// The `p` quantile (0..=1) of sorted microsecond samples, in milliseconds (0 if none).
+fn percentile_ms(sorted: &[u64], p: f64) -> f64 {
+    sorted
+        .get(((sorted.len().max(1) - 1) as f64 * p) as usize)
+        .copied()
+        .unwrap_or(0) as f64
+        / 1000.0
 }
 
 #[cfg(test)]
