@@ -11,6 +11,7 @@ pub mod awss3;
 pub mod debug;
 pub mod elasticsearch;
 pub mod file;
+pub mod grpc_unary;
 pub mod http_client;
 pub mod jsonw;
 pub mod kafka;

@@ -221,6 +221,15 @@ impl OtlpGrpcExporter {
             Signal::Logs => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
             Signal::Metrics => "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
         };
+        let body = match batch {
+            Batch::Raw(r) => r.chunks().cloned().collect(),
+            b => vec![bytes::Bytes::from(b.encode_proto())],
+        };
+        if self.compression.is_none() {
+            // Uncompressed: the chunks go out as they are (see `grpc_unary`).
+            let headers = self.headers.clone().into_headers();
+            return super::grpc_unary::call(self.channel.clone(), path, headers, body).await;
+        }
         let mut grpc = tonic::client::Grpc::new(self.channel.clone())
             .max_decoding_message_size(64 * 1024 * 1024)
             .accept_compressed(CompressionEncoding::Gzip);
@@ -230,10 +239,6 @@ impl OtlpGrpcExporter {
         grpc.ready()
             .await
             .map_err(|e| tonic::Status::unavailable(format!("connection not ready: {e}")))?;
-        let body = match batch {
-            Batch::Raw(r) => r.chunks().cloned().collect(),
-            b => vec![bytes::Bytes::from(b.encode_proto())],
-        };
         let req = self.request(body);
         grpc.unary(req, http::uri::PathAndQuery::from_static(path), BytesCodec)
             .await
