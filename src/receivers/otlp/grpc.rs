@@ -1,8 +1,10 @@
 //! OTLP/gRPC: the three collector services on one tonic server.
 //!
-//! The services are written against tonic's server machinery directly, with a pass-through
-//! codec ([`BytesCodec`]): tonic still handles framing, gzip/zstd decompression and the
-//! message size limit, and the receiver gets the request body as bytes. It then either keeps
+//! The services are written against tonic's server machinery directly. Uncompressed
+//! requests are read from the HTTP/2 body into one exactly sized buffer by
+//! [`super::grpc_body`]; compressed ones go through a pass-through codec ([`BytesCodec`]):
+//! tonic handles framing, gzip/zstd decompression and the message size limit there. Either
+//! way the receiver gets the request body as bytes. It then either keeps
 //! them raw (scanned, the forwarding fast path) or decodes them, per
 //! [`codec::accept_proto`]; undecodable messages are answered INVALID_ARGUMENT by the
 //! receiver itself.
@@ -113,6 +115,21 @@ where
         Box::pin(async move {
             if req.uri().path().rsplit('/').next() != Some("Export") {
                 return Ok(tonic::Status::unimplemented("unknown method").into_http());
+            }
+            let identity = req
+                .headers()
+                .get("grpc-encoding")
+                .is_none_or(|v| v.as_bytes() == b"identity");
+            if identity {
+                // Uncompressed: read into one exact buffer (see `grpc_body`).
+                let r = match super::grpc_body::read_message(req.into_body(), limit).await {
+                    Ok(msg) => svc.export(signal, msg).await,
+                    Err(st) => Err(st),
+                };
+                return Ok(match r {
+                    Ok(_) => super::grpc_body::ok_response(),
+                    Err(st) => st.into_http(),
+                });
             }
             let mut grpc = tonic::server::Grpc::new(BytesCodec)
                 .max_decoding_message_size(limit)

@@ -15,6 +15,7 @@
 
 pub mod codec;
 pub mod grpc;
+pub mod grpc_body;
 pub mod http;
 pub mod readbuf;
 
