@@ -22,6 +22,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use super::pb::{Field, fields};
 use super::sink::Counts;
 
 type Shared = State<Arc<Counts>>;
@@ -85,70 +86,38 @@ async fn loki_push(State(c): Shared, h: HeaderMap, body: Bytes) -> Response {
     }
 }
 
-fn varint(b: &[u8], i: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *b.get(*i)?;
-        *i += 1;
-        v |= u64::from(byte & 0x7f) << shift;
-        if byte < 0x80 {
-            return Some(v);
-        }
-    }
-    None
-}
-
-/// Walks a message: calls `f(field, bytes)` for each length-delimited field; skips others.
-fn fields<'a>(b: &'a [u8], mut f: impl FnMut(u64, &'a [u8]) -> Option<()>) -> Option<()> {
-    let mut i = 0;
-    while i < b.len() {
-        let key = varint(b, &mut i)?;
-        match key & 7 {
-            0 => {
-                varint(b, &mut i)?;
-            }
-            1 => i += 8,
-            5 => i += 4,
-            2 => {
-                let len = varint(b, &mut i)? as usize;
-                let v = b.get(i..i.checked_add(len)?)?;
-                i += len;
-                f(key >> 3, v)?;
-            }
-            _ => return None,
-        }
-    }
-    (i == b.len()).then_some(())
-}
-
-/// `(entries, newest entry time in ns)` of a `logproto.PushRequest`.
+/// `(entries, newest entry time in ns)` of a `logproto.PushRequest`: streams (1) →
+/// entries (2) → timestamp (1) → seconds (1), nanos (2).
 pub fn loki_proto(b: &[u8]) -> Option<(usize, u64)> {
     let (mut n, mut newest) = (0usize, 0u64);
-    fields(b, |f, stream| {
+    for (f, stream) in fields(b) {
+        let stream = stream?;
         if f != 1 {
-            return Some(());
+            continue;
         }
-        fields(stream, |f, entry| {
+        for (f, entry) in fields(stream.len_value()?) {
+            let entry = entry?;
             if f != 2 {
-                return Some(());
+                continue;
             }
             n += 1;
-            fields(entry, |f, ts| {
-                if f == 1 {
-                    let (mut secs, mut nanos, mut i) = (0, 0, 0);
-                    while i < ts.len() {
-                        match varint(ts, &mut i)? {
-                            0x08 => secs = varint(ts, &mut i)?,
-                            0x10 => nanos = varint(ts, &mut i)?,
-                            _ => return None,
-                        }
-                    }
-                    newest = newest.max(secs * 1_000_000_000 + nanos);
+            for (f, ts) in fields(entry.len_value()?) {
+                let ts = ts?;
+                if f != 1 {
+                    continue;
                 }
-                Some(())
-            })
-        })
-    })?;
+                let (mut secs, mut nanos) = (0, 0);
+                for (f, v) in fields(ts.len_value()?) {
+                    match (f, v?) {
+                        (1, Field::Varint(v)) => secs = v,
+                        (2, Field::Varint(v)) => nanos = v,
+                        _ => return None,
+                    }
+                }
+                newest = newest.max(secs.saturating_mul(1_000_000_000).saturating_add(nanos));
+            }
+        }
+    }
     Some((n, newest))
 }
 

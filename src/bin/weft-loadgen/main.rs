@@ -602,4 +602,5 @@ mod send {
 }
 
 mod http_sink;
+mod pb;
 mod sink;

@@ -1,6 +1,7 @@
 //! The counting sink: OTLP/gRPC (or, with `--mode loki|elasticsearch`, the logs
 //! exporters' HTTP APIs, see [`super::http_sink`]) in, items/s and end-to-end latency out.
 
+use super::pb::fields;
 use super::*;
 use bytes::Bytes;
 use std::sync::Mutex;
@@ -85,82 +86,6 @@ pub fn scan_request(signal: Signal, buf: &[u8], stamps: &mut Vec<u64>) -> Option
         stamps.extend(first);
     }
     Some(items)
-}
-
-/// One protobuf field value (just enough of the wire format for [`scan_request`]).
-#[derive(Clone, Copy)]
-enum Field<'a> {
-    Varint,
-    Fixed64(u64),
-    Fixed32,
-    Len(&'a [u8]),
-}
-
-impl<'a> Field<'a> {
-    fn len_value(self) -> Option<&'a [u8]> {
-        match self {
-            Field::Len(b) => Some(b),
-            _ => None,
-        }
-    }
-    fn fixed64(self) -> Option<u64> {
-        match self {
-            Field::Fixed64(v) => Some(v),
-            _ => None,
-        }
-    }
-}
-
-/// The fields of a message: `(number, value)`; a malformed field yields `None` and ends.
-fn fields(mut buf: &[u8]) -> impl Iterator<Item = (u64, Option<Field<'_>>)> {
-    fn varint(buf: &mut &[u8]) -> Option<u64> {
-        let mut v = 0u64;
-        for i in 0..10 {
-            let (&b, rest) = buf.split_first()?;
-            *buf = rest;
-            v |= u64::from(b & 0x7f) << (7 * i);
-            if b < 0x80 {
-                return Some(v);
-            }
-        }
-        None
-    }
-    let mut done = false;
-    std::iter::from_fn(move || {
-        if done || buf.is_empty() {
-            return None;
-        }
-        let mut next = || -> Option<(u64, Field<'_>)> {
-            let key = varint(&mut buf)?;
-            let value = match key & 7 {
-                0 => varint(&mut buf).map(|_| Field::Varint)?,
-                1 => {
-                    let (v, rest) = buf.split_first_chunk::<8>()?;
-                    buf = rest;
-                    Field::Fixed64(u64::from_le_bytes(*v))
-                }
-                2 => {
-                    let len = usize::try_from(varint(&mut buf)?).ok()?;
-                    let (v, rest) = buf.split_at_checked(len)?;
-                    buf = rest;
-                    Field::Len(v)
-                }
-                5 => {
-                    buf = buf.get(4..)?;
-                    Field::Fixed32
-                }
-                _ => return None,
-            };
-            Some((key >> 3, value))
-        };
-        match next() {
-            Some((n, v)) => Some((n, Some(v))),
-            None => {
-                done = true;
-                Some((0, None))
-            }
-        }
-    })
 }
 
 /// The sink's OTLP/gRPC services over a pass-through codec (no decoding, see
