@@ -318,7 +318,92 @@ fn len_of(v: Value<'_>) -> usize {
     }
 }
 
+/// A span: the common shape is checked by [`span_common`]; anything else (and every
+/// error, so that it is named) by the general walk.
+#[inline]
 fn span(buf: &[u8], base: usize) -> Res<()> {
+    if span_common(buf) {
+        return Ok(());
+    }
+    span_walk(buf, base)
+}
+
+/// The scan's hot loop (a request holds hundreds of spans): accepts a span whose fields are
+/// all known, carry their schema's wire type and have their shortest tags, and whose ids
+/// have the lengths OTLP requires — exactly what [`span_walk`] accepts for such input.
+/// Returns `false` for anything else (links, unknown fields, groups, any error), leaving the
+/// verdict to the walk: this only skips the generic machinery for the common case.
+#[inline]
+fn span_common(buf: &[u8]) -> bool {
+    /// Reads a varint at `*i` with the walk's rules (at most 10 bytes, the tenth carrying
+    /// only the 64th bit).
+    #[inline(always)]
+    fn varint(buf: &[u8], i: &mut usize) -> Option<u64> {
+        let mut v = 0u64;
+        for k in 0..10 {
+            let b = *buf.get(*i)?;
+            *i += 1;
+            if k == 9 && b > 1 {
+                return None;
+            }
+            v |= u64::from(b & 0x7f) << (7 * k);
+            if b < 0x80 {
+                return Some(v);
+            }
+        }
+        None
+    }
+    let (mut trace, mut span, mut parent) = (0usize, 0usize, 0usize);
+    let mut i = 0;
+    while i < buf.len() {
+        let key = buf[i];
+        i += 1;
+        match (key >> 3, key & 7) {
+            // 13 (links) is left to the walk.
+            (f @ (1..=5 | 9 | 11 | 15), LEN) => {
+                let Some(len) = varint(buf, &mut i) else {
+                    return false;
+                };
+                if len > (buf.len() - i) as u64 {
+                    return false;
+                }
+                let len = len as usize;
+                match f {
+                    1 => trace = len,
+                    2 => span = len,
+                    4 => parent = len,
+                    _ => {}
+                }
+                i += len;
+            }
+            (6 | 10 | 12 | 14, VARINT) => {
+                if varint(buf, &mut i).is_none() {
+                    return false;
+                }
+            }
+            (7 | 8, I64) => {
+                if buf.len() - i < 8 {
+                    return false;
+                }
+                i += 8;
+            }
+            // `flags` (16, fixed32: recent SDKs set it on every span) has the two-byte tag
+            // 0x85 0x01.
+            (16, I32) if buf.get(i) == Some(&0x01) => {
+                if buf.len() - i < 5 {
+                    return false;
+                }
+                i += 5;
+            }
+            // Other multi-byte tags (their first byte lands here), unknown fields, wrong
+            // wire types.
+            _ => return false,
+        }
+    }
+    trace == 16 && span == 8 && (parent == 0 || parent == 8)
+}
+
+fn span_walk(buf: &[u8], base: usize) -> Res<()> {
     let (mut trace, mut span, mut parent) = (0, 0, 0);
     walk(Msg::Span, buf, base, |n, v| {
         match (n, v) {

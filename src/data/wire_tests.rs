@@ -308,3 +308,59 @@ fn mutated_requests_never_pass_the_scan_when_prost_rejects_their_framing() {
         }
     }
 }
+
+#[test]
+fn the_common_span_loop_accepts_only_what_the_walk_accepts() {
+    use prost::Message;
+    // Real spans (every field the generator and SDKs set) take the short loop...
+    let Batch::Traces(rs) = traces(1, 5) else {
+        unreachable!()
+    };
+    // (without the links the sample spans carry; `flags` stays set)
+    let spans: Vec<Vec<u8>> = rs[0].scope_spans[0]
+        .spans
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            s.links.clear();
+            s.encode_to_vec()
+        })
+        .collect();
+    for s in &spans {
+        assert!(span_common(s), "a plain span must take the short loop");
+        assert!(span_walk(s, 0).is_ok());
+    }
+    // ...a span with a link or a bad id does not (the walk decides and names the error)...
+    let mut linked = rs[0].scope_spans[0].spans[0].clone();
+    linked.links.push(Link {
+        trace_id: vec![1; 16],
+        span_id: vec![2; 8],
+        ..Default::default()
+    });
+    assert!(!span_common(&linked.encode_to_vec()));
+    assert!(span_walk(&linked.encode_to_vec(), 0).is_ok());
+    let mut short = rs[0].scope_spans[0].spans[0].clone();
+    short.span_id = vec![1; 4];
+    assert!(!span_common(&short.encode_to_vec()));
+    // ...and on random damage it never accepts what the walk rejects.
+    let mut rng = fastrand::Rng::with_seed(11);
+    let mut accepted = 0;
+    for _ in 0..20_000 {
+        let mut b = spans[rng.usize(..spans.len())].clone();
+        for _ in 0..rng.usize(1..3) {
+            let i = rng.usize(..b.len());
+            b[i] = rng.u8(..);
+        }
+        if rng.u8(..) < 32 {
+            b.truncate(rng.usize(..b.len()));
+        }
+        if span_common(&b) {
+            accepted += 1;
+            assert!(span_walk(&b, 0).is_ok(), "short loop accepted {b:?}");
+        }
+    }
+    assert!(
+        accepted > 1000,
+        "the damage left too few valid spans to compare"
+    );
+}
