@@ -1,8 +1,8 @@
 //! The forwarding fast path in a running weft: requests a pipeline only forwards (batch →
 //! otlp) arrive at the backend exactly as sent, without being decoded on the way (shown by
 //! data only a full decode rejects going through; `attributes` edits such data on the wire),
-//! while a pipeline with a decoding content
-//! processor, or a receiver shared with one, still decodes and sees the spans.
+//! while a pipeline with a content processor that needs decoded spans, or a receiver shared
+//! with one, still decodes and sees the spans.
 
 mod support;
 

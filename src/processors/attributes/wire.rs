@@ -355,3 +355,6 @@ fn close(out: &mut Vec<u8>, (at, w): (usize, usize)) {
 #[cfg(test)]
 #[path = "wire_tests.rs"]
 mod tests;
+#[cfg(test)]
+#[path = "wire_tests_units.rs"]
+mod tests_units;

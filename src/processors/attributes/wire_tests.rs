@@ -27,16 +27,20 @@ fn ctx(signal: Signal, telemetry: &Telemetry) -> BuildContext {
     }
 }
 
-fn processor(config: &Value, signal: Signal) -> Option<Box<dyn Processor>> {
+pub(super) fn processor(config: &Value, signal: Signal) -> Option<Box<dyn Processor>> {
     processor_with(config, signal, &Telemetry::new())
 }
 
-fn processor_with(config: &Value, signal: Signal, t: &Telemetry) -> Option<Box<dyn Processor>> {
+pub(super) fn processor_with(
+    config: &Value,
+    signal: Signal,
+    t: &Telemetry,
+) -> Option<Box<dyn Processor>> {
     super::super::validate(config).ok()?;
     super::super::build(config, &ctx(signal, t)).ok()
 }
 
-fn malformed(t: &Telemetry) -> u64 {
+pub(super) fn malformed(t: &Telemetry) -> u64 {
     t.metrics
         .counter(
             "weft_processor_attributes_malformed_items_total",
@@ -46,12 +50,12 @@ fn malformed(t: &Telemetry) -> u64 {
         .get()
 }
 
-fn raw(b: &Batch) -> Batch {
+pub(super) fn raw(b: &Batch) -> Batch {
     Batch::from_proto_bytes(b.signal(), Bytes::from(b.encode_proto())).expect("scans")
 }
 
 /// The wire path's output, checked to be a raw batch that scans to the same counts.
-fn wire_out(p: &mut dyn Processor, input: Batch) -> Batch {
+pub(super) fn wire_out(p: &mut dyn Processor, input: Batch) -> Batch {
     assert!(p.accepts_raw());
     let (items, resources) = (input.item_count(), input.resource_count());
     let mut out = p.process(input, Instant::now()).expect("processes");
@@ -67,7 +71,7 @@ fn wire_out(p: &mut dyn Processor, input: Batch) -> Batch {
 
 /// Runs `config` on `batch` both ways, asserts equal results and returns whether the
 /// actions changed anything.
-fn same_both_ways(config: &Value, batch: &Batch) -> bool {
+pub(super) fn same_both_ways(config: &Value, batch: &Batch) -> bool {
     let signal = batch.signal();
     let t = Telemetry::new();
     let (Some(mut a), Some(mut b)) = (
