@@ -21,6 +21,7 @@ pub mod actions;
 pub mod matching;
 pub mod wire;
 mod wire_item;
+mod wire_read;
 
 use serde::Deserialize;
 use serde_json::Value;

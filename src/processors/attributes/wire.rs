@@ -43,7 +43,8 @@ use prost::encoding::{encode_varint, encoded_len_varint};
 
 use super::actions::Actions;
 use super::matching::Matcher;
-use super::wire_item::{Editor, FieldValue, Fields, Stop, compile};
+use super::wire_item::{Editor, compile};
+use super::wire_read::{FieldValue, Fields, Stop};
 use crate::admin::{Counter, Telemetry};
 use crate::data::{InstrumentationScope, LogRecord, RawBatch, Resource, Signal, Span};
 #[cfg(doc)]
