@@ -142,6 +142,25 @@ fn parse_kv(item: &[u8], field: (usize, usize), payload: (usize, usize)) -> Res<
         key: (base, base),
         value: None,
     };
+    // The usual encoding, key then value with one-byte lengths, read without the loop.
+    if let [0x0a, kl, rest @ ..] = buf
+        && *kl < 0x80
+        && let Some(after) = rest.get(usize::from(*kl)..)
+    {
+        let key = (base + 2, base + 2 + usize::from(*kl));
+        match after {
+            [] => {
+                kv.key = key;
+                return Ok(kv);
+            }
+            [0x12, vl, value @ ..] if *vl < 0x80 && usize::from(*vl) == value.len() => {
+                kv.key = key;
+                kv.value = Some(((key.1, payload.1), (key.1 + 2, payload.1)));
+                return Ok(kv);
+            }
+            _ => {}
+        }
+    }
     let mut f = Fields::new(buf);
     while let Some(fd) = f.next_field()? {
         match (fd.number, fd.value) {

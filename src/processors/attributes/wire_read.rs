@@ -58,7 +58,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(super) fn next_field(&mut self) -> Res<Option<Field>> {
         let start = self.r.pos;
         if start >= self.buf.len() {

@@ -188,7 +188,7 @@ fn length_prefixes_that_change_width_are_rewritten() {
     // span, scope and resource lengths need one byte more or less.
     let mut seen = (false, false);
     for n in [1usize, 60, 110, 125, 140] {
-        for pad in [40usize, 70, 90, 100] {
+        for pad in [40usize, 70, 90, 100, 150] {
             let v = "v".repeat(pad);
             let spans = (0..n).map(|_| span(&[("a", v.as_str())])).collect();
             let b = traces(spans);
