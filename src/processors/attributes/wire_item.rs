@@ -59,6 +59,8 @@ struct Entry {
     kv: Option<usize>,
     /// Still byte for byte the original entry.
     unchanged: bool,
+    /// The key's length (compared before the bytes).
+    key_len: usize,
     key: Src,
     value: Option<Src>,
 }
@@ -310,7 +312,7 @@ impl Editor {
         self.scratch
             .list
             .iter()
-            .position(|e| self.bytes(e.key, item) == key)
+            .position(|e| e.key_len == key.len() && self.bytes(e.key, item) == key)
     }
 
     fn key_selected(
@@ -369,6 +371,7 @@ impl Editor {
         s.list.extend(s.kvs.iter().enumerate().map(|(i, kv)| Entry {
             kv: Some(i),
             unchanged: true,
+            key_len: kv.key.1 - kv.key.0,
             key: Src::Item(kv.key.0, kv.key.1),
             value: kv.value.map(|(_, (s, e))| Src::Item(s, e)),
         }));
@@ -396,6 +399,7 @@ impl Editor {
                         (None, Mode::Insert | Mode::Upsert) => self.scratch.list.push(Entry {
                             kv: None,
                             unchanged: false,
+                            key_len: key.len(),
                             key: Src::Key(ai),
                             value: Some(v),
                         }),
