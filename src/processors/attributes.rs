@@ -16,6 +16,12 @@
 //! validation error naming `actions.<i>.<field>`; properties that do not fit the pipeline's
 //! signal fail the build. At run time the processor cannot fail: an action whose source is
 //! missing or whose value cannot be converted does nothing.
+//!
+//! Undecoded batches (the forwarding fast path): in traces and logs pipelines whose actions
+//! and match properties it supports, the processor edits the serialized requests itself
+//! ([`Processor::accepts_raw`], [`wire`]), so the pipeline never decodes a span. There an
+//! item whose attributes cannot be read (they were not checked by the receiver) is
+//! forwarded unchanged and counted in `weft_processor_attributes_malformed_items_total`.
 
 pub mod actions;
 pub mod matching;
