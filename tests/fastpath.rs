@@ -1,7 +1,8 @@
 //! The forwarding fast path in a running weft: requests a pipeline only forwards (batch →
 //! otlp) arrive at the backend exactly as sent, without being decoded on the way (shown by
-//! data only a full decode rejects going through), while a pipeline with a content
-//! processor, or a receiver shared with one, still decodes and sees the spans.
+//! data only a full decode rejects going through; `attributes` edits such data on the wire),
+//! while a pipeline with a content processor that needs decoded spans, or a receiver shared
+//! with one, still decodes and sees the spans.
 
 mod support;
 
@@ -96,8 +97,11 @@ fn exporter(name: &str, sink: &Sink) -> String {
 }
 
 const BATCH: &str = "  batch:\n    send_batch_size: 1000\n    timeout: 50ms\n";
+/// `attributes` with an insert: edits raw batches on the wire (no decoding).
 const ATTRIBUTES: &str =
     "  attributes:\n    actions:\n      - key: env\n        value: test\n        action: insert\n";
+/// `attributes` with a convert: only on decoded spans, so its pipeline decodes.
+const CONVERT: &str = "  attributes/convert:\n    actions:\n      - key: n\n        converted_type: int\n        action: convert\n";
 
 /// The resource messages of every batch the sink got, each re-encoded: prost's encoding is
 /// canonical, so equal bytes here mean equal messages, field for field.
@@ -172,10 +176,20 @@ async fn a_forwarding_pipeline_does_not_decode_but_a_content_pipeline_does() {
         .unwrap();
     forward.service.shutdown().await;
 
-    let content = start(&config(
+    // `attributes` editing on the wire keeps the pipeline undecoded too.
+    let wire = start(&config(
         &format!("{ATTRIBUTES}{BATCH}"),
         &exporter("sink", &sink),
         "    traces:\n      receivers: [otlp]\n      processors: [attributes, batch]\n      exporters: [otlp/sink]\n",
+    ))
+    .await;
+    assert_eq!(http_proto(&wire.http(), invalid_utf8_request()).await, 200);
+    wire.service.shutdown().await;
+
+    let content = start(&config(
+        &format!("{CONVERT}{BATCH}"),
+        &exporter("sink", &sink),
+        "    traces:\n      receivers: [otlp]\n      processors: [attributes/convert, batch]\n      exporters: [otlp/sink]\n",
     ))
     .await;
     assert_eq!(

@@ -10,18 +10,25 @@
 //!
 //! Where contents are needed, the batch is *materialized* (decoded once) into the ordinary
 //! `Batch::Traces/Logs/Metrics` form. Who decides, and where:
-//! - The pipeline builder marks a pipeline raw-capable when none of its processors
-//!   [`touches_contents`](crate::processors::Processor::touches_contents) and every exporter
-//!   [`accepts_raw`](crate::exporters::Exporter::accepts_raw) (otlp; otlphttp with
+//! - The pipeline builder marks a pipeline raw-capable when each of its processors either
+//!   does not [`touch_contents`](crate::processors::Processor::touches_contents) or
+//!   [`accepts_raw`](crate::processors::Processor::accepts_raw) batches itself, and every
+//!   exporter [`accepts_raw`](crate::exporters::Exporter::accepts_raw) (otlp; otlphttp with
 //!   protobuf). A receiver hands raw data only when *every* pipeline of the signal is
 //!   raw-capable; otherwise it decodes once, up front, so a content pipeline behaves exactly
 //!   as before (full validation, INVALID_ARGUMENT/400 for any decode error). Deciding per
 //!   pipeline at build time, rather than decoding lazily wherever contents are first read,
-//!   keeps every existing processor and exporter untouched and correct: none of them ever
+//!   keeps every other processor and exporter untouched and correct: none of them ever
 //!   sees a raw batch.
+//! - A content processor that opts in with `accepts_raw` reads and edits the serialized
+//!   requests itself and returns new raw batches ([`RawBatch::parts`] in,
+//!   [`RawBatch::push_counted`] out). So far that is `attributes` for traces and logs
+//!   (`crate::processors::attributes::wire`): it rewrites span / log record attributes in
+//!   the bytes, so a pipeline with it still never decodes a span.
 //! - As a safety net the pipeline task materializes a raw batch before any processor that
-//!   touches contents and before handing it to an exporter that does not accept raw data,
-//!   and every `Batch` method works on raw batches (decoding on demand where it must).
+//!   touches contents without accepting raw batches and before handing it to an exporter
+//!   that does not accept raw data, and every `Batch` method works on raw batches (decoding
+//!   on demand where it must).
 //!
 //! What the fast path does not validate (documented in the README too): anything below the
 //! levels the scan walks — UTF-8 of strings, the contents of resources, scopes, attributes,
@@ -122,6 +129,24 @@ impl RawBatch {
     pub(super) fn append_encoded(&mut self, bytes: Vec<u8>, items: usize, resources: usize) {
         self.push(Part {
             bytes: Bytes::from(bytes),
+            items,
+            resources,
+        });
+    }
+
+    /// The requests it holds, one by one, each with its item and resource counts (for a
+    /// processor that rewrites them, see [`RawBatch::push_counted`]).
+    pub fn parts(&self) -> impl Iterator<Item = (&Bytes, usize, usize)> {
+        self.parts.iter().map(|p| (&p.bytes, p.items, p.resources))
+    }
+
+    /// Appends one serialized request without scanning it: the caller vouches that `bytes`
+    /// is a well-formed export request of this signal holding `items` items in `resources`
+    /// resource messages — e.g. a rewrite of one of [`RawBatch::parts`] that kept every
+    /// item and only changed contents below the levels the scan checks.
+    pub fn push_counted(&mut self, bytes: Bytes, items: usize, resources: usize) {
+        self.push(Part {
+            bytes,
             items,
             resources,
         });

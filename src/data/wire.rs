@@ -55,31 +55,31 @@ pub enum WireError {
 }
 
 /// Errors are boxed inside the scan: the hot functions then return a small `Result`.
-type Res<T> = Result<T, Box<WireError>>;
+pub(crate) type Res<T> = Result<T, Box<WireError>>;
 
-const VARINT: u8 = 0;
-const I64: u8 = 1;
-const LEN: u8 = 2;
-const SGROUP: u8 = 3;
-const EGROUP: u8 = 4;
-const I32: u8 = 5;
+pub(crate) const VARINT: u8 = 0;
+pub(crate) const I64: u8 = 1;
+pub(crate) const LEN: u8 = 2;
+pub(crate) const SGROUP: u8 = 3;
+pub(crate) const EGROUP: u8 = 4;
+pub(crate) const I32: u8 = 5;
 
 /// One field of a message; `Len` carries the payload and its absolute offset.
 #[derive(Clone, Copy, Debug)]
-enum Value<'a> {
+pub(crate) enum Value<'a> {
     Scalar,
     Len(&'a [u8], usize),
 }
 
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     buf: &'a [u8],
-    pos: usize,
+    pub(crate) pos: usize,
     /// Offset of `buf` in the whole request (for error positions).
     base: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8], base: usize) -> Reader<'a> {
+    pub(crate) fn new(buf: &'a [u8], base: usize) -> Reader<'a> {
         Reader { buf, pos: 0, base }
     }
 
@@ -88,7 +88,7 @@ impl<'a> Reader<'a> {
     }
 
     #[inline(always)]
-    fn varint(&mut self) -> Res<u64> {
+    pub(crate) fn varint(&mut self) -> Res<u64> {
         // One-byte varints (tags, small lengths) are the common case.
         if let Some(&b) = self.buf.get(self.pos)
             && b < 0x80
@@ -116,7 +116,7 @@ impl<'a> Reader<'a> {
     }
 
     #[inline(always)]
-    fn skip(&mut self, n: usize) -> Res<()> {
+    pub(crate) fn skip(&mut self, n: usize) -> Res<()> {
         if self.buf.len() - self.pos < n {
             return Err(Box::new(WireError::Fixed(self.at())));
         }
@@ -126,7 +126,7 @@ impl<'a> Reader<'a> {
 
     /// The next field: `(number, wire type, value)`, or `None` at the end.
     #[inline(always)]
-    fn field(&mut self) -> Res<Option<(u32, u8, Value<'a>)>> {
+    pub(crate) fn field(&mut self) -> Res<Option<(u32, u8, Value<'a>)>> {
         if self.pos >= self.buf.len() {
             return Ok(None);
         }
@@ -172,7 +172,7 @@ impl<'a> Reader<'a> {
     }
 
     #[inline(always)]
-    fn split_key(key: u64, at: usize) -> Res<(u32, u8)> {
+    pub(crate) fn split_key(key: u64, at: usize) -> Res<(u32, u8)> {
         let wt = (key & 7) as u8;
         if wt > I32 {
             return Err(Box::new(WireError::WireType { wire_type: wt, at }));
@@ -185,7 +185,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Skips a (deprecated, but valid) group up to its matching end tag.
-    fn skip_group(&mut self, number: u32, depth: u32) -> Res<()> {
+    pub(crate) fn skip_group(&mut self, number: u32, depth: u32) -> Res<()> {
         if depth > 100 {
             return Err(Box::new(WireError::Group(self.at())));
         }

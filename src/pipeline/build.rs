@@ -133,7 +133,10 @@ impl Service {
                 processors.push(build(&spec.value, &ctx(pid, Some(p.signal)))?);
             }
             let exporters: Vec<_> = p.exporters.iter().map(|e| deliveries[e].handle()).collect();
-            let accepts_raw = processors.iter().all(|p| !p.touches_contents())
+            // Raw-capable: every processor either ignores contents or handles raw batches.
+            let accepts_raw = processors
+                .iter()
+                .all(|p| !p.touches_contents() || p.accepts_raw())
                 && exporters.iter().all(|e| e.accepts_raw());
             tracing::debug!(pipeline = %p.id, accepts_raw, "pipeline built");
             let (tx, rx) = mpsc::channel(PIPELINE_CHANNEL_CAPACITY);

@@ -56,7 +56,8 @@ impl PipelineTask {
         let mut current = vec![batch];
         for p in self.processors.iter_mut().skip(from) {
             let mut next = Vec::new();
-            let decode = p.touches_contents();
+            // Decode in front of a content processor unless it takes raw batches itself.
+            let decode = p.touches_contents() && !p.accepts_raw();
             for mut b in current {
                 if decode && b.is_raw() {
                     b = crate::processors::decoded(b)?;

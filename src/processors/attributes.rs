@@ -16,9 +16,18 @@
 //! validation error naming `actions.<i>.<field>`; properties that do not fit the pipeline's
 //! signal fail the build. At run time the processor cannot fail: an action whose source is
 //! missing or whose value cannot be converted does nothing.
+//!
+//! Undecoded batches (the forwarding fast path): in traces and logs pipelines whose actions
+//! and match properties it supports, the processor edits the serialized requests itself
+//! ([`Processor::accepts_raw`], [`wire`]), so the pipeline never decodes a span. There an
+//! item whose attributes cannot be read (they were not checked by the receiver) is
+//! forwarded unchanged and counted in `weft_processor_attributes_malformed_items_total`.
 
 pub mod actions;
 pub mod matching;
+pub mod wire;
+mod wire_item;
+mod wire_read;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -29,6 +38,7 @@ use crate::data::{Batch, Signal, metric};
 use crate::processors::{Processor, ProcessorError};
 use actions::{ActionConfig, Actions};
 use matching::{MatchProperties, Matcher};
+use wire::{Env, WirePath};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,10 +101,17 @@ pub fn build(v: &Value, ctx: &BuildContext) -> Result<Box<dyn Processor>, BuildE
     if let Some(signal) = ctx.signal {
         fits(&c, signal).map_err(error)?;
     }
+    let env = Env {
+        actions: &c.actions,
+        include: c.include.as_ref(),
+        exclude: c.exclude.as_ref(),
+    };
+    let wire = WirePath::new(&env, ctx.signal, &ctx.id, &ctx.telemetry);
     Ok(Box::new(AttributesProcessor {
         actions: c.actions,
         include: c.include,
         exclude: c.exclude,
+        wire,
     }))
 }
 
@@ -123,6 +140,8 @@ pub struct AttributesProcessor {
     actions: Actions,
     include: Option<Matcher>,
     exclude: Option<Matcher>,
+    /// The path for raw batches (`None`: this config or signal decodes, see [`wire`]).
+    wire: Option<WirePath>,
 }
 
 impl AttributesProcessor {
@@ -149,8 +168,18 @@ impl Processor for AttributesProcessor {
     fn process(
         &mut self,
         batch: Batch,
-        _now: std::time::Instant,
+        now: std::time::Instant,
     ) -> Result<Vec<Batch>, ProcessorError> {
+        if let (Batch::Raw(raw), Some(wire)) = (&batch, self.wire.as_mut())
+            && raw.signal() == wire.signal()
+        {
+            let env = Env {
+                actions: &self.actions,
+                include: self.include.as_ref(),
+                exclude: self.exclude.as_ref(),
+            };
+            return Ok(vec![Batch::Raw(wire.process(&env, raw, now))]);
+        }
         let mut batch = super::decoded(batch)?;
         match &mut batch {
             Batch::Raw(_) => {}
@@ -195,6 +224,11 @@ impl Processor for AttributesProcessor {
             }
         }
         Ok(vec![batch])
+    }
+
+    /// Raw traces and logs are edited on the wire when the config allows (see [`wire`]).
+    fn accepts_raw(&self) -> bool {
+        self.wire.is_some()
     }
 }
 

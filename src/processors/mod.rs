@@ -63,9 +63,20 @@ pub trait Processor: Send {
 
     /// Whether the processor reads or changes span contents. A processor that says no gets
     /// raw batches (`Batch::Raw`, undecoded requests) on the forwarding fast path and may
-    /// only use `Batch`'s methods on them (count, merge, split); one that says yes always
-    /// gets decoded batches (see `crate::data::raw`).
+    /// only use `Batch`'s methods on them (count, merge, split); one that says yes gets
+    /// decoded batches (see `crate::data::raw`) unless it also
+    /// [`accepts_raw`](Processor::accepts_raw).
     fn touches_contents(&self) -> bool {
         true
+    }
+
+    /// Whether a processor that touches contents takes raw batches itself: one that says
+    /// yes gets `Batch::Raw` as it is (the pipeline does not decode in front of it) and must
+    /// handle it — read and change the serialized requests directly, or decode them — as well
+    /// as decoded batches. A pipeline whose content processors all say yes stays on the
+    /// forwarding fast path (see `crate::data::raw`). Only consulted when
+    /// [`touches_contents`](Processor::touches_contents) is true.
+    fn accepts_raw(&self) -> bool {
+        false
     }
 }

@@ -51,20 +51,20 @@ pub struct ActionConfig {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Target {
+pub(crate) enum Target {
     Int,
     Double,
     String,
 }
 
 #[derive(Debug, Clone)]
-enum Source {
+pub(crate) enum Source {
     Value(AnyValue),
     FromAttribute(String),
 }
 
 #[derive(Debug, Clone)]
-enum Action {
+pub(crate) enum Action {
     Insert(String, Source),
     Update(String, Source),
     Upsert(String, Source),
@@ -254,6 +254,11 @@ impl Actions {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// The compiled actions, in order (for the `attributes` processor's wire path).
+    pub(crate) fn list(&self) -> &[Action] {
+        &self.0
     }
 
     /// Applies every action, in order, to one attribute list.

@@ -95,13 +95,13 @@ const SPAN_KINDS: [&str; 6] = [
 ];
 
 #[derive(Debug, Clone)]
-enum Strings {
+pub(super) enum Strings {
     Strict(Vec<String>),
     Regexp(Vec<Regex>),
 }
 
 impl Strings {
-    fn matches(&self, s: &str) -> bool {
+    pub(super) fn matches(&self, s: &str) -> bool {
         match self {
             Strings::Strict(v) => v.iter().any(|x| x == s),
             Strings::Regexp(v) => v.iter().any(|re| re.is_match(s)),
@@ -110,16 +110,16 @@ impl Strings {
 }
 
 #[derive(Debug, Clone)]
-enum ValueMatch {
+pub(super) enum ValueMatch {
     Any,
     Equal(AnyValue),
     Regexp(Regex),
 }
 
 #[derive(Debug, Clone)]
-struct AttributeMatcher {
-    key: String,
-    value: ValueMatch,
+pub(super) struct AttributeMatcher {
+    pub(super) key: String,
+    pub(super) value: ValueMatch,
 }
 
 #[derive(Debug, Clone)]
@@ -133,13 +133,13 @@ struct LibraryMatcher {
 pub struct Matcher {
     props: MatchProperties,
     services: Option<Strings>,
-    span_names: Option<Strings>,
-    span_kinds: Option<Strings>,
+    pub(super) span_names: Option<Strings>,
+    pub(super) span_kinds: Option<Strings>,
     log_bodies: Option<Strings>,
-    log_severity_texts: Option<Strings>,
+    pub(super) log_severity_texts: Option<Strings>,
     severity: Option<(i32, bool)>,
     metric_names: Option<Strings>,
-    attributes: Vec<AttributeMatcher>,
+    pub(super) attributes: Vec<AttributeMatcher>,
     resources: Vec<AttributeMatcher>,
     libraries: Vec<LibraryMatcher>,
 }
@@ -335,9 +335,25 @@ impl Matcher {
         Ok(())
     }
 
-    fn common(
+    /// Whether the properties that need a log body or a metric are absent: what the
+    /// `attributes` processor's wire path can evaluate without decoding items.
+    pub(super) fn wire_supported(&self) -> bool {
+        self.log_bodies.is_none() && self.metric_names.is_none()
+    }
+
+    /// Whether matching reads the resource (`services`, `resources`).
+    pub(super) fn needs_resource(&self) -> bool {
+        self.services.is_some() || !self.resources.is_empty()
+    }
+
+    /// Whether matching reads the instrumentation scope (`libraries`).
+    pub(super) fn needs_scope(&self) -> bool {
+        !self.libraries.is_empty()
+    }
+
+    /// `libraries` and `resources`: what is the same for every item of a scope.
+    pub(super) fn matches_scope(
         &self,
-        attrs: &[KeyValue],
         resource: Option<&Resource>,
         scope: Option<&InstrumentationScope>,
     ) -> bool {
@@ -347,12 +363,45 @@ impl Matcher {
                 return false;
             }
         }
-        if !self.resources.is_empty()
-            && !attributes_match(&self.resources, resource.map_or(&[][..], |r| &r.attributes))
+        self.resources.is_empty()
+            || attributes_match(&self.resources, resource.map_or(&[][..], |r| &r.attributes))
+    }
+
+    /// `services` (spans only): the resource's `service.name`.
+    pub(super) fn matches_service(&self, resource: Option<&Resource>) -> bool {
+        let Some(s) = &self.services else {
+            return true;
+        };
+        let service = resource
+            .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
+            .map_or_else(
+                || "<nil-service-name>".to_string(),
+                |kv| {
+                    Val::from_any(kv.value.as_ref())
+                        .to_text()
+                        .unwrap_or_default()
+                },
+            );
+        s.matches(&service)
+    }
+
+    /// The span's own properties: `span_names`, `span_kinds`, `attributes`.
+    pub(super) fn matches_span_item(&self, span: &Span) -> bool {
+        if self
+            .span_names
+            .as_ref()
+            .is_some_and(|n| !n.matches(&span.name))
         {
             return false;
         }
-        self.attributes.is_empty() || attributes_match(&self.attributes, attrs)
+        if self
+            .span_kinds
+            .as_ref()
+            .is_some_and(|k| !k.matches(kind_name(span.kind)))
+        {
+            return false;
+        }
+        self.attributes.is_empty() || attributes_match(&self.attributes, &span.attributes)
     }
 
     pub fn matches_span(
@@ -361,47 +410,23 @@ impl Matcher {
         scope: Option<&InstrumentationScope>,
         span: &Span,
     ) -> bool {
-        if let Some(s) = &self.services {
-            let service = resource
-                .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
-                .map_or_else(
-                    || "<nil-service-name>".to_string(),
-                    |kv| {
-                        Val::from_any(kv.value.as_ref())
-                            .to_text()
-                            .unwrap_or_default()
-                    },
-                );
-            if !s.matches(&service) {
-                return false;
-            }
-        }
-        if self
-            .span_names
-            .as_ref()
-            .is_some_and(|n| !n.matches(&span.name))
-        {
-            return false;
-        }
-        if let Some(k) = &self.span_kinds {
-            let kind = usize::try_from(span.kind)
-                .ok()
-                .and_then(|i| SPAN_KINDS.get(i))
-                .copied()
-                .unwrap_or("");
-            if !k.matches(kind) {
-                return false;
-            }
-        }
-        self.common(&span.attributes, resource, scope)
+        self.matches_service(resource)
+            && self.matches_span_item(span)
+            && self.matches_scope(resource, scope)
     }
 
-    pub fn matches_log(
-        &self,
-        resource: Option<&Resource>,
-        scope: Option<&InstrumentationScope>,
-        log: &LogRecord,
-    ) -> bool {
+    /// `log_severity_number`: whether a record of severity number `n` passes.
+    pub(super) fn severity_ok(&self, n: i32) -> bool {
+        match self.severity {
+            None => true,
+            Some((_, undefined)) if n == 0 => undefined,
+            Some((min, _)) => n >= min,
+        }
+    }
+
+    /// The record's own properties: `log_bodies`, `log_severity_texts`,
+    /// `log_severity_number`, `attributes`.
+    pub(super) fn matches_log_item(&self, log: &LogRecord) -> bool {
         if let Some(b) = &self.log_bodies
             && !b.matches(
                 &Val::from_any(log.body.as_ref())
@@ -418,17 +443,19 @@ impl Matcher {
         {
             return false;
         }
-        if let Some((min, undefined)) = self.severity {
-            let ok = if log.severity_number == 0 {
-                undefined
-            } else {
-                log.severity_number >= min
-            };
-            if !ok {
-                return false;
-            }
+        if !self.severity_ok(log.severity_number) {
+            return false;
         }
-        self.common(&log.attributes, resource, scope)
+        self.attributes.is_empty() || attributes_match(&self.attributes, &log.attributes)
+    }
+
+    pub fn matches_log(
+        &self,
+        resource: Option<&Resource>,
+        scope: Option<&InstrumentationScope>,
+        log: &LogRecord,
+    ) -> bool {
+        self.matches_log_item(log) && self.matches_scope(resource, scope)
     }
 
     pub fn matches_metric(
@@ -444,8 +471,17 @@ impl Matcher {
         {
             return false;
         }
-        self.common(&[], resource, scope)
+        self.matches_scope(resource, scope)
     }
+}
+
+/// The name `span_kinds` matches for a span kind number ("" when out of range).
+pub(super) fn kind_name(kind: i32) -> &'static str {
+    usize::try_from(kind)
+        .ok()
+        .and_then(|i| SPAN_KINDS.get(i))
+        .copied()
+        .unwrap_or("")
 }
 
 /// Every listed key present, with an equal (strict) or matching (regexp) value if given.
@@ -454,18 +490,23 @@ fn attributes_match(matchers: &[AttributeMatcher], attrs: &[KeyValue]) -> bool {
         let Some(kv) = attrs.iter().find(|kv| kv.key == m.key) else {
             return false;
         };
-        match &m.value {
-            ValueMatch::Any => true,
-            ValueMatch::Equal(want) => kv.value.as_ref() == Some(want),
-            ValueMatch::Regexp(re) => {
-                // Only scalar values have a text form to match (as in the Collector).
-                match Val::from_any(kv.value.as_ref()) {
-                    v @ (Val::Str(_) | Val::Bool(_) | Val::Int(_) | Val::Float(_)) => {
-                        v.to_text().is_some_and(|t| re.is_match(&t))
-                    }
-                    _ => false,
+        value_matches(&m.value, kv.value.as_ref())
+    })
+}
+
+/// Whether an attribute's value (`None`: the pair has no value) passes a value match.
+pub(super) fn value_matches(m: &ValueMatch, value: Option<&AnyValue>) -> bool {
+    match m {
+        ValueMatch::Any => true,
+        ValueMatch::Equal(want) => value == Some(want),
+        ValueMatch::Regexp(re) => {
+            // Only scalar values have a text form to match (as in the Collector).
+            match Val::from_any(value) {
+                v @ (Val::Str(_) | Val::Bool(_) | Val::Int(_) | Val::Float(_)) => {
+                    v.to_text().is_some_and(|t| re.is_match(&t))
                 }
+                _ => false,
             }
         }
-    })
+    }
 }
