@@ -239,7 +239,26 @@ impl ElasticsearchExporter {
             .unwrap_or_default();
         docs.clear();
         self.encoder.write_bulk(batch, &mut docs);
-        let result = self.send_body(batch, &docs).await;
+        let result = if docs.malformed > 0 {
+            let n = docs.malformed;
+            let error = docs.malformed_error.clone().unwrap_or_default();
+            self.note_drop(
+                batch,
+                "malformed",
+                &format!("{n} records could not be decoded: {error}"),
+                n,
+            );
+            if docs.is_empty() {
+                Err(ExportError::permanent(
+                    "malformed",
+                    format!("{n} records could not be decoded: {error}"),
+                ))
+            } else {
+                self.send_body(batch, &docs).await
+            }
+        } else {
+            self.send_body(batch, &docs).await
+        };
         *self.spare.lock().unwrap_or_else(|p| p.into_inner()) = Some(docs);
         result
     }
@@ -377,6 +396,11 @@ impl ElasticsearchExporter {
 }
 
 impl Exporter for ElasticsearchExporter {
+    /// Raw logs are written from their wire bytes; raw spans and metrics are decoded here.
+    fn accepts_raw(&self) -> bool {
+        true
+    }
+
     fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
         Box::pin(self.send_batch(batch))
     }

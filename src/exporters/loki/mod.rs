@@ -343,19 +343,36 @@ impl LokiExporter {
     }
 
     /// The push bodies for a batch: the direct encoder when it applies, else the
-    /// reference path (tenants from attributes, labels from record attributes).
-    fn prepare(&self, batch: &Batch) -> Vec<Prepared> {
+    /// reference path (tenants from attributes, labels from record attributes), and the
+    /// records left out as unreadable.
+    fn prepare(&self, batch: &Batch) -> (Vec<Prepared>, fast::Skipped) {
         let format = match self.encoding {
             Encoding::Protobuf => fast::Format::Protobuf,
             Encoding::Json => fast::Format::Json,
         };
         if fast::applies(&self.opts) {
-            return fast::encode_direct(batch, &self.opts, now_ns(), format)
-                .map(|e| self.finish(e, None))
-                .into_iter()
-                .collect();
+            let (e, skipped) = fast::encode_direct_counted(batch, &self.opts, now_ns(), format);
+            return (
+                e.map(|e| self.finish(e, None)).into_iter().collect(),
+                skipped,
+            );
         }
-        encode::encode(batch, &self.opts, now_ns())
+        let decoded;
+        let mut skipped = fast::Skipped::default();
+        let batch = if batch.is_raw() {
+            let (b, dropped) = crate::data::view_logs::to_batch(batch, |_| true);
+            if dropped > 0 {
+                skipped = fast::Skipped {
+                    records: dropped,
+                    error: batch.clone().materialize().err().map(|e| e.to_string()),
+                };
+            }
+            decoded = b;
+            &decoded
+        } else {
+            batch
+        };
+        let pushes = encode::encode(batch, &self.opts, now_ns())
             .into_iter()
             .map(|push| {
                 let body = match self.encoding {
@@ -371,7 +388,32 @@ impl LokiExporter {
                 };
                 self.finish(e, push.records)
             })
-            .collect()
+            .collect();
+        (pushes, skipped)
+    }
+
+    /// Counts and logs records left out as unreadable; `Err` when nothing else is left.
+    fn note_skipped(&self, skipped: &fast::Skipped, left: usize) -> Result<(), ExportError> {
+        if skipped.records == 0 {
+            return Ok(());
+        }
+        self.count_dropped("malformed", skipped.records as u64);
+        let error = skipped.error.as_deref().unwrap_or("");
+        tracing::warn!(
+            exporter = %self.id,
+            dropped = skipped.records,
+            "log records dropped: their resource in the received request is malformed ({error}); the rest of the batch is sent"
+        );
+        if left == 0 {
+            return Err(ExportError::permanent(
+                "malformed",
+                format!(
+                    "{} log records could not be decoded: {error}",
+                    skipped.records
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Compresses an encoded body as the encoding wants it.
@@ -467,6 +509,11 @@ fn now_ns() -> u64 {
 }
 
 impl Exporter for LokiExporter {
+    /// Raw batches are written from their wire bytes (see [`fast`]).
+    fn accepts_raw(&self) -> bool {
+        true
+    }
+
     fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
         Box::pin(async move {
             if batch.signal() != Signal::Logs {
@@ -475,7 +522,8 @@ impl Exporter for LokiExporter {
                     format!("loki exports logs, not {}", batch.signal()),
                 ));
             }
-            let mut pushes = self.prepare(batch);
+            let (mut pushes, skipped) = self.prepare(batch);
+            self.note_skipped(&skipped, pushes.len())?;
             let single = pushes.len() == 1;
             let mut retry = Batch::empty(Signal::Logs);
             let mut retry_after: Option<Duration> = None;
