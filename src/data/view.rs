@@ -277,6 +277,17 @@ impl<'a> KvRef<'a> {
     }
 }
 
+/// A `KeyValue` message's key (the last, as prost keeps it), unchecked.
+fn wire_key(kv: &[u8]) -> &[u8] {
+    let mut key: &[u8] = &[];
+    for (n, f) in Rd::new(kv) {
+        if let (1, Field::Len(s)) = (n, f) {
+            key = s;
+        }
+    }
+    key
+}
+
 /// A list of attributes: a prost slice, or the `KeyValue` fields numbered `.1` of a
 /// message's bytes (a log record's attributes are its field 6, a `KeyValueList`'s field 1).
 #[derive(Clone, Copy, Debug)]
@@ -316,8 +327,33 @@ impl<'a> Attrs<'a> {
     }
 
     /// The first attribute named `key`, if its value is a string ([`super::attr_str`]).
+    /// On wire bytes only keys are read until one matches.
     pub fn get_str(self, key: &str) -> Option<&'a str> {
-        self.iter().find(|kv| kv.key == key)?.str_value()
+        match self {
+            Attrs::Owned(_) => self.iter().find(|kv| kv.key == key)?.str_value(),
+            Attrs::Wire(b, field) => Rd::new(b)
+                .find_map(|(n, f)| match f {
+                    Field::Len(s) if n == field && wire_key(s) == key.as_bytes() => Some(s),
+                    _ => None,
+                })
+                .and_then(|s| KvRef::from_wire(s).str_value()),
+        }
+    }
+
+    /// The attributes' keys (values are not read).
+    pub fn keys(self) -> impl Iterator<Item = &'a str> {
+        let (owned, wire) = match self {
+            Attrs::Owned(v) => (Some(v.iter()), None),
+            Attrs::Wire(b, field) => (None, Some((Rd::new(b), field))),
+        };
+        owned.into_iter().flatten().map(|kv| kv.key.as_str()).chain(
+            wire.into_iter()
+                .flat_map(|(rd, field)| rd.map(move |f| (field, f)))
+                .filter_map(|(field, (n, f))| match f {
+                    Field::Len(s) if n == field => Some(text(wire_key(s))),
+                    _ => None,
+                }),
+        )
     }
 
     /// The attributes as prost values (borrowed when they are).

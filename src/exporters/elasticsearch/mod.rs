@@ -36,11 +36,19 @@
 //!
 //! **Encoding.** Log documents are written straight into one reused `_bulk` body (see
 //! [`ndjson`]), byte-identical to the [`mapping`] + [`bulk::Doc`] reference path, which
-//! spans and metric points still take.
+//! spans and metric points still take. The exporter takes raw batches (the forwarding fast
+//! path's request bytes, [`Exporter::accepts_raw`]): log records are read straight from the
+//! bytes through [`crate::data::view`], never decoded into prost structs; raw spans and
+//! metric points are decoded first.
 //!
-//! **Bad input.** Items are mapped whatever their content (invalid UTF-8 cannot occur in
-//! protobuf strings; NaN values become `null`); a document Elasticsearch refuses is
-//! dropped and counted as below, never retried.
+//! **Bad input.** Items are mapped whatever their content (NaN values become `null`); a
+//! document Elasticsearch refuses is dropped and counted as below, never retried. A raw
+//! batch was only shallow-scanned at the receiver: a resource whose contents are malformed
+//! (invalid UTF-8, truncated or mistyped attributes or bodies) is decoded with prost instead,
+//! and if prost refuses it too its records are dropped, counted in
+//! `weft_exporter_elasticsearch_dropped_log_records_total{component, error_type="malformed"}`
+//! and logged; the rest of the batch is sent. A batch with nothing readable left is a
+//! permanent error (`malformed`).
 //!
 //! **Answers.** 2xx: per item, 2xx (and 409 on `create`: already indexed under its content
 //! id) is done, 429 and 5xx are returned as `ExportError::Partial` holding only those items,

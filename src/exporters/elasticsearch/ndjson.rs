@@ -135,7 +135,7 @@ impl Encoder {
                     self.route(Signal::Logs, [&[], &scope.attributes, &resource.attributes]);
                 for r in sv.records.iter() {
                     let own;
-                    let target = if r.attributes.iter().any(|kv| self.routes_by(kv.key)) {
+                    let target = if r.attributes.keys().any(|k| self.routes_by(k)) {
                         let attrs = r.attributes.to_vec();
                         own = self.route(
                             Signal::Logs,

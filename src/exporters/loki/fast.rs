@@ -12,6 +12,12 @@
 //! - each entry is encoded once into an arena, then the arena is sorted by stream and
 //!   timestamp (indices only) and copied out once with the lengths protobuf needs.
 //!
+//! Decoded and raw batches take the same code: records are read through
+//! [`crate::data::view`] (for a raw batch straight from the request bytes; resources and
+//! scopes are decoded once each), so a raw batch costs no prost decoding per record.
+//! Records of a raw resource that cannot be decoded at all are left out and reported in
+//! [`Skipped`] (see [`crate::data::view_logs`]).
+//!
 //! It applies when the tenant is fixed and no label comes from record attributes
 //! ([`applies`]); otherwise the exporter takes the reference path. The `json` line format
 //! with structured metadata and `raw` are written directly; the `json` line without

@@ -25,9 +25,17 @@
 //!
 //! Encoding: with a fixed tenant and no labels from record attributes, bodies are written
 //! directly by [`fast`]; otherwise by [`encode`] (the reference both are tested against).
+//! The exporter takes raw batches (the forwarding fast path's request bytes,
+//! [`Exporter::accepts_raw`]): [`fast`] reads their records straight from the bytes through
+//! [`crate::data::view`]; the reference path decodes them first.
 //!
 //! Bad input: other signals than logs are refused at validation (the registry lists logs
-//! only). A 400 in which Loki names the entries it refused (too old, too far behind, out of
+//! only). A raw batch was only shallow-scanned at the receiver: a resource whose contents
+//! are malformed (invalid UTF-8, truncated or mistyped attributes or bodies) is decoded with
+//! prost instead, and if prost refuses it too its records are dropped, counted in
+//! `weft_exporter_loki_dropped_log_records_total{component, reason="malformed"}` and logged;
+//! the rest of the batch is sent. A batch with nothing readable left is a permanent error
+//! (`malformed`). A 400 in which Loki names the entries it refused (too old, too far behind, out of
 //! order, line too long, ...) means Loki stored the rest (see [`send`]): those entries are
 //! counted in `weft_exporter_loki_dropped_log_records_total{component, reason}`, logged at
 //! most once per [`LOG_INTERVAL`], never retried. 429 and 5xx are retried by delivery.
