@@ -73,10 +73,27 @@ impl<'a> Rd<'a> {
 
     /// The next field, `Ok(None)` at the end, `Err` on malformed bytes or a group (groups
     /// are valid protobuf but never OTLP; prost, the fallback, skips them).
-    #[inline]
+    #[inline(always)]
     pub fn field(&mut self) -> Result<Option<(u32, Field<'a>)>, Malformed> {
-        if self.pos >= self.buf.len() {
+        let Some(&tag) = self.buf.get(self.pos) else {
             return Ok(None);
+        };
+        // One-byte tags and lengths are the common case.
+        if tag < 0x80 && tag & 7 == 2 && tag >= 8 {
+            if let Some(&len) = self.buf.get(self.pos + 1)
+                && len < 0x80
+            {
+                let start = self.pos + 2;
+                let end = start + len as usize;
+                if end <= self.buf.len() {
+                    self.pos = end;
+                    return Ok(Some((
+                        u32::from(tag >> 3),
+                        Field::Len(&self.buf[start..end]),
+                    )));
+                }
+                return Err(Malformed);
+            }
         }
         let key = self.varint().ok_or(Malformed)?;
         let number = key >> 3;
@@ -117,7 +134,7 @@ impl<'a> Rd<'a> {
 impl<'a> Iterator for Rd<'a> {
     type Item = (u32, Field<'a>);
     /// Lenient: ends at the first malformed byte.
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         self.field().ok().flatten()
     }
@@ -164,6 +181,7 @@ impl<'a> AnyRef<'a> {
     }
 
     /// An `AnyValue` message's bytes (`None`: no value set).
+    #[inline]
     pub fn from_wire(b: &'a [u8]) -> Option<AnyRef<'a>> {
         let mut v = None;
         for (n, f) in Rd::new(b) {
@@ -253,6 +271,7 @@ impl<'a> KvRef<'a> {
     }
 
     /// A `KeyValue` message's bytes.
+    #[inline]
     pub fn from_wire(b: &'a [u8]) -> KvRef<'a> {
         let mut kv = KvRef {
             key: "",
@@ -460,8 +479,14 @@ impl<'a> LogView<'a> {
 /// Nesting deeper than this is left to prost (which allows 100 levels in all).
 const MAX_DEPTH: u32 = 32;
 
+/// UTF-8 check; ASCII (the common case) is checked a word at a time first.
+#[inline]
 fn utf8(b: &[u8]) -> Result<(), Malformed> {
-    std::str::from_utf8(b).map(|_| ()).map_err(|_| Malformed)
+    if b.is_ascii() || std::str::from_utf8(b).is_ok() {
+        Ok(())
+    } else {
+        Err(Malformed)
+    }
 }
 
 /// Checks an `AnyValue` message: known fields with their wire types, UTF-8, nested values;

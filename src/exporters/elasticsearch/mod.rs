@@ -101,10 +101,13 @@ pub struct ElasticsearchExporter {
     encoder: Encoder,
     retry_on_status: Vec<u16>,
     telemetry: Telemetry,
-    /// A body buffer kept between sends (its capacity is what is reused).
-    spare: Mutex<Option<BulkBody>>,
+    /// Body buffers kept between sends (their capacity is what is reused).
+    spare: Mutex<Vec<BulkBody>>,
     last_logged: Mutex<HashMap<String, Instant>>,
 }
+
+/// Bodies kept for reuse (each holds a batch's NDJSON: memory traded for page faults).
+const MAX_SPARE_BODIES: usize = 4;
 
 /// How often the first reason of each dropped-item error type is logged.
 const LOG_EVERY: Duration = Duration::from_secs(60);
@@ -196,7 +199,7 @@ impl ElasticsearchExporter {
                 .unwrap_or_else(|| vec![429]),
             telemetry,
             last_logged: Mutex::new(HashMap::new()),
-            spare: Mutex::new(None),
+            spare: Mutex::new(Vec::new()),
         })
     }
 
@@ -243,7 +246,7 @@ impl ElasticsearchExporter {
             .spare
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .take()
+            .pop()
             .unwrap_or_default();
         docs.clear();
         self.encoder.write_bulk(batch, &mut docs);
@@ -267,7 +270,10 @@ impl ElasticsearchExporter {
         } else {
             self.send_body(batch, &docs).await
         };
-        *self.spare.lock().unwrap_or_else(|p| p.into_inner()) = Some(docs);
+        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        if spare.len() < MAX_SPARE_BODIES {
+            spare.push(docs);
+        }
         result
     }
 
