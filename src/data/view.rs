@@ -79,21 +79,22 @@ impl<'a> Rd<'a> {
             return Ok(None);
         };
         // One-byte tags and lengths are the common case.
-        if tag < 0x80 && tag & 7 == 2 && tag >= 8 {
-            if let Some(&len) = self.buf.get(self.pos + 1)
-                && len < 0x80
-            {
-                let start = self.pos + 2;
-                let end = start + len as usize;
-                if end <= self.buf.len() {
-                    self.pos = end;
-                    return Ok(Some((
-                        u32::from(tag >> 3),
-                        Field::Len(&self.buf[start..end]),
-                    )));
-                }
-                return Err(Malformed);
+        if tag < 0x80
+            && tag & 7 == 2
+            && tag >= 8
+            && let Some(&len) = self.buf.get(self.pos + 1)
+            && len < 0x80
+        {
+            let start = self.pos + 2;
+            let end = start + len as usize;
+            if end <= self.buf.len() {
+                self.pos = end;
+                return Ok(Some((
+                    u32::from(tag >> 3),
+                    Field::Len(&self.buf[start..end]),
+                )));
             }
+            return Err(Malformed);
         }
         let key = self.varint().ok_or(Malformed)?;
         let number = key >> 3;
