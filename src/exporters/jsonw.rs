@@ -259,58 +259,6 @@ pub fn object_view<'a>(
     out.push(b'}');
 }
 
-/// Fills `order` with the indices of the `keep`-ed attributes in key order, one per key
-/// (the last occurrence wins, as in a map built by inserting them in turn).
-pub fn sorted_unique(attrs: &[KeyValue], keep: impl Fn(&KeyValue) -> bool, order: &mut Vec<u32>) {
-    order.clear();
-    order.extend(
-        attrs
-            .iter()
-            .enumerate()
-            .filter(|(_, kv)| keep(kv))
-            .map(|(i, _)| i as u32),
-    );
-    let sorted = order
-        .windows(2)
-        .all(|w| attrs[w[0] as usize].key < attrs[w[1] as usize].key);
-    if sorted {
-        return;
-    }
-    // Stable: equal keys keep their input order, so the last of each run is the winner.
-    order.sort_by(|a, b| attrs[*a as usize].key.cmp(&attrs[*b as usize].key));
-    let mut w = 0;
-    for r in 0..order.len() {
-        let last_of_run = r + 1 == order.len()
-            || attrs[order[r] as usize].key != attrs[order[r + 1] as usize].key;
-        if last_of_run {
-            order[w] = order[r];
-            w += 1;
-        }
-    }
-    order.truncate(w);
-}
-
-/// The `keep`-ed attributes as a JSON object (`{}` when none), keys sorted, last duplicate
-/// winning. `order` is scratch space.
-pub fn object(
-    out: &mut Vec<u8>,
-    attrs: &[KeyValue],
-    keep: impl Fn(&KeyValue) -> bool,
-    order: &mut Vec<u32>,
-) {
-    sorted_unique(attrs, keep, order);
-    out.push(b'{');
-    for (n, i) in order.iter().enumerate() {
-        if n > 0 {
-            out.push(b',');
-        }
-        let kv = &attrs[*i as usize];
-        key(out, &kv.key);
-        kv_value(out, kv);
-    }
-    out.push(b'}');
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
