@@ -1,7 +1,10 @@
 //! The elasticsearch exporter's pure stages on 1000-log-record batches: documents (mapping,
 //! routing, content ids), the NDJSON body, gzip, and parsing a `_bulk` answer: items/s.
 //! `bulk_body_*` is the exporter's path for logs (documents written directly into the
-//! body); `documents_*` + `ndjson_*` the reference path it is tested against.
+//! body); `raw_bulk_body_*` the same writer on the raw batch the forwarding fast path hands
+//! over (records read from the request bytes), `decode_bulk_body_*` decoding the request
+//! first (what the exporter did before it took raw batches); `documents_*` + `ndjson_*` the
+//! reference path it is tested against.
 //!
 //!   cargo bench --bench elasticsearch
 
@@ -104,6 +107,39 @@ fn bench(c: &mut Criterion) {
             out.clear();
             Encoder::default().write_bulk(&b, &mut out);
             gzip(&out.body).len()
+        })
+    });
+    let bytes = bytes::Bytes::from(b.encode_proto());
+    let raw = Batch::from_proto_bytes(Signal::Logs, bytes.clone()).unwrap();
+    for (name, mode) in [
+        ("raw_bulk_body_otel_1000_logs", Mode::Otel),
+        ("raw_bulk_body_ecs_1000_logs", Mode::Ecs),
+    ] {
+        let enc = Encoder {
+            mode,
+            ..Default::default()
+        };
+        g.bench_function(name, |x| {
+            x.iter(|| {
+                out.clear();
+                enc.write_bulk(&raw, &mut out);
+                out.body.len()
+            })
+        });
+    }
+    g.bench_function("raw_bulk_body_otel_gzip_1000_logs", |x| {
+        x.iter(|| {
+            out.clear();
+            Encoder::default().write_bulk(&raw, &mut out);
+            gzip(&out.body).len()
+        })
+    });
+    g.bench_function("decode_bulk_body_otel_1000_logs", |x| {
+        x.iter(|| {
+            out.clear();
+            let d = Batch::decode_proto(Signal::Logs, &bytes).unwrap();
+            Encoder::default().write_bulk(&d, &mut out);
+            out.body.len()
         })
     });
     let docs = Encoder::default().documents(&b);

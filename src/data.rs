@@ -15,6 +15,8 @@ pub mod attrs;
 mod encode;
 pub mod raw;
 mod split;
+pub mod view;
+pub mod view_logs;
 pub mod wire;
 
 pub use attrs::*;

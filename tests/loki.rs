@@ -565,3 +565,50 @@ async fn lifecycle_through_the_registry() {
     ));
     e.shutdown().await;
 }
+
+/// `batch` as the forwarding fast path hands it over: request bytes, not decoded; the
+/// body `zzzz` of any record is made invalid UTF-8 (which the receiver's scan lets pass).
+fn raw_with_bad_utf8(batch: &Batch) -> Batch {
+    let mut bytes = batch.encode_proto();
+    while let Some(i) = bytes.windows(4).position(|w| w == b"zzzz") {
+        bytes[i] = 0xff;
+    }
+    Batch::from_proto_bytes(weft::data::Signal::Logs, bytes.into()).unwrap()
+}
+
+#[tokio::test]
+async fn raw_batches_are_written_from_their_bytes_and_an_unreadable_resource_is_dropped_and_counted()
+ {
+    let loki = LokiStandIn::start(LokiLimits::default()).await;
+    let (exp, metrics) = exporter(json!({"endpoint": loki.endpoint(), "tenant_id": "acme"}));
+    assert!(exp.accepts_raw());
+    let t = now_ns();
+    let batch = logs(vec![
+        (
+            vec![kv("service.name", "a")],
+            vec![rec(t, "one"), rec(t + 1, "two")],
+        ),
+        (
+            vec![kv("service.name", "b")],
+            vec![rec(t, "zzzz"), rec(t, "ok")],
+        ),
+        (vec![kv("service.name", "c")], vec![rec(t + 2, "three")]),
+    ]);
+    exp.send(&raw_with_bad_utf8(&batch)).await.unwrap();
+    assert_eq!(loki.entry_count(), 3, "the readable resources are stored");
+    let services: Vec<String> = loki
+        .streams("acme")
+        .iter()
+        .map(|s| s.labels["service_name"].clone())
+        .collect();
+    assert_eq!(services, ["a", "c"]);
+    assert_eq!(dropped(&metrics, "malformed"), 2.0);
+    // Nothing readable: a permanent error, counted too.
+    let bad = logs(vec![(vec![kv("service.name", "b")], vec![rec(t, "zzzz")])]);
+    let r = exp.send(&raw_with_bad_utf8(&bad)).await;
+    assert!(
+        matches!(r, Err(ExportError::Permanent { ref reason, .. }) if reason == "malformed"),
+        "{r:?}"
+    );
+    assert_eq!(dropped(&metrics, "malformed"), 3.0);
+}

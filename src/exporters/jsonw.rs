@@ -9,7 +9,8 @@
 //! bytes keeps content-hash document ids stable across encoder versions. Nothing here
 //! fails: writing into a `Vec` cannot.
 
-use crate::data::{AnyValue, KeyValue, any_value};
+use crate::data::view::{AnyRef, Attrs, KvRef};
+use crate::data::{KeyValue, any_value};
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
@@ -154,25 +155,26 @@ pub fn key(out: &mut Vec<u8>, k: &str) {
 
 /// The value of an attribute: `null` when unset, as `value_to_json` makes it.
 pub fn kv_value(out: &mut Vec<u8>, kv: &KeyValue) {
-    match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-        Some(v) => value(out, v),
-        None => out.extend_from_slice(b"null"),
-    }
+    any_or_null(out, KvRef::from_owned(kv).value)
 }
 
 /// An OTLP value as JSON, exactly as `crate::data::value_to_json(v).to_string()`.
 pub fn value(out: &mut Vec<u8>, v: &any_value::Value) {
-    use any_value::Value as V;
+    any(out, AnyRef::from_value(v))
+}
+
+/// [`value`] for a borrowed view (decoded or wire).
+pub fn any(out: &mut Vec<u8>, v: AnyRef<'_>) {
     match v {
-        V::StringValue(s) => string(out, s),
-        V::BoolValue(true) => out.extend_from_slice(b"true"),
-        V::BoolValue(false) => out.extend_from_slice(b"false"),
-        V::IntValue(i) => int(out, *i),
-        V::DoubleValue(d) => float(out, *d),
-        V::BytesValue(b) => hex_string(out, b),
-        V::ArrayValue(a) => {
+        AnyRef::Str(s) => string(out, s),
+        AnyRef::Bool(true) => out.extend_from_slice(b"true"),
+        AnyRef::Bool(false) => out.extend_from_slice(b"false"),
+        AnyRef::Int(i) => int(out, i),
+        AnyRef::Double(d) => float(out, d),
+        AnyRef::Bytes(b) => hex_string(out, b),
+        AnyRef::Array(a) => {
             out.push(b'[');
-            for (i, x) in a.values.iter().enumerate() {
+            for (i, x) in a.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
@@ -180,69 +182,79 @@ pub fn value(out: &mut Vec<u8>, v: &any_value::Value) {
             }
             out.push(b']');
         }
-        V::KvlistValue(kvs) => {
-            let mut order = Vec::new();
-            object(out, &kvs.values, |_| true, &mut order);
+        AnyRef::Kvlist(kvs) => {
+            let mut scratch = Vec::new();
+            object_view(out, kvs, |_| true, &mut scratch);
         }
-        _ => out.extend_from_slice(b"null"),
+        AnyRef::Other => out.extend_from_slice(b"null"),
     }
 }
 
-fn any_or_null(out: &mut Vec<u8>, v: &AnyValue) {
-    match &v.value {
-        Some(v) => value(out, v),
+/// A value, or `null` when unset.
+pub fn any_or_null(out: &mut Vec<u8>, v: Option<AnyRef<'_>>) {
+    match v {
+        Some(v) => any(out, v),
         None => out.extend_from_slice(b"null"),
     }
 }
 
-/// Fills `order` with the indices of the `keep`-ed attributes in key order, one per key
-/// (the last occurrence wins, as in a map built by inserting them in turn).
-pub fn sorted_unique(attrs: &[KeyValue], keep: impl Fn(&KeyValue) -> bool, order: &mut Vec<u32>) {
-    order.clear();
-    order.extend(
-        attrs
-            .iter()
-            .enumerate()
-            .filter(|(_, kv)| keep(kv))
-            .map(|(i, _)| i as u32),
-    );
-    let sorted = order
-        .windows(2)
-        .all(|w| attrs[w[0] as usize].key < attrs[w[1] as usize].key);
-    if sorted {
+/// A value as text, exactly as `crate::data::value_to_string` makes it (strings as they
+/// are, bytes as hex, arrays and maps as JSON).
+pub fn any_text(out: &mut Vec<u8>, v: AnyRef<'_>) {
+    use std::io::Write;
+    match v {
+        AnyRef::Str(s) => out.extend_from_slice(s.as_bytes()),
+        AnyRef::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
+        AnyRef::Int(i) => int(out, i),
+        // Writing into a Vec cannot fail.
+        AnyRef::Double(d) => {
+            let _ = write!(out, "{d}");
+        }
+        AnyRef::Bytes(b) => hex_into(out, b),
+        other => any(out, other),
+    }
+}
+
+/// Fills `kept` with the `keep`-ed attributes in key order, one per key (the last
+/// occurrence wins, as in a map built by inserting them in turn).
+pub fn sorted_unique_view<'a>(
+    attrs: Attrs<'a>,
+    keep: impl Fn(&KvRef<'a>) -> bool,
+    kept: &mut Vec<KvRef<'a>>,
+) {
+    kept.clear();
+    kept.extend(attrs.iter().filter(|kv| keep(kv)));
+    if kept.windows(2).all(|w| w[0].key < w[1].key) {
         return;
     }
     // Stable: equal keys keep their input order, so the last of each run is the winner.
-    order.sort_by(|a, b| attrs[*a as usize].key.cmp(&attrs[*b as usize].key));
+    kept.sort_by(|a, b| a.key.cmp(b.key));
     let mut w = 0;
-    for r in 0..order.len() {
-        let last_of_run = r + 1 == order.len()
-            || attrs[order[r] as usize].key != attrs[order[r + 1] as usize].key;
-        if last_of_run {
-            order[w] = order[r];
+    for r in 0..kept.len() {
+        if r + 1 == kept.len() || kept[r].key != kept[r + 1].key {
+            kept[w] = kept[r];
             w += 1;
         }
     }
-    order.truncate(w);
+    kept.truncate(w);
 }
 
 /// The `keep`-ed attributes as a JSON object (`{}` when none), keys sorted, last duplicate
-/// winning. `order` is scratch space.
-pub fn object(
+/// winning. `scratch` is scratch space.
+pub fn object_view<'a>(
     out: &mut Vec<u8>,
-    attrs: &[KeyValue],
-    keep: impl Fn(&KeyValue) -> bool,
-    order: &mut Vec<u32>,
+    attrs: Attrs<'a>,
+    keep: impl Fn(&KvRef<'a>) -> bool,
+    scratch: &mut Vec<KvRef<'a>>,
 ) {
-    sorted_unique(attrs, keep, order);
+    sorted_unique_view(attrs, keep, scratch);
     out.push(b'{');
-    for (n, i) in order.iter().enumerate() {
+    for (n, kv) in scratch.iter().enumerate() {
         if n > 0 {
             out.push(b',');
         }
-        let kv = &attrs[*i as usize];
-        key(out, &kv.key);
-        kv_value(out, kv);
+        key(out, kv.key);
+        any_or_null(out, kv.value);
     }
     out.push(b'}');
 }
@@ -250,7 +262,7 @@ pub fn object(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::data::{ArrayValue, KeyValueList, value_to_json};
+    use crate::data::{AnyValue, ArrayValue, KeyValueList, value_to_json};
 
     fn s(v: impl FnOnce(&mut Vec<u8>)) -> String {
         let mut out = Vec::new();

@@ -105,8 +105,10 @@ pub trait Exporter: Send + Sync + 'static {
         Box::pin(async {})
     }
     /// Whether `send` takes raw batches ([`Batch::Raw`]: serialized requests, not decoded)
-    /// as they are. An exporter that only writes the protobuf request out says yes; every
-    /// other exporter gets decoded batches (the pipeline and delivery layer decode first).
+    /// as they are. An exporter that only writes the protobuf request out says yes, and so
+    /// does one that reads logs through [`crate::data::view`] (`loki`, `elasticsearch`);
+    /// every other exporter gets decoded batches (the pipeline and delivery layer decode
+    /// first).
     fn accepts_raw(&self) -> bool {
         false
     }

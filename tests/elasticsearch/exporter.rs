@@ -261,3 +261,79 @@ fn the_stand_in_maps_fields_dynamically_like_elasticsearch() {
     assert!(ix.map("4", &json!({"attributes.code.x": 1})).is_err());
     assert!(ix.map("5", &json!({"attributes": 3})).is_err());
 }
+
+/// `batch` as the forwarding fast path hands it over (request bytes, not decoded).
+fn raw(batch: &Batch) -> Batch {
+    Batch::from_proto_bytes(Signal::Logs, batch.encode_proto().into()).unwrap()
+}
+
+#[tokio::test]
+async fn raw_batches_are_indexed_exactly_like_decoded_ones_and_partial_retries_hold_the_rejected_items()
+ {
+    init();
+    let es = Elasticsearch::start(0.5, 7).await;
+    let t = Telemetry::new();
+    let exp = exporter(json!({"endpoints": [es.url()], "compression": "none"}), &t);
+    assert!(exp.accepts_raw());
+    let batch = raw(&logs(0, 20));
+    let retry = match exp.send(&batch).await {
+        Err(ExportError::Partial { retry, .. }) => retry,
+        other => panic!("expected a partial failure, got {other:?}"),
+    };
+    assert_eq!(retry.item_count(), es.stats().rejected_429);
+    es.set_reject_fraction(0.0);
+    exp.send(&retry).await.unwrap();
+    assert_eq!(stored_bodies(&es, LOGS_INDEX), expected_bodies(20));
+    // The decoded batch has the same content ids: all conflicts, nothing new.
+    exp.send(&logs(0, 20)).await.unwrap();
+    assert_eq!(es.doc_count(), 20);
+    assert_eq!(es.stats().conflicts_409, 20);
+}
+
+#[tokio::test]
+async fn a_raw_resource_that_cannot_be_decoded_is_dropped_and_counted_and_the_rest_indexed() {
+    init();
+    let es = Elasticsearch::start(0.0, 7).await;
+    let t = Telemetry::new();
+    let exp = exporter(json!({"endpoints": [es.url()]}), &t);
+    // Three resources; the middle one's records carry a body that is not UTF-8 (the
+    // receiver's shallow scan lets that pass).
+    let mut bytes = logs(0, 3).encode_proto();
+    let mut bad = logs(100, 2);
+    if let Batch::Logs(v) = &mut bad {
+        v[0].scope_logs[0].log_records[0].body = Some(AnyValue {
+            value: Some(s("zzzz")),
+        });
+    }
+    let mut bad = bad.encode_proto();
+    let i = bad.windows(4).position(|w| w == b"zzzz").unwrap();
+    bad[i] = 0xff;
+    bytes.extend(bad);
+    bytes.extend(logs(3, 2).encode_proto());
+    let batch = Batch::from_proto_bytes(Signal::Logs, bytes.into()).unwrap();
+    exp.send(&batch).await.unwrap();
+    assert_eq!(stored_bodies(&es, LOGS_INDEX), expected_bodies(5));
+    let dropped = |t: &Telemetry| {
+        t.metrics.value(
+            "weft_exporter_elasticsearch_dropped_log_records_total",
+            &[("component", "elasticsearch"), ("error_type", "malformed")],
+        )
+    };
+    assert_eq!(dropped(&t), Some(2.0));
+    // Nothing readable: permanent.
+    let mut only_bad = logs(7, 1);
+    if let Batch::Logs(v) = &mut only_bad {
+        v[0].scope_logs[0].log_records[0].severity_text = "zzzz".into();
+    }
+    let mut b = only_bad.encode_proto();
+    let i = b.windows(4).position(|w| w == b"zzzz").unwrap();
+    b[i] = 0xc3;
+    let r = exp
+        .send(&Batch::from_proto_bytes(Signal::Logs, b.into()).unwrap())
+        .await;
+    assert!(
+        matches!(r, Err(ExportError::Permanent { ref reason, .. }) if reason == "malformed"),
+        "{r:?}"
+    );
+    assert_eq!(dropped(&t), Some(3.0));
+}

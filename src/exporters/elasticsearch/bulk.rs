@@ -316,6 +316,10 @@ pub fn retain(batch: &Batch, keep: &[bool]) -> Batch {
     let mut flags = keep.iter().copied();
     let mut next = move || flags.next().unwrap_or(false);
     match batch {
+        // Logs: the records the writer saw, in its order (unreadable resources left out).
+        Batch::Raw(r) if r.signal() == Signal::Logs => {
+            crate::data::view_logs::to_batch(batch, |i| keep.get(i).copied().unwrap_or(false)).0
+        }
         Batch::Raw(r) => match r.decode() {
             Ok(b) => retain(&b, keep),
             Err(_) => Batch::empty(r.signal()),

@@ -36,11 +36,19 @@
 //!
 //! **Encoding.** Log documents are written straight into one reused `_bulk` body (see
 //! [`ndjson`]), byte-identical to the [`mapping`] + [`bulk::Doc`] reference path, which
-//! spans and metric points still take.
+//! spans and metric points still take. The exporter takes raw batches (the forwarding fast
+//! path's request bytes, [`Exporter::accepts_raw`]): log records are read straight from the
+//! bytes through [`crate::data::view`], never decoded into prost structs; raw spans and
+//! metric points are decoded first.
 //!
-//! **Bad input.** Items are mapped whatever their content (invalid UTF-8 cannot occur in
-//! protobuf strings; NaN values become `null`); a document Elasticsearch refuses is
-//! dropped and counted as below, never retried.
+//! **Bad input.** Items are mapped whatever their content (NaN values become `null`); a
+//! document Elasticsearch refuses is dropped and counted as below, never retried. A raw
+//! batch was only shallow-scanned at the receiver: a resource whose contents are malformed
+//! (invalid UTF-8, truncated or mistyped attributes or bodies) is decoded with prost instead,
+//! and if prost refuses it too its records are dropped, counted in
+//! `weft_exporter_elasticsearch_dropped_log_records_total{component, error_type="malformed"}`
+//! and logged; the rest of the batch is sent. A batch with nothing readable left is a
+//! permanent error (`malformed`).
 //!
 //! **Answers.** 2xx: per item, 2xx (and 409 on `create`: already indexed under its content
 //! id) is done, 429 and 5xx are returned as `ExportError::Partial` holding only those items,
@@ -93,10 +101,13 @@ pub struct ElasticsearchExporter {
     encoder: Encoder,
     retry_on_status: Vec<u16>,
     telemetry: Telemetry,
-    /// A body buffer kept between sends (its capacity is what is reused).
-    spare: Mutex<Option<BulkBody>>,
+    /// Body buffers kept between sends (their capacity is what is reused).
+    spare: Mutex<Vec<BulkBody>>,
     last_logged: Mutex<HashMap<String, Instant>>,
 }
+
+/// Bodies kept for reuse (each holds a batch's NDJSON: memory traded for page faults).
+const MAX_SPARE_BODIES: usize = 4;
 
 /// How often the first reason of each dropped-item error type is logged.
 const LOG_EVERY: Duration = Duration::from_secs(60);
@@ -188,7 +199,7 @@ impl ElasticsearchExporter {
                 .unwrap_or_else(|| vec![429]),
             telemetry,
             last_logged: Mutex::new(HashMap::new()),
-            spare: Mutex::new(None),
+            spare: Mutex::new(Vec::new()),
         })
     }
 
@@ -235,12 +246,34 @@ impl ElasticsearchExporter {
             .spare
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .take()
+            .pop()
             .unwrap_or_default();
         docs.clear();
         self.encoder.write_bulk(batch, &mut docs);
-        let result = self.send_body(batch, &docs).await;
-        *self.spare.lock().unwrap_or_else(|p| p.into_inner()) = Some(docs);
+        let result = if docs.malformed > 0 {
+            let n = docs.malformed;
+            let error = docs.malformed_error.clone().unwrap_or_default();
+            self.note_drop(
+                batch,
+                "malformed",
+                &format!("{n} records could not be decoded: {error}"),
+                n,
+            );
+            if docs.is_empty() {
+                Err(ExportError::permanent(
+                    "malformed",
+                    format!("{n} records could not be decoded: {error}"),
+                ))
+            } else {
+                self.send_body(batch, &docs).await
+            }
+        } else {
+            self.send_body(batch, &docs).await
+        };
+        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        if spare.len() < MAX_SPARE_BODIES {
+            spare.push(docs);
+        }
         result
     }
 
@@ -377,6 +410,11 @@ impl ElasticsearchExporter {
 }
 
 impl Exporter for ElasticsearchExporter {
+    /// Raw logs are written from their wire bytes; raw spans and metrics are decoded here.
+    fn accepts_raw(&self) -> bool {
+        true
+    }
+
     fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
         Box::pin(self.send_batch(batch))
     }

@@ -8,15 +8,20 @@
 //! scope — the `otel` mapping's `resource` and `scope` objects and the routing target — is
 //! computed once per scope, not per record; a record is re-routed only when it carries a
 //! routing attribute itself.
+//!
+//! Decoded and raw batches take the same code: records are read through
+//! [`crate::data::view`] (for a raw batch straight from the request bytes, with no record
+//! decoded into prost structs), resources and scopes are decoded once each. Records of a
+//! raw resource that cannot be decoded at all are left out and counted in
+//! [`BulkBody::malformed`] (see [`crate::data::view_logs`]).
 
 use sha2::{Digest, Sha256};
 
 use super::bulk::{DocumentId, Encoder, Op, Target, is_data_stream_name};
-use super::mapping::{Context, DataStream, Mode, ROUTING_KEYS, event_name};
-use crate::data::{
-    Batch, InstrumentationScope, KeyValue, LogRecord, Resource, ResourceLogs, Signal, any_value,
-    attr_str,
-};
+use super::mapping::{Context, DataStream, Mode, ROUTING_KEYS};
+use crate::data::view::{AnyRef, Attrs, KvRef, LogView};
+use crate::data::view_logs::LogsView;
+use crate::data::{Batch, InstrumentationScope, KeyValue, Resource, Signal};
 use crate::exporters::jsonw;
 
 /// A `_bulk` body and where each document's two lines end in it.
@@ -26,6 +31,10 @@ pub struct BulkBody {
     /// End offset (exclusive) of each document's lines in `body`.
     pub ends: Vec<usize>,
     pub ops: Vec<Op>,
+    /// Log records left out because their resource could not be decoded.
+    pub malformed: usize,
+    /// The first decode error of those.
+    pub malformed_error: Option<String>,
 }
 
 impl BulkBody {
@@ -33,6 +42,8 @@ impl BulkBody {
         self.body.clear();
         self.ends.clear();
         self.ops.clear();
+        self.malformed = 0;
+        self.malformed_error = None;
     }
 
     pub fn len(&self) -> usize {
@@ -69,20 +80,21 @@ impl BulkBody {
     }
 }
 
-/// Scratch space reused across the records of a batch.
-#[derive(Default)]
-struct Scratch {
-    src: Vec<u8>,
-    order: Vec<u32>,
-}
-
 impl Encoder {
     /// Appends the `_bulk` lines of every item of `batch` to `out` (in
     /// [`Encoder::documents`] order). Logs take the direct path; spans and metric points
     /// the reference one.
     pub fn write_bulk(&self, batch: &Batch, out: &mut BulkBody) {
         match batch {
-            Batch::Logs(v) => self.write_logs(v, out),
+            Batch::Logs(_) => self.write_logs(batch, out),
+            Batch::Raw(r) if r.signal() == Signal::Logs => self.write_logs(batch, out),
+            Batch::Raw(r) => match r.decode() {
+                Ok(b) => self.write_bulk(&b, out),
+                Err(e) => {
+                    out.malformed += r.item_count();
+                    out.malformed_error.get_or_insert_with(|| e.to_string());
+                }
+            },
             other => {
                 for d in self.documents(other) {
                     out.push_line(d.op, &d.to_ndjson());
@@ -91,53 +103,62 @@ impl Encoder {
         }
     }
 
-    fn write_logs(&self, rls: &[ResourceLogs], out: &mut BulkBody) {
+    /// Logs, decoded or raw, through the views.
+    fn write_logs(&self, batch: &Batch, out: &mut BulkBody) {
         let none = Resource::default();
         let no_scope = InstrumentationScope::default();
-        let mut scratch = Scratch::default();
+        let mut src = Vec::new();
         let mut ctx_json = Vec::new();
-        out.body.reserve(rls.len() * 1024);
-        for rl in rls {
-            let resource = rl.resource.as_ref().unwrap_or(&none);
-            for sl in &rl.scope_logs {
-                let scope = sl.scope.as_ref().unwrap_or(&no_scope);
+        out.body.reserve(batch.item_count() * 640);
+        let mut view = LogsView::new(batch);
+        for rv in view.by_ref() {
+            let resource = rv.resource.as_deref().unwrap_or(&none);
+            // Scratch for sorting attributes (borrows this resource's data).
+            let mut kept: Vec<KvRef<'_>> = Vec::new();
+            for sv in rv.scopes() {
+                let scope = sv.scope.unwrap_or(&no_scope);
                 let ctx = Context {
                     resource,
-                    resource_schema_url: &rl.schema_url,
+                    resource_schema_url: &rv.schema_url,
                     scope,
-                    scope_schema_url: &sl.schema_url,
+                    scope_schema_url: sv.schema_url,
                 };
                 ctx_json.clear();
                 let ecs_resource = match self.mode {
                     Mode::Otel => {
-                        otel_resource_scope(&mut ctx_json, &ctx, &mut scratch.order);
+                        otel_resource_scope(&mut ctx_json, &ctx, &mut kept);
                         Vec::new()
                     }
                     Mode::Ecs => ecs::resource_members(resource),
                 };
                 let scope_target =
                     self.route(Signal::Logs, [&[], &scope.attributes, &resource.attributes]);
-                for r in &sl.log_records {
+                for r in sv.records.iter() {
                     let own;
-                    let target = if r.attributes.iter().any(|kv| self.routes_by(&kv.key)) {
+                    let target = if r.attributes.keys().any(|k| self.routes_by(k)) {
+                        let attrs = r.attributes.to_vec();
                         own = self.route(
                             Signal::Logs,
-                            [&r.attributes, &scope.attributes, &resource.attributes],
+                            [&attrs, &scope.attributes, &resource.attributes],
                         );
                         &own
                     } else {
                         &scope_target
                     };
-                    scratch.src.clear();
+                    src.clear();
                     match self.mode {
-                        Mode::Otel => otel_log(&mut scratch, &ctx_json, r, target.1.as_ref()),
-                        Mode::Ecs => {
-                            ecs::log(&mut scratch.src, &ctx, &ecs_resource, r, target.1.as_ref())
+                        Mode::Otel => {
+                            otel_log(&mut src, &mut kept, &ctx_json, &r, target.1.as_ref())
                         }
+                        Mode::Ecs => ecs::log(&mut src, &ctx, &ecs_resource, &r, target.1.as_ref()),
                     }
-                    self.push_doc(out, target, r, &scratch.src);
+                    self.push_doc(out, target, &r, &src);
                 }
             }
+        }
+        out.malformed += view.dropped;
+        if let Some(e) = view.error.take() {
+            out.malformed_error.get_or_insert(e);
         }
     }
 
@@ -148,7 +169,7 @@ impl Encoder {
             || (self.logs_dynamic_index && key == "elasticsearch.index")
     }
 
-    fn push_doc(&self, out: &mut BulkBody, (index, ds): &Target, r: &LogRecord, src: &[u8]) {
+    fn push_doc(&self, out: &mut BulkBody, (index, ds): &Target, r: &LogView<'_>, src: &[u8]) {
         let data_stream = ds.is_some() || is_data_stream_name(index);
         let op = if data_stream { Op::Create } else { Op::Index };
         let b = &mut out.body;
@@ -157,7 +178,7 @@ impl Encoder {
         b.extend_from_slice(b"\":{");
         let dynamic = self
             .logs_dynamic_id
-            .then(|| attr_str(&r.attributes, "elasticsearch.document_id"))
+            .then(|| r.attributes.get_str("elasticsearch.document_id"))
             .flatten()
             .filter(|s| !s.is_empty());
         if let Some(id) = dynamic {
@@ -230,20 +251,19 @@ impl<'o> Fields<'o> {
     }
 
     /// `"attributes":{…}` unless no attribute is left once routing keys are taken out.
-    fn attributes(&mut self, attrs: &[KeyValue], order: &mut Vec<u32>) {
-        jsonw::sorted_unique(attrs, not_routing, order);
-        if order.is_empty() {
+    fn attributes<'a>(&mut self, attrs: Attrs<'a>, kept: &mut Vec<KvRef<'a>>) {
+        jsonw::sorted_unique_view(attrs, |kv| not_routing_key(kv.key), kept);
+        if kept.is_empty() {
             return;
         }
         let out = self.key("attributes");
         out.push(b'{');
-        for (n, i) in order.iter().enumerate() {
+        for (n, kv) in kept.iter().enumerate() {
             if n > 0 {
                 out.push(b',');
             }
-            let kv = &attrs[*i as usize];
-            jsonw::key(out, &kv.key);
-            jsonw::kv_value(out, kv);
+            jsonw::key(out, kv.key);
+            jsonw::any_or_null(out, kv.value);
         }
         out.push(b'}');
     }
@@ -265,14 +285,27 @@ impl<'o> Fields<'o> {
 }
 
 pub(super) fn not_routing(kv: &KeyValue) -> bool {
-    !ROUTING_KEYS.contains(&kv.key.as_str())
+    not_routing_key(&kv.key)
+}
+
+pub(super) fn not_routing_key(key: &str) -> bool {
+    !ROUTING_KEYS.contains(&key)
+}
+
+/// The record's event name: its `event_name` field, else a non-empty `event.name`
+/// attribute (as `mapping::event_name`).
+pub(super) fn event_name<'a>(r: &LogView<'a>) -> Option<&'a str> {
+    if !r.event_name.is_empty() {
+        return Some(r.event_name);
+    }
+    r.attributes.get_str("event.name").filter(|s| !s.is_empty())
 }
 
 /// `"resource":{…},"scope":{…}` of the `otel` mapping (keys in sorted order).
-fn otel_resource_scope(out: &mut Vec<u8>, ctx: &Context<'_>, order: &mut Vec<u32>) {
+fn otel_resource_scope<'a>(out: &mut Vec<u8>, ctx: &Context<'a>, kept: &mut Vec<KvRef<'a>>) {
     jsonw::key(out, "resource");
     let mut r = Fields::open(out);
-    r.attributes(&ctx.resource.attributes, order);
+    r.attributes(Attrs::Owned(&ctx.resource.attributes), kept);
     r.nonzero(
         "dropped_attributes_count",
         ctx.resource.dropped_attributes_count as i64,
@@ -282,7 +315,7 @@ fn otel_resource_scope(out: &mut Vec<u8>, ctx: &Context<'_>, order: &mut Vec<u32
     out.push(b',');
     jsonw::key(out, "scope");
     let mut s = Fields::open(out);
-    s.attributes(&ctx.scope.attributes, order);
+    s.attributes(Attrs::Owned(&ctx.scope.attributes), kept);
     s.nonzero(
         "dropped_attributes_count",
         ctx.scope.dropped_attributes_count as i64,
@@ -293,7 +326,7 @@ fn otel_resource_scope(out: &mut Vec<u8>, ctx: &Context<'_>, order: &mut Vec<u32
     s.close();
 }
 
-pub(super) fn log_time(r: &LogRecord) -> u64 {
+pub(super) fn log_time(r: &LogView<'_>) -> u64 {
     if r.time_unix_nano != 0 {
         r.time_unix_nano
     } else {
@@ -302,11 +335,17 @@ pub(super) fn log_time(r: &LogRecord) -> u64 {
 }
 
 /// The `otel` document; `ctx_json` is the record's `"resource":…,"scope":…`.
-fn otel_log(s: &mut Scratch, ctx_json: &[u8], r: &LogRecord, ds: Option<&DataStream>) {
-    let mut d = Fields::open(&mut s.src);
+fn otel_log<'a>(
+    out: &mut Vec<u8>,
+    kept: &mut Vec<KvRef<'a>>,
+    ctx_json: &[u8],
+    r: &LogView<'a>,
+    ds: Option<&DataStream>,
+) {
+    let mut d = Fields::open(out);
     d.timestamp("@timestamp", log_time(r));
-    d.attributes(&r.attributes, &mut s.order);
-    if let Some(v) = r.body.as_ref().and_then(|b| b.value.as_ref()) {
+    d.attributes(r.attributes, kept);
+    if let Some(v) = r.body {
         otel_body(d.key("body"), v);
     }
     d.data_stream(ds);
@@ -321,37 +360,32 @@ fn otel_log(s: &mut Scratch, ctx_json: &[u8], r: &LogRecord, ds: Option<&DataStr
     d.out.push(b',');
     d.out.extend_from_slice(ctx_json);
     d.nonzero("severity_number", r.severity_number as i64);
-    d.str("severity_text", &r.severity_text);
-    d.id("span_id", &r.span_id);
-    d.id("trace_id", &r.trace_id);
+    d.str("severity_text", r.severity_text);
+    d.id("span_id", r.span_id);
+    d.id("trace_id", r.trace_id);
     d.close();
 }
 
 /// `{"text":…}` for scalars, `{"structured":…}` for maps and arrays of maps, and
 /// `{"structured":{"value":[…]}}` for other arrays.
-fn otel_body(out: &mut Vec<u8>, v: &any_value::Value) {
-    use any_value::Value as V;
+fn otel_body(out: &mut Vec<u8>, v: AnyRef<'_>) {
     match v {
-        V::KvlistValue(_) => {
+        AnyRef::Kvlist(_) => {
             out.extend_from_slice(b"{\"structured\":");
-            jsonw::value(out, v);
+            jsonw::any(out, v);
         }
-        V::ArrayValue(a)
-            if a.values
-                .iter()
-                .all(|x| matches!(x.value, Some(V::KvlistValue(_)))) =>
-        {
+        AnyRef::Array(a) if a.iter().all(|x| matches!(x, Some(AnyRef::Kvlist(_)))) => {
             out.extend_from_slice(b"{\"structured\":");
-            jsonw::value(out, v);
+            jsonw::any(out, v);
         }
-        V::ArrayValue(_) => {
+        AnyRef::Array(_) => {
             out.extend_from_slice(b"{\"structured\":{\"value\":");
-            jsonw::value(out, v);
+            jsonw::any(out, v);
             out.push(b'}');
         }
         other => {
             out.extend_from_slice(b"{\"text\":");
-            jsonw::value(out, other);
+            jsonw::any(out, other);
         }
     }
     out.push(b'}');

@@ -10,20 +10,23 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
-use super::super::mapping::{Context, DataStream, ECS_RESOURCE, event_name};
-use super::{Fields, log_time, not_routing, rfc3339_nanos};
-use crate::data::{KeyValue, LogRecord, Resource, any_value};
+use super::super::mapping::{Context, DataStream, ECS_RESOURCE};
+use super::{Fields, event_name, log_time, not_routing, not_routing_key, rfc3339_nanos};
+use crate::data::Resource;
+use crate::data::view::{AnyRef, KvRef, LogView};
 use crate::exporters::jsonw;
 
 /// A value of the flat `ecs` document.
 #[derive(Clone)]
 pub(super) enum Val<'a> {
     Str(&'a str),
-    Owned(String),
+    /// A value written as its text (`value_to_string`), as a JSON string.
+    Text(AnyRef<'a>),
     Time(u64),
     Int(i64),
     Id(&'a [u8]),
-    Attr(&'a KeyValue),
+    /// An attribute's value (`null` when unset).
+    Attr(Option<AnyRef<'a>>),
 }
 
 /// One member; `prefix` (the key's first 8 bytes, big-endian, zero-padded) orders and
@@ -81,9 +84,13 @@ pub(super) fn resource_members(resource: &Resource) -> Vec<Member<'_>> {
             .find(|(k, _)| *k == kv.key)
             .map(|(_, e)| *e)
             .unwrap_or(kv.key.as_str());
-        v.push(Member::new(Cow::Borrowed(key), Val::Attr(kv)));
+        let value = KvRef::from_owned(kv).value;
+        v.push(Member::new(Cow::Borrowed(key), Val::Attr(value)));
         if kv.key == "host.name" {
-            v.push(Member::new(Cow::Borrowed("host.hostname"), Val::Attr(kv)));
+            v.push(Member::new(
+                Cow::Borrowed("host.hostname"),
+                Val::Attr(value),
+            ));
         }
     }
     sort_last_wins(&mut v);
@@ -127,7 +134,7 @@ pub(super) fn log<'a>(
     out: &mut Vec<u8>,
     ctx: &Context<'a>,
     resource: &[Member<'a>],
-    r: &'a LogRecord,
+    r: &LogView<'a>,
     ds: Option<&'a DataStream>,
 ) {
     // The record's own fields, pushed in key order.
@@ -144,26 +151,26 @@ pub(super) fn log<'a>(
         push("event.severity", Val::Int(r.severity_number as i64));
     }
     if !r.severity_text.is_empty() {
-        push("log.level", Val::Str(&r.severity_text));
+        push("log.level", Val::Str(r.severity_text));
     }
     if !ctx.scope.name.is_empty() {
         push("log.logger", Val::Str(&ctx.scope.name));
     }
-    if let Some(v) = r.body.as_ref().and_then(|b| b.value.as_ref()) {
+    if let Some(v) = r.body {
         push(
             "message",
             match v {
-                any_value::Value::StringValue(s) => Val::Str(s),
-                other => Val::Owned(crate::data::value_to_string(other)),
+                AnyRef::Str(s) => Val::Str(s),
+                other => Val::Text(other),
             },
         );
     }
     let id = |v: &[u8]| !v.is_empty() && v.iter().any(|b| *b != 0);
-    if id(&r.span_id) {
-        push("span.id", Val::Id(&r.span_id));
+    if id(r.span_id) {
+        push("span.id", Val::Id(r.span_id));
     }
-    if id(&r.trace_id) {
-        push("trace.id", Val::Id(&r.trace_id));
+    if id(r.trace_id) {
+        push("trace.id", Val::Id(r.trace_id));
     }
     let mut stream: Vec<Member<'a>> = Vec::new();
     if let Some(ds) = ds {
@@ -180,19 +187,17 @@ pub(super) fn log<'a>(
     merge([&own, resource, &stream], &mut base);
     // Record attributes: a name already taken goes to `labels.<name>`; the last write of
     // a key wins.
-    let mut attrs: Vec<Member<'a>> = Vec::with_capacity(r.attributes.len());
-    for kv in r.attributes.iter().filter(|kv| not_routing(kv)) {
-        let p = prefix(&kv.key);
-        let taken = base.binary_search_by(|m| m.cmp_key(p, &kv.key)).is_ok()
-            || attrs
-                .iter()
-                .any(|m| m.prefix == p && m.key == kv.key.as_str());
+    let mut attrs: Vec<Member<'a>> = Vec::new();
+    for kv in r.attributes.iter().filter(|kv| not_routing_key(kv.key)) {
+        let p = prefix(kv.key);
+        let taken = base.binary_search_by(|m| m.cmp_key(p, kv.key)).is_ok()
+            || attrs.iter().any(|m| m.prefix == p && m.key == kv.key);
         let key = if taken {
             Cow::Owned(format!("labels.{}", kv.key.replace('.', "_")))
         } else {
-            Cow::Borrowed(kv.key.as_str())
+            Cow::Borrowed(kv.key)
         };
-        attrs.push(Member::new(key, Val::Attr(kv)));
+        attrs.push(Member::new(key, Val::Attr(kv.value)));
     }
     sort_last_wins(&mut attrs);
     let mut all = Vec::with_capacity(base.len() + attrs.len());
@@ -202,7 +207,11 @@ pub(super) fn log<'a>(
         let out = d.key(key);
         match val {
             Val::Str(s) => jsonw::string(out, s),
-            Val::Owned(s) => jsonw::string(out, s),
+            Val::Text(v) => {
+                let mut text = Vec::new();
+                jsonw::any_text(&mut text, *v);
+                jsonw::string_bytes(out, &text);
+            }
             Val::Time(t) => {
                 out.push(b'"');
                 rfc3339_nanos(out, *t);
@@ -210,7 +219,7 @@ pub(super) fn log<'a>(
             }
             Val::Int(i) => jsonw::int(out, *i),
             Val::Id(id) => jsonw::hex_string(out, id),
-            Val::Attr(kv) => jsonw::kv_value(out, kv),
+            Val::Attr(v) => jsonw::any_or_null(out, *v),
         }
     }
     d.close();

@@ -2,10 +2,11 @@
 //! `_id`s) for random records in both mappings and every routing and id option.
 
 use super::*;
-use crate::data::{AnyValue, KeyValue, LogRecord, ScopeLogs, string_value};
+use crate::data::{AnyValue, KeyValue, LogRecord, ResourceLogs, ScopeLogs, string_value};
 use crate::exporters::jsonw::tests::{random_attrs, random_value};
 
 use crate::data::kv;
+use crate::data::view::tests::raw_of;
 
 /// Random attributes plus, now and then, the keys the mappings treat specially.
 fn attrs(rng: &mut fastrand::Rng) -> Vec<KeyValue> {
@@ -123,6 +124,23 @@ fn direct_bodies_equal_the_reference_byte_for_byte() {
         }
         assert_eq!(out.sizes().iter().sum::<usize>(), out.body.len());
         assert_eq!(out.slice(0..out.len()), &out.body[..]);
+        // The same bytes (hence `_id`s) from the raw (wire) form of the batch.
+        let raw = raw_of(&b, rng.bool());
+        let mut got = BulkBody::default();
+        enc.write_bulk(&raw, &mut got);
+        assert_eq!(
+            String::from_utf8_lossy(&got.body),
+            String::from_utf8_lossy(&out.body),
+            "round {round}, raw, {enc:?}"
+        );
+        assert_eq!((got.ops, got.ends), (out.ops, out.ends));
+        assert_eq!(got.malformed, 0);
+        // A partial retry keeps the same records from either form.
+        let keep: Vec<bool> = (0..b.item_count()).map(|_| rng.bool()).collect();
+        assert_eq!(
+            super::super::bulk::retain(&raw, &keep).encode_proto(),
+            super::super::bulk::retain(&b, &keep).encode_proto()
+        );
     }
 }
 

@@ -12,6 +12,12 @@
 //! - each entry is encoded once into an arena, then the arena is sorted by stream and
 //!   timestamp (indices only) and copied out once with the lengths protobuf needs.
 //!
+//! Decoded and raw batches take the same code: records are read through
+//! [`crate::data::view`] (for a raw batch straight from the request bytes; resources and
+//! scopes are decoded once each), so a raw batch costs no prost decoding per record.
+//! Records of a raw resource that cannot be decoded at all are left out and reported in
+//! [`Skipped`] (see [`crate::data::view_logs`]).
+//!
 //! It applies when the tenant is fixed and no label comes from record attributes
 //! ([`applies`]); otherwise the exporter takes the reference path. The `json` line format
 //! with structured metadata and `raw` are written directly; the `json` line without
@@ -24,7 +30,9 @@ use super::encode::{
 };
 use super::labels::{label_string, normalize_name};
 use super::proto::wire::{bytes_field, field_len, tag_len, varint, varint_len};
-use crate::data::{Batch, KeyValue, LogRecord, ScopeLogs, any_value};
+use crate::data::view::{AnyRef, LogView};
+use crate::data::view_logs::{LogsView, ScopeView};
+use crate::data::{Batch, InstrumentationScope, KeyValue, Signal};
 use crate::exporters::jsonw;
 
 /// `{service_name="unknown_service"}` as a JSON object (what Loki stores for no labels).
@@ -90,6 +98,14 @@ struct Scratch {
     order: Vec<u32>,
 }
 
+/// Records left out of a push because their resource could not be decoded (see
+/// [`crate::data::view_logs`]), and the first decode error.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Skipped {
+    pub records: usize,
+    pub error: Option<String>,
+}
+
 /// Encodes the batch for the fixed tenant of `opts` (see [`applies`]); `None` for other
 /// signals or an empty batch, as the reference path gives no push then.
 pub fn encode_direct(
@@ -98,24 +114,32 @@ pub fn encode_direct(
     now_ns: u64,
     format: Format,
 ) -> Option<Encoded> {
-    let Batch::Logs(rls) = batch else {
-        return None;
-    };
+    encode_direct_counted(batch, opts, now_ns, format).0
+}
+
+/// [`encode_direct`] for decoded and raw batches alike (raw records are read from the
+/// wire bytes), with what had to be left out.
+pub fn encode_direct_counted(
+    batch: &Batch,
+    opts: &EncodeOptions,
+    now_ns: u64,
+    format: Format,
+) -> (Option<Encoded>, Skipped) {
     let TenantRule::Fixed(tenant) = &opts.tenant else {
-        return None;
+        return (None, Skipped::default());
     };
+    if batch.signal() != Signal::Logs {
+        return (None, Skipped::default());
+    }
     let mut streams: Vec<StreamAcc> = Vec::new();
     let mut by_label: HashMap<String, u32> = HashMap::new();
     let (mut arena, mut entries, mut s) = POOL.with(|p| std::mem::take(&mut *p.borrow_mut()));
     arena.clear();
     entries.clear();
     let mut stats = Stats::default();
-    for rl in rls {
-        let attrs: &[KeyValue] = rl
-            .resource
-            .as_ref()
-            .map(|r| r.attributes.as_slice())
-            .unwrap_or(&[]);
+    let mut view = LogsView::new(batch);
+    for rv in view.by_ref() {
+        let attrs: &[KeyValue] = rv.attributes();
         let base = opts.labels.labels_for(attrs, &[], 0, "");
         let mut res = ResourceCtx {
             attrs,
@@ -130,9 +154,9 @@ pub fn encode_direct(
                 }
             }
         }
-        for sl in &rl.scope_logs {
-            for rec in &sl.log_records {
-                let level = super::labels::level_of(rec.severity_number, &rec.severity_text);
+        for sv in rv.scopes() {
+            for rec in sv.records.iter() {
+                let level = super::labels::level_of(rec.severity_number, rec.severity_text);
                 let (stream, truncated) = match res.variants.iter().find(|v| v.0 == level) {
                     Some(v) => (v.1, v.2),
                     None => {
@@ -140,7 +164,7 @@ pub fn encode_direct(
                             attrs,
                             &[],
                             rec.severity_number,
-                            &rec.severity_text,
+                            rec.severity_text,
                         );
                         let key = label_string(&l.labels);
                         let idx = *by_label.entry(key.clone()).or_insert_with(|| {
@@ -169,7 +193,7 @@ pub fn encode_direct(
                     .unwrap_or(0);
                 let start = arena.len() as u32;
                 entry(
-                    &mut arena, &mut s, &res, sl, rec, ts_ns, opts, format, &mut stats,
+                    &mut arena, &mut s, &res, &sv, &rec, ts_ns, opts, format, &mut stats,
                 );
                 entries.push(EntryRef {
                     stream,
@@ -182,7 +206,11 @@ pub fn encode_direct(
     }
     let out = finish(tenant, streams, &mut entries, &arena, stats, format);
     POOL.with(|p| *p.borrow_mut() = (arena, entries, s));
-    out
+    let skipped = Skipped {
+        records: view.dropped,
+        error: view.error.take(),
+    };
+    (out, skipped)
 }
 
 thread_local! {
@@ -299,8 +327,8 @@ fn entry(
     arena: &mut Vec<u8>,
     s: &mut Scratch,
     res: &ResourceCtx<'_>,
-    sl: &ScopeLogs,
-    rec: &LogRecord,
+    sl: &ScopeView<'_>,
+    rec: &LogView<'_>,
     ts_ns: u64,
     opts: &EncodeOptions,
     format: Format,
@@ -309,7 +337,7 @@ fn entry(
     s.md.clear();
     s.pairs.clear();
     if opts.structured_metadata {
-        record_metadata(s, res, sl, rec);
+        record_metadata(s, res, sl.scope, rec);
     }
     let limits = &opts.limits;
     let size = s.md.len();
@@ -453,9 +481,14 @@ fn push_pair(s: &mut Scratch, name: &[u8], value: impl FnOnce(&mut Vec<u8>)) {
 
 /// Metadata in the reference order: trace context, severity, scope, the record's
 /// attributes, then the resource's (precomputed).
-fn record_metadata(s: &mut Scratch, res: &ResourceCtx<'_>, sl: &ScopeLogs, rec: &LogRecord) {
-    push_pair(s, b"trace_id", |o| jsonw::hex_into(o, &rec.trace_id));
-    push_pair(s, b"span_id", |o| jsonw::hex_into(o, &rec.span_id));
+fn record_metadata(
+    s: &mut Scratch,
+    res: &ResourceCtx<'_>,
+    scope: Option<&InstrumentationScope>,
+    rec: &LogView<'_>,
+) {
+    push_pair(s, b"trace_id", |o| jsonw::hex_into(o, rec.trace_id));
+    push_pair(s, b"span_id", |o| jsonw::hex_into(o, rec.span_id));
     push_pair(s, b"severity_text", |o| {
         o.extend_from_slice(rec.severity_text.as_bytes())
     });
@@ -464,7 +497,7 @@ fn record_metadata(s: &mut Scratch, res: &ResourceCtx<'_>, sl: &ScopeLogs, rec: 
             jsonw::int(o, rec.severity_number as i64)
         });
     }
-    if let Some(scope) = &sl.scope {
+    if let Some(scope) = scope {
         push_pair(s, b"scope_name", |o| {
             o.extend_from_slice(scope.name.as_bytes())
         });
@@ -472,11 +505,11 @@ fn record_metadata(s: &mut Scratch, res: &ResourceCtx<'_>, sl: &ScopeLogs, rec: 
             o.extend_from_slice(scope.version.as_bytes())
         });
     }
-    for kv in &rec.attributes {
-        if let Some(v) = kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+    for kv in rec.attributes.iter() {
+        if let Some(v) = kv.value {
             let mut name = std::mem::take(&mut s.name);
             name.clear();
-            normalize_into(&mut name, &kv.key);
+            normalize_into(&mut name, kv.key);
             flatten_into(s, &mut name, v);
             s.name = name;
         }
@@ -487,20 +520,20 @@ fn record_metadata(s: &mut Scratch, res: &ResourceCtx<'_>, sl: &ScopeLogs, rec: 
 }
 
 /// [`flatten`] into the arena: maps become `parent_child` names.
-fn flatten_into(s: &mut Scratch, name: &mut Vec<u8>, v: &any_value::Value) {
+fn flatten_into(s: &mut Scratch, name: &mut Vec<u8>, v: AnyRef<'_>) {
     match v {
-        any_value::Value::KvlistValue(kvs) => {
-            for kv in &kvs.values {
-                if let Some(inner) = kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+        AnyRef::Kvlist(kvs) => {
+            for kv in kvs.iter() {
+                if let Some(inner) = kv.value {
                     let len = name.len();
                     name.push(b'_');
-                    normalize_into(name, &kv.key);
+                    normalize_into(name, kv.key);
                     flatten_into(s, name, inner);
                     name.truncate(len);
                 }
             }
         }
-        other => push_pair(s, name, |o| value_text(o, other)),
+        other => push_pair(s, name, |o| jsonw::any_text(o, other)),
     }
 }
 
@@ -518,46 +551,31 @@ fn normalize_into(out: &mut Vec<u8>, name: &str) {
     }
 }
 
-/// `crate::data::value_to_string`, appended.
-fn value_text(out: &mut Vec<u8>, v: &any_value::Value) {
-    use any_value::Value as V;
-    use std::io::Write;
-    match v {
-        V::StringValue(s) => out.extend_from_slice(s.as_bytes()),
-        V::BoolValue(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        V::IntValue(i) => jsonw::int(out, *i),
-        // Writing into a Vec cannot fail.
-        V::DoubleValue(d) => {
-            let _ = write!(out, "{d}");
-        }
-        V::BytesValue(b) => jsonw::hex_into(out, b),
-        other => jsonw::value(out, other),
-    }
-}
-
 fn line(
     s: &mut Scratch,
     res: &ResourceCtx<'_>,
-    sl: &ScopeLogs,
-    rec: &LogRecord,
+    sl: &ScopeView<'_>,
+    rec: &LogView<'_>,
     o: &EncodeOptions,
 ) {
-    let body = rec.body.as_ref().and_then(|b| b.value.as_ref());
+    let body = rec.body;
     match (o.line_format, o.structured_metadata) {
         (LineFormat::Raw, _) => {
             if let Some(b) = body {
-                value_text(&mut s.line, b);
+                jsonw::any_text(&mut s.line, b);
             }
         }
         (LineFormat::Json, true) => {
             s.line.push(b'{');
             if let Some(b) = body {
                 s.line.extend_from_slice(b"\"body\":");
-                jsonw::value(&mut s.line, b);
+                jsonw::any(&mut s.line, b);
             }
             s.line.push(b'}');
         }
         (LineFormat::Json, false) | (LineFormat::Logfmt, _) => {
+            // Not the default: the reference line builders, on prost types.
+            let rec = rec.record();
             let rec_attrs: Vec<&KeyValue> = rec.attributes.iter().collect();
             let res_attrs: Vec<&KeyValue> = res
                 .attrs
@@ -565,9 +583,9 @@ fn line(
                 .filter(|kv| !res.used.contains(&kv.key))
                 .collect();
             let text = if o.line_format == LineFormat::Json {
-                json_line(rec, sl, &rec_attrs, &res_attrs, false)
+                json_line(&rec, &sl.scope_logs(), &rec_attrs, &res_attrs, false)
             } else {
-                logfmt_line(rec, &rec_attrs, &res_attrs, o.structured_metadata)
+                logfmt_line(&rec, &rec_attrs, &res_attrs, o.structured_metadata)
             };
             s.line.extend_from_slice(text.as_bytes());
         }

@@ -4,13 +4,16 @@
 use prost::Message;
 
 use super::*;
-use crate::data::{AnyValue, InstrumentationScope, Resource, ResourceLogs, string_value};
+use crate::data::{
+    AnyValue, InstrumentationScope, LogRecord, Resource, ResourceLogs, ScopeLogs, string_value,
+};
 use crate::exporters::jsonw::tests::{random_attrs, random_value};
 use crate::exporters::loki::encode::{Limits, encode};
 use crate::exporters::loki::labels::{LabelRules, LabelsConfig};
 use crate::exporters::loki::proto::PushRequest;
 
 use crate::data::kv;
+use crate::data::view::tests::raw_of;
 
 fn attrs(rng: &mut fastrand::Rng) -> Vec<KeyValue> {
     let mut a = random_attrs(rng, 1);
@@ -134,6 +137,16 @@ fn direct_bodies_equal_the_reference_bytes() {
         assert_eq!(proto.tenant, r.tenant);
         assert_eq!(proto.entry_count, r.entry_count());
         assert_eq!(proto.entries_by_stream, r.entries_by_stream());
+        // The same bytes from the raw (wire) form of the batch.
+        let raw = raw_of(&b, rng.bool());
+        for (format, owned) in [(Format::Protobuf, &proto), (Format::Json, &json)] {
+            let (got, skipped) = encode_direct_counted(&raw, &opts, 99, format);
+            let got = got.expect("raw batch encodes too");
+            assert_eq!(skipped, Skipped::default());
+            assert_eq!(got.body, owned.body, "round {round}, raw");
+            assert_eq!(got.stats, owned.stats);
+            assert_eq!(got.entries_by_stream, owned.entries_by_stream);
+        }
     }
 }
 

@@ -25,9 +25,17 @@
 //!
 //! Encoding: with a fixed tenant and no labels from record attributes, bodies are written
 //! directly by [`fast`]; otherwise by [`encode`] (the reference both are tested against).
+//! The exporter takes raw batches (the forwarding fast path's request bytes,
+//! [`Exporter::accepts_raw`]): [`fast`] reads their records straight from the bytes through
+//! [`crate::data::view`]; the reference path decodes them first.
 //!
 //! Bad input: other signals than logs are refused at validation (the registry lists logs
-//! only). A 400 in which Loki names the entries it refused (too old, too far behind, out of
+//! only). A raw batch was only shallow-scanned at the receiver: a resource whose contents
+//! are malformed (invalid UTF-8, truncated or mistyped attributes or bodies) is decoded with
+//! prost instead, and if prost refuses it too its records are dropped, counted in
+//! `weft_exporter_loki_dropped_log_records_total{component, reason="malformed"}` and logged;
+//! the rest of the batch is sent. A batch with nothing readable left is a permanent error
+//! (`malformed`). A 400 in which Loki names the entries it refused (too old, too far behind, out of
 //! order, line too long, ...) means Loki stored the rest (see [`send`]): those entries are
 //! counted in `weft_exporter_loki_dropped_log_records_total{component, reason}`, logged at
 //! most once per [`LOG_INTERVAL`], never retried. 429 and 5xx are retried by delivery.
@@ -343,19 +351,36 @@ impl LokiExporter {
     }
 
     /// The push bodies for a batch: the direct encoder when it applies, else the
-    /// reference path (tenants from attributes, labels from record attributes).
-    fn prepare(&self, batch: &Batch) -> Vec<Prepared> {
+    /// reference path (tenants from attributes, labels from record attributes), and the
+    /// records left out as unreadable.
+    fn prepare(&self, batch: &Batch) -> (Vec<Prepared>, fast::Skipped) {
         let format = match self.encoding {
             Encoding::Protobuf => fast::Format::Protobuf,
             Encoding::Json => fast::Format::Json,
         };
         if fast::applies(&self.opts) {
-            return fast::encode_direct(batch, &self.opts, now_ns(), format)
-                .map(|e| self.finish(e, None))
-                .into_iter()
-                .collect();
+            let (e, skipped) = fast::encode_direct_counted(batch, &self.opts, now_ns(), format);
+            return (
+                e.map(|e| self.finish(e, None)).into_iter().collect(),
+                skipped,
+            );
         }
-        encode::encode(batch, &self.opts, now_ns())
+        let decoded;
+        let mut skipped = fast::Skipped::default();
+        let batch = if batch.is_raw() {
+            let (b, dropped) = crate::data::view_logs::to_batch(batch, |_| true);
+            if dropped > 0 {
+                skipped = fast::Skipped {
+                    records: dropped,
+                    error: batch.clone().materialize().err().map(|e| e.to_string()),
+                };
+            }
+            decoded = b;
+            &decoded
+        } else {
+            batch
+        };
+        let pushes = encode::encode(batch, &self.opts, now_ns())
             .into_iter()
             .map(|push| {
                 let body = match self.encoding {
@@ -371,7 +396,32 @@ impl LokiExporter {
                 };
                 self.finish(e, push.records)
             })
-            .collect()
+            .collect();
+        (pushes, skipped)
+    }
+
+    /// Counts and logs records left out as unreadable; `Err` when nothing else is left.
+    fn note_skipped(&self, skipped: &fast::Skipped, left: usize) -> Result<(), ExportError> {
+        if skipped.records == 0 {
+            return Ok(());
+        }
+        self.count_dropped("malformed", skipped.records as u64);
+        let error = skipped.error.as_deref().unwrap_or("");
+        tracing::warn!(
+            exporter = %self.id,
+            dropped = skipped.records,
+            "log records dropped: their resource in the received request is malformed ({error}); the rest of the batch is sent"
+        );
+        if left == 0 {
+            return Err(ExportError::permanent(
+                "malformed",
+                format!(
+                    "{} log records could not be decoded: {error}",
+                    skipped.records
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Compresses an encoded body as the encoding wants it.
@@ -467,6 +517,11 @@ fn now_ns() -> u64 {
 }
 
 impl Exporter for LokiExporter {
+    /// Raw batches are written from their wire bytes (see [`fast`]).
+    fn accepts_raw(&self) -> bool {
+        true
+    }
+
     fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
         Box::pin(async move {
             if batch.signal() != Signal::Logs {
@@ -475,7 +530,8 @@ impl Exporter for LokiExporter {
                     format!("loki exports logs, not {}", batch.signal()),
                 ));
             }
-            let mut pushes = self.prepare(batch);
+            let (mut pushes, skipped) = self.prepare(batch);
+            self.note_skipped(&skipped, pushes.len())?;
             let single = pushes.len() == 1;
             let mut retry = Batch::empty(Signal::Logs);
             let mut retry_after: Option<Duration> = None;
@@ -551,60 +607,5 @@ impl Exporter for LokiExporter {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cfg(yaml_json: Value) -> Result<LokiConfig, FieldError> {
-        parse(&yaml_json)
-    }
-
-    #[test]
-    fn config_defaults_and_checks() {
-        let c = cfg(serde_json::json!({"endpoint": "http://loki:3100"})).unwrap();
-        assert_eq!(c.encoding, Encoding::Protobuf);
-        assert_eq!(c.line_format, LineFormat::Json);
-        assert!(c.structured_metadata && c.labels.defaults && c.labels.level);
-        assert!(cfg(serde_json::json!({})).is_err());
-        assert!(cfg(serde_json::json!({"endpoint": "loki:3100"})).is_err());
-        let e =
-            cfg(serde_json::json!({"endpoint": "http://l", "compression": "gzip"})).unwrap_err();
-        assert_eq!(e.path, ["compression"]);
-        assert!(cfg(serde_json::json!({"endpoint": "http://l", "encoding": "json", "compression": "gzip"})).is_ok());
-        let e = cfg(serde_json::json!({"endpoint": "http://l", "line_fromat": "raw"})).unwrap_err();
-        assert_eq!(e.suggestion.as_deref(), Some("line_format"));
-        assert!(cfg(serde_json::json!({"endpoint": "http://l", "auth": {"basic": {"username": "u"}, "bearer": {"token": "t"}}})).is_err());
-        assert!(cfg(serde_json::json!({"endpoint": "http://l", "tenant": {"source": "attribute", "key": ""}})).is_err());
-        assert!(cfg(serde_json::json!({"endpoint": "http://l", "tenant": {"source": "header", "key": "x"}})).is_err());
-    }
-
-    #[test]
-    fn rejections_are_logged_at_most_once_per_interval() {
-        let mut g = LogGate::default();
-        let t0 = Instant::now();
-        assert_eq!(g.admit(t0), Some(0));
-        assert_eq!(g.admit(t0 + Duration::from_secs(1)), None);
-        assert_eq!(g.admit(t0 + Duration::from_secs(9)), None);
-        assert_eq!(g.admit(t0 + LOG_INTERVAL), Some(2));
-        assert_eq!(g.admit(t0 + LOG_INTERVAL), None);
-    }
-
-    #[test]
-    fn push_url_and_auth_header() {
-        let c = cfg(serde_json::json!({"endpoint": "http://loki:3100/", "auth": {"basic": {"username": "Aladdin", "password": "open sesame"}}})).unwrap();
-        let e = LokiExporter::new("loki", &c, Metrics::default()).unwrap();
-        assert_eq!(e.url, "http://loki:3100/loki/api/v1/push");
-        assert_eq!(
-            e.headers["authorization"],
-            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
-        );
-        let c = cfg(serde_json::json!({"endpoint": "https://x/loki/api/v1/push"})).unwrap();
-        assert_eq!(
-            LokiExporter::new("loki", &c, Metrics::default())
-                .unwrap()
-                .url,
-            "https://x/loki/api/v1/push"
-        );
-        assert_eq!(base64("ab"), "YWI=");
-        assert_eq!(base64("a"), "YQ==");
-    }
-}
+#[path = "mod_tests.rs"]
+mod tests;
