@@ -14,7 +14,8 @@
 //!   does not [`touch_contents`](crate::processors::Processor::touches_contents) or
 //!   [`accepts_raw`](crate::processors::Processor::accepts_raw) batches itself, and every
 //!   exporter [`accepts_raw`](crate::exporters::Exporter::accepts_raw) (otlp; otlphttp with
-//!   protobuf). A receiver hands raw data only when *every* pipeline of the signal is
+//!   protobuf; kafka with protobuf and no `partition_*`; loki and elasticsearch, which read
+//!   log records from the bytes through [`super::view`]). A receiver hands raw data only when *every* pipeline of the signal is
 //!   raw-capable; otherwise it decodes once, up front, so a content pipeline behaves exactly
 //!   as before (full validation, INVALID_ARGUMENT/400 for any decode error). Deciding per
 //!   pipeline at build time, rather than decoding lazily wherever contents are first read,
