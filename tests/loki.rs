@@ -26,15 +26,7 @@ fn now_ns() -> u64 {
         .as_nanos() as u64
 }
 
-fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v.into())),
-        }),
-        ..Default::default()
-    }
-}
+use weft::data::kv_str as kv;
 
 fn rec(ts: u64, body: &str) -> LogRecord {
     LogRecord {

@@ -39,15 +39,7 @@ const PROCESSORS: &str = r#"  filter/health:
         action: upsert
 "#;
 
-fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v.into())),
-        }),
-        ..Default::default()
-    }
-}
+use weft::data::kv_str as kv;
 
 fn span(id: u8, name: &str, attrs: &[(&str, &str)]) -> Span {
     Span {

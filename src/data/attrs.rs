@@ -39,7 +39,6 @@ pub fn set_attr(attrs: &mut Vec<KeyValue>, key: &str, value: any_value::Value) {
     }
 }
 
-/// A string value.
 /// An attribute (`key` = `value`), as tests and fixtures build them.
 pub fn kv(key: &str, value: any_value::Value) -> KeyValue {
     KeyValue {
@@ -49,6 +48,12 @@ pub fn kv(key: &str, value: any_value::Value) -> KeyValue {
     }
 }
 
+/// A string attribute (`key` = `"value"`).
+pub fn kv_str(key: &str, value: &str) -> KeyValue {
+    kv(key, string_value(value))
+}
+
+/// A string value.
 pub fn string_value(s: impl Into<String>) -> any_value::Value {
     any_value::Value::StringValue(s.into())
 }

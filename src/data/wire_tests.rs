@@ -6,15 +6,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use opentelemetry_proto::tonic::trace::v1::span::Link;
 
-fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(string_value(v)),
-        }),
-        ..Default::default()
-    }
-}
+use crate::data::kv_str as kv;
 
 pub(crate) fn traces(resources: usize, spans: usize) -> Batch {
     Batch::Traces(

@@ -1,9 +1,7 @@
 use super::*;
 use crate::data::{LogRecord, Resource, ScopeLogs, ScopeSpans, Span, string_value};
 
-fn kv(k: &str, v: &str) -> KeyValue {
-    crate::data::kv(k, string_value(v))
-}
+use crate::data::kv_str as kv;
 
 fn span(trace: u8, id: u8, pad: usize) -> Span {
     Span {

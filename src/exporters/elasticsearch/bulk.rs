@@ -381,15 +381,7 @@ mod tests {
     use super::*;
     use crate::data::{AnyValue, LogRecord, string_value};
 
-    fn kv(k: &str, v: &str) -> KeyValue {
-        KeyValue {
-            key: k.into(),
-            value: Some(AnyValue {
-                value: Some(string_value(v)),
-            }),
-            ..Default::default()
-        }
-    }
+    use crate::data::kv_str as kv;
 
     fn logs(n: usize) -> Batch {
         let recs = (0..n)

@@ -163,15 +163,7 @@ fn json_text(v: &serde_json::Value) -> String {
 
 /// A string attribute (test helper).
 #[cfg(test)]
-pub(crate) fn kv(key: &str, value: &str) -> crate::data::KeyValue {
-    crate::data::KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.to_string())),
-        }),
-        ..Default::default()
-    }
-}
+pub(crate) use crate::data::kv_str as kv;
 
 #[cfg(test)]
 mod tests {

@@ -7,20 +7,12 @@ use serde_json::json;
 use super::*;
 use crate::components::SharedState;
 use crate::data::{
-    AnyValue, KeyValue, LogRecord, Metric, Resource, ResourceLogs, ResourceMetrics, ResourceSpans,
-    ScopeLogs, ScopeMetrics, ScopeSpans, Span, any_value, metric, span,
+    AnyValue, LogRecord, Metric, Resource, ResourceLogs, ResourceMetrics, ResourceSpans, ScopeLogs,
+    ScopeMetrics, ScopeSpans, Span, any_value, metric, span,
 };
 use opentelemetry_proto::tonic::metrics::v1::{Gauge, NumberDataPoint, number_data_point};
 
-fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v.into())),
-        }),
-        ..Default::default()
-    }
-}
+use crate::data::kv_str as kv;
 
 fn ctx(signal: Signal) -> BuildContext {
     BuildContext {
