@@ -51,24 +51,7 @@ impl<'a> Rd<'a> {
 
     #[inline(always)]
     fn varint(&mut self) -> Option<u64> {
-        let b = *self.buf.get(self.pos)?;
-        if b < 0x80 {
-            self.pos += 1;
-            return Some(u64::from(b));
-        }
-        let mut v: u64 = 0;
-        for i in 0..10 {
-            let b = *self.buf.get(self.pos)?;
-            self.pos += 1;
-            if i == 9 && b > 1 {
-                return None;
-            }
-            v |= u64::from(b & 0x7f) << (7 * i);
-            if b < 0x80 {
-                return Some(v);
-            }
-        }
-        None
+        super::wire::read_varint(self.buf, &mut self.pos)
     }
 
     /// The next field, `Ok(None)` at the end, `Err` on malformed bytes or a group (groups

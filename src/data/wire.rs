@@ -71,6 +71,33 @@ pub(crate) enum Value<'a> {
     Len(&'a [u8], usize),
 }
 
+/// Reads the varint at `*pos` and advances past it: at most 10 bytes, the tenth carrying
+/// only the 64th bit (prost's rule). `None` when truncated or overlong (`*pos` is then
+/// somewhere inside it). The one varint reader of the crate's wire code (the scan, the
+/// `attributes` wire path and the log views).
+#[inline(always)]
+pub(crate) fn read_varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
+    // One-byte varints (tags, small lengths) are the common case.
+    let b = *buf.get(*pos)?;
+    *pos += 1;
+    if b < 0x80 {
+        return Some(u64::from(b));
+    }
+    let mut v = u64::from(b & 0x7f);
+    for i in 1..10 {
+        let b = *buf.get(*pos)?;
+        *pos += 1;
+        if i == 9 && b > 1 {
+            return None;
+        }
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b < 0x80 {
+            return Some(v);
+        }
+    }
+    None
+}
+
 pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pub(crate) pos: usize,
@@ -89,30 +116,8 @@ impl<'a> Reader<'a> {
 
     #[inline(always)]
     pub(crate) fn varint(&mut self) -> Res<u64> {
-        // One-byte varints (tags, small lengths) are the common case.
-        if let Some(&b) = self.buf.get(self.pos)
-            && b < 0x80
-        {
-            self.pos += 1;
-            return Ok(u64::from(b));
-        }
         let start = self.at();
-        let mut v: u64 = 0;
-        for i in 0..10 {
-            let Some(&b) = self.buf.get(self.pos) else {
-                return Err(Box::new(WireError::Varint(start)));
-            };
-            self.pos += 1;
-            // The tenth byte may only carry the 64th bit (prost's rule).
-            if i == 9 && b > 1 {
-                return Err(Box::new(WireError::Varint(start)));
-            }
-            v |= u64::from(b & 0x7f) << (7 * i);
-            if b < 0x80 {
-                return Ok(v);
-            }
-        }
-        Err(Box::new(WireError::Varint(start)))
+        read_varint(self.buf, &mut self.pos).ok_or_else(|| Box::new(WireError::Varint(start)))
     }
 
     #[inline(always)]
@@ -335,24 +340,7 @@ fn span(buf: &[u8], base: usize) -> Res<()> {
 /// verdict to the walk: this only skips the generic machinery for the common case.
 #[inline]
 fn span_common(buf: &[u8]) -> bool {
-    /// Reads a varint at `*i` with the walk's rules (at most 10 bytes, the tenth carrying
-    /// only the 64th bit).
-    #[inline(always)]
-    fn varint(buf: &[u8], i: &mut usize) -> Option<u64> {
-        let mut v = 0u64;
-        for k in 0..10 {
-            let b = *buf.get(*i)?;
-            *i += 1;
-            if k == 9 && b > 1 {
-                return None;
-            }
-            v |= u64::from(b & 0x7f) << (7 * k);
-            if b < 0x80 {
-                return Some(v);
-            }
-        }
-        None
-    }
+    let varint = read_varint;
     let (mut trace, mut span, mut parent) = (0usize, 0usize, 0usize);
     let mut i = 0;
     while i < buf.len() {

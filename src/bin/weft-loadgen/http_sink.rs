@@ -22,7 +22,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use super::pb::{Field, fields};
+use super::pb::{Field, fields, len};
 use super::sink::Counts;
 
 type Shared = State<Arc<Counts>>;
@@ -95,19 +95,19 @@ pub fn loki_proto(b: &[u8]) -> Option<(usize, u64)> {
         if f != 1 {
             continue;
         }
-        for (f, entry) in fields(stream.len_value()?) {
+        for (f, entry) in fields(len(stream)?) {
             let entry = entry?;
             if f != 2 {
                 continue;
             }
             n += 1;
-            for (f, ts) in fields(entry.len_value()?) {
+            for (f, ts) in fields(len(entry)?) {
                 let ts = ts?;
                 if f != 1 {
                     continue;
                 }
                 let (mut secs, mut nanos) = (0, 0);
-                for (f, v) in fields(ts.len_value()?) {
+                for (f, v) in fields(len(ts)?) {
                     match (f, v?) {
                         (1, Field::Varint(v)) => secs = v,
                         (2, Field::Varint(v)) => nanos = v,

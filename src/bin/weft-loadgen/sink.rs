@@ -1,7 +1,7 @@
 //! The counting sink: OTLP/gRPC (or, with `--mode loki|elasticsearch`, the logs
 //! exporters' HTTP APIs, see [`super::http_sink`]) in, items/s and end-to-end latency out.
 
-use super::pb::fields;
+use super::pb::{Field, fields, len};
 use super::*;
 use bytes::Bytes;
 use std::sync::Mutex;
@@ -67,19 +67,22 @@ pub fn scan_request(signal: Signal, buf: &[u8], stamps: &mut Vec<u64>) -> Option
             continue;
         }
         let mut first = None;
-        for (n, scope) in fields(resource.len_value()?) {
+        for (n, scope) in fields(len(resource)?) {
             if n != 2 {
                 continue;
             }
-            for (n, item) in fields(scope?.len_value()?) {
+            for (n, item) in fields(len(scope?)?) {
                 if n != 2 {
                     continue;
                 }
                 items += 1;
                 if first.is_none() {
-                    first = fields(item?.len_value()?)
+                    first = fields(len(item?)?)
                         .find(|(n, _)| *n == time_field)
-                        .and_then(|(_, v)| v?.fixed64());
+                        .and_then(|(_, v)| match v? {
+                            Field::I64(t) => Some(t),
+                            _ => None,
+                        });
                 }
             }
         }
