@@ -60,11 +60,13 @@ run() {
   sleep 1
   kill -0 $weft 2>/dev/null || { echo "weft did not start:" >&2; cat "$WORK/weft.log" >&2; exit 1; }
   local t0; t0=$(awk '{print $14+$15}' /proc/$weft/stat)
+  local s0; s0=$(awk '{print $15}' /proc/$weft/stat)
   local gen
   gen=$($peer "$BIN/weft-loadgen" send --endpoint 127.0.0.1:$IN_PORT --duration ${DUR}s --rate "$RATE" \
         --items-per-request 100 --attributes 10 --value-size 24 --concurrency 8 --max-refused 1 $3)
   sleep 2
   local t1; t1=$(awk '{print $14+$15}' /proc/$weft/stat)
+  local s1; s1=$(awk '{print $15}' /proc/$weft/stat)
   local hz; hz=$(getconf CLK_TCK)
   local rss; rss=$(awk '/VmHWM/ {print $2}' /proc/$weft/status)
   kill -TERM $weft; wait $weft || true
@@ -72,9 +74,10 @@ run() {
   local items; items=$(grep -o 'summary: [0-9]*' "$WORK/sink.log" | tail -1 | awk '{print $2}')
   echo "== $label ($pipeline)"
   echo "$gen"
-  awk -v i="${items:-0}" -v d="$DUR" -v t0="$t0" -v t1="$t1" -v hz="$hz" -v rss="$rss" -v u="$unit" -v ceil="$CEILING" 'BEGIN {
+  awk -v i="${items:-0}" -v d="$DUR" -v t0="$t0" -v t1="$t1" -v hz="$hz" -v rss="$rss" -v u="$unit" -v ceil="$CEILING" -v sys="$(( s1 - s0 ))" 'BEGIN {
     cpu = (t1 - t0) / hz
     printf "weft: %.0f %s/s delivered, %.2f CPU s per million %s (%.1f CPU s, busy %.0f%% of one core; %.0f %s per CPU second), peak RSS %.1f MiB\n", i / d, u, cpu * 1000000 / (i + 1), u, cpu, 100 * cpu / d, i / (cpu + 0.000001), u, rss / 1024
+    if (cpu > 0) printf "weft: of which in the kernel %.2f CPU s per million %s (%.0f%%)\n", sys / hz * 1000000 / (i + 1), u, 100 * sys / hz / cpu
     if (cpu > 0 && ceil > 0 && u == "spans")
       printf "weft: %.0f spans per CPU-second = %.2f x the decode+encode ceiling (%.0f/s)\n", i / cpu, i / cpu / ceil, ceil
     }'

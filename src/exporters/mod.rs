@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::data::Batch;
 
 pub mod awss3;
+pub mod coalesce;
 pub mod debug;
 pub mod elasticsearch;
 pub mod file;

@@ -136,7 +136,11 @@ pub fn build_from(cfg: &OtlpGrpcConfig, id: &str) -> Result<OtlpGrpcExporter, Bu
             .tls_config(t)
             .map_err(|e| BuildError::new(id, format!("invalid TLS config: {e}")))?;
     }
-    let channel = ep.connect_lazy();
+    // Many HTTP/2 frames per write (see `coalesce`); tonic layers TLS on top when set.
+    let channel = ep.connect_with_connector_lazy(super::coalesce::CoalescingConnector::new(
+        true,
+        Some(std::time::Duration::from_secs(5)),
+    ));
     let mut headers = MetadataMap::new();
     for (k, v) in &cfg.headers {
         let key = MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
