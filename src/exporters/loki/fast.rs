@@ -216,6 +216,14 @@ pub fn encode_direct_counted(
 thread_local! {
     /// The entry arena and scratch buffers, kept per thread between batches.
     static POOL: std::cell::RefCell<(Vec<u8>, Vec<EntryRef>, Scratch)> = Default::default();
+    /// A body's buffer given back by [`recycle_body`] once it is compressed.
+    static BODY: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Gives an [`Encoded::body`] that is no longer needed (compressed into another buffer)
+/// back for the next batch on this thread: no fresh pages to fault in and zero per batch.
+pub fn recycle_body(body: Vec<u8>) {
+    BODY.set(body);
 }
 
 fn finish(
@@ -241,7 +249,9 @@ fn finish(
         pos[*si as usize] = p as u32;
     }
     entries.sort_by_key(|e| (pos[e.stream as usize], e.ts_ns));
-    let mut body = Vec::with_capacity(arena.len() + streams.len() * 128 + 64);
+    let mut body = BODY.take();
+    body.clear();
+    body.reserve(arena.len() + streams.len() * 128 + 64);
     match format {
         Format::Protobuf => write_proto(&mut body, &streams, &rank, entries, arena),
         Format::Json => write_json(&mut body, &streams, &rank, entries, arena),
@@ -541,6 +551,17 @@ fn flatten_into(s: &mut Scratch, name: &mut Vec<u8>, v: AnyRef<'_>) {
 fn normalize_into(out: &mut Vec<u8>, name: &str) {
     if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
         out.push(b'_');
+    }
+    if name.is_ascii() {
+        // One byte per character: copied, then mapped in place.
+        let start = out.len();
+        out.extend_from_slice(name.as_bytes());
+        for b in &mut out[start..] {
+            if !(b.is_ascii_alphanumeric() || *b == b'_') {
+                *b = b'_';
+            }
+        }
+        return;
     }
     for c in name.chars() {
         out.push(if c.is_ascii_alphanumeric() || c == '_' {
