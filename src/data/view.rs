@@ -25,7 +25,7 @@ use prost::Message;
 
 pub use super::view_check::{WireKv, check_log};
 #[cfg(test)]
-pub(crate) use super::view_check::{check_any, check_kv};
+pub(crate) use super::view_check::check_any;
 use super::{AnyValue, KeyValue, LogRecord, any_value};
 
 /// Malformed or not viewable as is (the caller decodes with prost instead).

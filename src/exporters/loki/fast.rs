@@ -29,7 +29,7 @@ use super::encode::{
     EncodeOptions, LineFormat, Stats, TenantRule, flatten, json_line, limit_metadata, logfmt_line,
 };
 use super::labels::{label_string, normalize_name};
-use super::proto::wire::{bytes_field, field_len, tag_len, varint, varint_len};
+use super::proto::wire::{bytes_field, entry_field, field_len, tag_len};
 use crate::data::view::{AnyRef, LogView};
 use crate::data::view_logs::{LogsView, ScopeView};
 use crate::data::{Batch, InstrumentationScope, KeyValue, Signal};
@@ -289,14 +289,28 @@ fn write_proto(
         let st = &streams[*si as usize];
         let group = &entries[i..i + st.entries];
         i += st.entries;
+        // Each entry is its whole `entries` field already (see `entry`).
         let mut len = field_len(st.labels.len());
         for e in group {
-            len += field_len((e.end - e.start) as usize);
+            len += (e.end - e.start) as usize;
         }
         tag_len(out, 1, len);
         bytes_field(out, 1, st.labels.as_bytes());
+        // Entries that follow each other in the arena are copied in one run.
+        let mut run: Option<(u32, u32)> = None;
         for e in group {
-            bytes_field(out, 2, &arena[e.start as usize..e.end as usize]);
+            run = match run {
+                Some((a, b)) if b == e.start => Some((a, e.end)),
+                _ => {
+                    if let Some((a, b)) = run {
+                        out.extend_from_slice(&arena[a as usize..b as usize]);
+                    }
+                    Some((e.start, e.end))
+                }
+            };
+        }
+        if let Some((a, b)) = run {
+            out.extend_from_slice(&arena[a as usize..b as usize]);
         }
     }
 }
@@ -371,49 +385,9 @@ fn entry(
     line(s, res, sl, rec, opts);
     match format {
         Format::Protobuf => {
-            let secs = (ts_ns / 1_000_000_000) as i64;
-            let nanos = (ts_ns % 1_000_000_000) as i32;
-            let mut ts_len = 0;
-            if secs != 0 {
-                ts_len += 1 + varint_len(secs as u64);
-            }
-            if nanos != 0 {
-                ts_len += 1 + varint_len(nanos as u64);
-            }
-            tag_len(arena, 1, ts_len);
-            if secs != 0 {
-                arena.push(0x08);
-                varint(arena, secs as u64);
-            }
-            if nanos != 0 {
-                arena.push(0x10);
-                varint(arena, nanos as u64);
-            }
-            if !s.line.is_empty() {
-                bytes_field(arena, 2, &s.line);
-            }
-            let mut start = 0usize;
-            for (ne, ve) in &s.pairs {
-                let (name, value) = (
-                    &s.md[start..*ne as usize],
-                    &s.md[*ne as usize..*ve as usize],
-                );
-                start = *ve as usize;
-                let mut len = 0;
-                if !name.is_empty() {
-                    len += field_len(name.len());
-                }
-                if !value.is_empty() {
-                    len += field_len(value.len());
-                }
-                tag_len(arena, 3, len);
-                if !name.is_empty() {
-                    bytes_field(arena, 1, name);
-                }
-                if !value.is_empty() {
-                    bytes_field(arena, 2, value);
-                }
-            }
+            // With its field header: the body's entries are copied out in runs.
+            let pairs = (0..s.pairs.len()).map(|i| pair(s, i));
+            entry_field(arena, ts_ns, &s.line, pairs);
         }
         Format::Json => {
             arena.extend_from_slice(b"[\"");
@@ -547,6 +521,21 @@ fn flatten_into(s: &mut Scratch, name: &mut Vec<u8>, v: AnyRef<'_>) {
     }
 }
 
+/// An ASCII character as [`normalize_name`] writes it: itself if alphanumeric or `_`,
+/// else `_`.
+const NAME_BYTE: [u8; 128] = {
+    let mut t = [b'_'; 128];
+    let mut i = 0;
+    while i < 128 {
+        let c = i as u8;
+        if c.is_ascii_alphanumeric() {
+            t[i] = c;
+        }
+        i += 1;
+    }
+    t
+};
+
 /// [`normalize_name`], appended.
 fn normalize_into(out: &mut Vec<u8>, name: &str) {
     if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
@@ -557,9 +546,7 @@ fn normalize_into(out: &mut Vec<u8>, name: &str) {
         let start = out.len();
         out.extend_from_slice(name.as_bytes());
         for b in &mut out[start..] {
-            if !(b.is_ascii_alphanumeric() || *b == b'_') {
-                *b = b'_';
-            }
+            *b = NAME_BYTE[usize::from(*b & 0x7f)];
         }
         return;
     }
