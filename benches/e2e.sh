@@ -101,7 +101,7 @@ if [ "$WHAT" = traces ] || [ "$WHAT" = all ]; then
   run "unpinned, traces" "" "--signal traces"
 fi
 if [ "$WHAT" = logs ] || [ "$WHAT" = all ]; then
-  for exp in loki elasticsearch; do
+  for exp in ${WEFT_BENCH_LOGS_EXPORTERS:-loki elasticsearch}; do
     run "pinned to one core (taskset -c 0), logs -> $exp" "taskset -c 0" "--signal logs" \
       "pipelines/bench-$exp.yaml" "$exp" records
     # The encoder alone on the raw batches the pipeline hands it (the exporters' path).
