@@ -19,6 +19,8 @@
 # codec bench's decode_encode_proto_100_spans on the same core after the pinned run, from
 # `cargo bench --bench codec --no-run`, and prints weft's spans per CPU second against it);
 # WEFT_BENCH_SINK_FRAME (the sink's HTTP/2 max frame size, default 16384);
+# WEFT_BENCH_LOGS_EXPORTERS (which logs runs, default "loki elasticsearch"; with
+# WEFT_BENCH_ES_COMPRESSION=none|gzip and WEFT_BENCH_ES_MAPPING read by the pipeline);
 # ports WEFT_BENCH_SINK_PORT, WEFT_BENCH_IN_PORT, WEFT_BENCH_HEALTH_PORT (to run next to
 # another benchmark).
 #

@@ -23,9 +23,9 @@ use std::borrow::Cow;
 
 use prost::Message;
 
-pub use super::view_check::{WireKv, check_log};
 #[cfg(test)]
 pub(crate) use super::view_check::check_any;
+pub use super::view_check::{WireKv, check_log};
 use super::{AnyValue, KeyValue, LogRecord, any_value};
 
 /// Malformed or not viewable as is (the caller decodes with prost instead).

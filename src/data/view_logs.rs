@@ -4,8 +4,11 @@
 //! Resources and scopes (one per many records) are decoded with prost; records are
 //! [`LogView`]s over the wire bytes. Malformed input: a raw batch was only shallow-scanned
 //! at the receiver (framing down to the records; not UTF-8, attributes or bodies), so each
-//! raw resource is checked in full ([`check_log`] on every record, prost on its resource
-//! and scopes) before any of it is handed out. A resource that fails the check (invalid
+//! raw resource is checked in full ([`super::view_check::read_log`] on every record, prost
+//! on its resource and scopes) before any of it is handed out. The check reads each record
+//! as it goes (scalar fields, strings, body, attributes into a per-resource arena whose
+//! allocations are reused), so the views hand out what it read: the bytes are walked and
+//! UTF-8-checked once. A resource that fails the check (invalid
 //! UTF-8, a truncated or mistyped nested value, a duplicated value field, a group, nesting
 //! deeper than 32) is decoded with prost instead, so whatever prost accepts is written
 //! exactly as the decoded path would; one that prost refuses too is skipped: its records

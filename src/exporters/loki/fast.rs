@@ -9,8 +9,11 @@
 //!   once per resource and level (one label string and stream lookup per combination);
 //! - structured metadata of the resource (the attributes that are not labels) is
 //!   flattened once per resource; a record's own metadata is written into a reused arena;
-//! - each entry is encoded once into an arena, then the arena is sorted by stream and
-//!   timestamp (indices only) and copied out once with the lengths protobuf needs.
+//! - each entry is encoded once into an arena (protobuf: as its whole `entries` field,
+//!   sizes computed first), then the arena is sorted by stream and timestamp (indices
+//!   only) and copied out once, in runs of entries that already follow each other;
+//! - the arena, scratch and body buffers are kept per thread between batches (the body is
+//!   given back by the exporter once snappy has compressed it, [`recycle_body`]).
 //!
 //! Decoded and raw batches take the same code: records are read through
 //! [`crate::data::view`] (for a raw batch straight from the request bytes; resources and
@@ -28,7 +31,7 @@ use std::collections::HashMap;
 use super::encode::{
     EncodeOptions, LineFormat, Stats, TenantRule, flatten, json_line, limit_metadata, logfmt_line,
 };
-use super::labels::{label_string, normalize_name};
+use super::labels::{label_string, normalize_into, normalize_name};
 use super::proto::wire::{bytes_field, entry_field, field_len, tag_len};
 use crate::data::view::{AnyRef, LogView};
 use crate::data::view_logs::{LogsView, ScopeView};
@@ -518,44 +521,6 @@ fn flatten_into(s: &mut Scratch, name: &mut Vec<u8>, v: AnyRef<'_>) {
             }
         }
         other => push_pair(s, name, |o| jsonw::any_text(o, other)),
-    }
-}
-
-/// An ASCII character as [`normalize_name`] writes it: itself if alphanumeric or `_`,
-/// else `_`.
-const NAME_BYTE: [u8; 128] = {
-    let mut t = [b'_'; 128];
-    let mut i = 0;
-    while i < 128 {
-        let c = i as u8;
-        if c.is_ascii_alphanumeric() {
-            t[i] = c;
-        }
-        i += 1;
-    }
-    t
-};
-
-/// [`normalize_name`], appended.
-fn normalize_into(out: &mut Vec<u8>, name: &str) {
-    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
-        out.push(b'_');
-    }
-    if name.is_ascii() {
-        // One byte per character: copied, then mapped in place.
-        let start = out.len();
-        out.extend_from_slice(name.as_bytes());
-        for b in &mut out[start..] {
-            *b = NAME_BYTE[usize::from(*b & 0x7f)];
-        }
-        return;
-    }
-    for c in name.chars() {
-        out.push(if c.is_ascii_alphanumeric() || c == '_' {
-            c as u8
-        } else {
-            b'_'
-        });
     }
 }
 
