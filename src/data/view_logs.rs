@@ -154,11 +154,13 @@ impl Arena<'_> {
         SPARE.take()
     }
 
-    /// Gives the (emptied) allocations back for the next resource.
+    /// Empties the arena and gives its allocations back for the next resource.
+    // (`filter` would keep the element type: the point is to change its lifetime.)
+    #[allow(clippy::unnecessary_filter_map)]
     fn recycle(self) {
         let Arena { records, kvs } = self;
-        // Empty, so nothing is mapped: collecting in place keeps the allocations while
-        // the element type's lifetime becomes `'static`.
+        // Nothing is kept (`None` for every element): collecting in place keeps the
+        // allocations while the element type's lifetime becomes `'static`.
         let records = records.into_iter().filter_map(|_| None).collect();
         let kvs = kvs.into_iter().filter_map(|_| None).collect();
         SPARE.set(Arena { records, kvs });
