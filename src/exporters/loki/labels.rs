@@ -342,12 +342,9 @@ pub(super) fn normalize_into(out: &mut Vec<u8>, name: &str) {
         out.push(b'_');
     }
     if name.is_ascii() {
-        // One byte per character: copied, then mapped in place.
-        let start = out.len();
-        out.extend_from_slice(name.as_bytes());
-        for b in &mut out[start..] {
-            *b = NAME_BYTE[usize::from(*b & 0x7f)];
-        }
+        // One byte per character, mapped as it is appended (names are short: no memcpy
+        // call, one exact-size append).
+        out.extend(name.bytes().map(|b| NAME_BYTE[usize::from(b & 0x7f)]));
         return;
     }
     for c in name.chars() {
