@@ -337,6 +337,7 @@ const NAME_BYTE: [u8; 128] = {
 };
 
 /// [`normalize_name`], appended.
+#[inline]
 pub(super) fn normalize_into(out: &mut Vec<u8>, name: &str) {
     if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
         out.push(b'_');
