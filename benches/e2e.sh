@@ -19,6 +19,8 @@
 # codec bench's decode_encode_proto_100_spans on the same core after the pinned run, from
 # `cargo bench --bench codec --no-run`, and prints weft's spans per CPU second against it);
 # WEFT_BENCH_SINK_FRAME (the sink's HTTP/2 max frame size, default 16384);
+# WEFT_BENCH_LOGS_EXPORTERS (which logs runs, default "loki elasticsearch"; with
+# WEFT_BENCH_ES_COMPRESSION=none|gzip and WEFT_BENCH_ES_MAPPING read by the pipeline);
 # ports WEFT_BENCH_SINK_PORT, WEFT_BENCH_IN_PORT, WEFT_BENCH_HEALTH_PORT (to run next to
 # another benchmark).
 #
@@ -104,7 +106,7 @@ if [ "$WHAT" = traces ] || [ "$WHAT" = all ]; then
   run "unpinned, traces" "" "--signal traces"
 fi
 if [ "$WHAT" = logs ] || [ "$WHAT" = all ]; then
-  for exp in loki elasticsearch; do
+  for exp in ${WEFT_BENCH_LOGS_EXPORTERS:-loki elasticsearch}; do
     run "pinned to one core (taskset -c 0), logs -> $exp" "taskset -c 0" "--signal logs" \
       "pipelines/bench-$exp.yaml" "$exp" records
     # The encoder alone on the raw batches the pipeline hands it (the exporters' path).

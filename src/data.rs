@@ -16,6 +16,7 @@ mod encode;
 pub mod raw;
 mod split;
 pub mod view;
+pub mod view_check;
 pub mod view_logs;
 pub mod wire;
 

@@ -15,13 +15,17 @@
 //! 10 span id, 11 observed time, 12 event name; `AnyValue`: 1 string, 2 bool, 3 int,
 //! 4 double, 5 array, 6 kvlist, 7 bytes, 8 string index; `KeyValue`: 1 key, 2 value).
 //! Reading a view never fails: the walkers stop at the first malformed byte, and the
-//! validation in [`check_log`] (run on a whole resource before its records are viewed)
-//! guarantees there is none, and that every view reads what prost would decode.
+//! validation in [`super::view_check`] (run on a whole resource before its records are
+//! viewed, reading each record as it checks it) guarantees there is none, and that every
+//! view reads what prost would decode.
 
 use std::borrow::Cow;
 
 use prost::Message;
 
+#[cfg(test)]
+pub(crate) use super::view_check::check_any;
+pub use super::view_check::{WireKv, check_log};
 use super::{AnyValue, KeyValue, LogRecord, any_value};
 
 /// Malformed or not viewable as is (the caller decodes with prost instead).
@@ -297,12 +301,15 @@ fn wire_key(kv: &[u8]) -> &[u8] {
 pub enum Attrs<'a> {
     Owned(&'a [KeyValue]),
     Wire(&'a [u8], u32),
+    /// Read by [`super::view_check::read_log`] (a raw record's checked attributes).
+    Checked(&'a [WireKv<'a>]),
 }
 
 /// The iterator of [`Attrs`].
 pub enum AttrIter<'a> {
     Owned(std::slice::Iter<'a, KeyValue>),
     Wire(Rd<'a>, u32),
+    Checked(std::slice::Iter<'a, WireKv<'a>>),
 }
 
 impl<'a> Iterator for AttrIter<'a> {
@@ -311,6 +318,7 @@ impl<'a> Iterator for AttrIter<'a> {
     fn next(&mut self) -> Option<KvRef<'a>> {
         match self {
             AttrIter::Owned(it) => it.next().map(KvRef::from_owned),
+            AttrIter::Checked(it) => it.next().map(|w| w.kv),
             AttrIter::Wire(rd, field) => loop {
                 match rd.next()? {
                     (n, Field::Len(b)) if n == *field => return Some(KvRef::from_wire(b)),
@@ -326,6 +334,7 @@ impl<'a> Attrs<'a> {
         match self {
             Attrs::Owned(v) => AttrIter::Owned(v.iter()),
             Attrs::Wire(b, f) => AttrIter::Wire(Rd::new(b), f),
+            Attrs::Checked(v) => AttrIter::Checked(v.iter()),
         }
     }
 
@@ -333,7 +342,9 @@ impl<'a> Attrs<'a> {
     /// On wire bytes only keys are read until one matches.
     pub fn get_str(self, key: &str) -> Option<&'a str> {
         match self {
-            Attrs::Owned(_) => self.iter().find(|kv| kv.key == key)?.str_value(),
+            Attrs::Owned(_) | Attrs::Checked(_) => {
+                self.iter().find(|kv| kv.key == key)?.str_value()
+            }
             Attrs::Wire(b, field) => Rd::new(b)
                 .find_map(|(n, f)| match f {
                     Field::Len(s) if n == field && wire_key(s) == key.as_bytes() => Some(s),
@@ -345,18 +356,25 @@ impl<'a> Attrs<'a> {
 
     /// The attributes' keys (values are not read).
     pub fn keys(self) -> impl Iterator<Item = &'a str> {
-        let (owned, wire) = match self {
-            Attrs::Owned(v) => (Some(v.iter()), None),
-            Attrs::Wire(b, field) => (None, Some((Rd::new(b), field))),
+        let (owned, checked, wire) = match self {
+            Attrs::Owned(v) => (Some(v.iter()), None, None),
+            Attrs::Checked(v) => (None, Some(v.iter()), None),
+            Attrs::Wire(b, field) => (None, None, Some((Rd::new(b), field))),
         };
-        owned.into_iter().flatten().map(|kv| kv.key.as_str()).chain(
-            wire.into_iter()
-                .flat_map(|(rd, field)| rd.map(move |f| (field, f)))
-                .filter_map(|(field, (n, f))| match f {
-                    Field::Len(s) if n == field => Some(text(wire_key(s))),
-                    _ => None,
-                }),
-        )
+        let checked = checked.into_iter().flatten().map(|w| w.kv.key);
+        owned
+            .into_iter()
+            .flatten()
+            .map(|kv| kv.key.as_str())
+            .chain(checked)
+            .chain(
+                wire.into_iter()
+                    .flat_map(|(rd, field)| rd.map(move |f| (field, f)))
+                    .filter_map(|(field, (n, f))| match f {
+                        Field::Len(s) if n == field => Some(text(wire_key(s))),
+                        _ => None,
+                    }),
+            )
     }
 
     /// The attributes as prost values (borrowed when they are).
@@ -369,6 +387,11 @@ impl<'a> Attrs<'a> {
                         Field::Len(s) if n == field => KeyValue::decode(s).ok(),
                         _ => None,
                     })
+                    .collect(),
+            ),
+            Attrs::Checked(v) => Cow::Owned(
+                v.iter()
+                    .filter_map(|w| KeyValue::decode(w.raw).ok())
                     .collect(),
             ),
         }
@@ -419,20 +442,7 @@ impl<'a> LogView<'a> {
 
     /// A `LogRecord` message's bytes (checked by [`check_log`] beforehand).
     pub fn from_wire(b: &'a [u8]) -> LogView<'a> {
-        let mut v = LogView {
-            time_unix_nano: 0,
-            observed_time_unix_nano: 0,
-            severity_number: 0,
-            severity_text: "",
-            body: None,
-            attributes: Attrs::Wire(b, 6),
-            dropped_attributes_count: 0,
-            flags: 0,
-            trace_id: &[],
-            span_id: &[],
-            event_name: "",
-            source: Source::Wire(b),
-        };
+        let mut v = LogView::from_wire_unread(b);
         for (n, f) in Rd::new(b) {
             match (n, f) {
                 (1, Field::I64(x)) => v.time_unix_nano = x,
@@ -451,6 +461,33 @@ impl<'a> LogView<'a> {
         v
     }
 
+    /// A `LogRecord` message's view with nothing read yet (for
+    /// [`super::view_check::read_log`], which fills it in).
+    pub(crate) fn from_wire_unread(b: &'a [u8]) -> LogView<'a> {
+        LogView {
+            time_unix_nano: 0,
+            observed_time_unix_nano: 0,
+            severity_number: 0,
+            severity_text: "",
+            body: None,
+            attributes: Attrs::Wire(b, 6),
+            dropped_attributes_count: 0,
+            flags: 0,
+            trace_id: &[],
+            span_id: &[],
+            event_name: "",
+            source: Source::Wire(b),
+        }
+    }
+
+    /// The same record with its attributes read from elsewhere (equal to its own).
+    pub(crate) fn with_attributes(&self, attributes: Attrs<'a>) -> LogView<'a> {
+        LogView {
+            attributes,
+            ..*self
+        }
+    }
+
     /// The record as prost's type (decoded for a wire view: the rare paths only).
     pub fn record(&self) -> Cow<'a, LogRecord> {
         match self.source {
@@ -458,105 +495,6 @@ impl<'a> LogView<'a> {
             Source::Wire(b) => Cow::Owned(LogRecord::decode(b).unwrap_or_default()),
         }
     }
-}
-
-/// Nesting deeper than this is left to prost (which allows 100 levels in all).
-const MAX_DEPTH: u32 = 32;
-
-/// UTF-8 check; ASCII (the common case) is checked a word at a time first.
-#[inline]
-fn utf8(b: &[u8]) -> Result<(), Malformed> {
-    if b.is_ascii() || std::str::from_utf8(b).is_ok() {
-        Ok(())
-    } else {
-        Err(Malformed)
-    }
-}
-
-/// Checks an `AnyValue` message: known fields with their wire types, UTF-8, nested values;
-/// more than one value field (prost would merge or replace) is left to prost.
-fn check_any(b: &[u8], depth: u32) -> Result<(), Malformed> {
-    if depth > MAX_DEPTH {
-        return Err(Malformed);
-    }
-    let mut rd = Rd::new(b);
-    let mut seen = false;
-    while let Some((n, f)) = rd.field()? {
-        if !(1..=8).contains(&n) {
-            continue;
-        }
-        if seen {
-            return Err(Malformed);
-        }
-        seen = true;
-        match (n, f) {
-            (1, Field::Len(s)) => utf8(s)?,
-            (2 | 3 | 8, Field::Varint(_)) | (4, Field::I64(_)) | (7, Field::Len(_)) => {}
-            (5, Field::Len(s)) => check_list(s, depth, check_any)?,
-            (6, Field::Len(s)) => check_list(s, depth, check_kv)?,
-            _ => return Err(Malformed),
-        }
-    }
-    Ok(())
-}
-
-/// `repeated <message> = 1` (ArrayValue, KeyValueList).
-fn check_list(
-    b: &[u8],
-    depth: u32,
-    item: fn(&[u8], u32) -> Result<(), Malformed>,
-) -> Result<(), Malformed> {
-    let mut rd = Rd::new(b);
-    while let Some((n, f)) = rd.field()? {
-        match (n, f) {
-            (1, Field::Len(s)) => item(s, depth + 1)?,
-            (1, _) => return Err(Malformed),
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// Checks a `KeyValue` message.
-pub(crate) fn check_kv(b: &[u8], depth: u32) -> Result<(), Malformed> {
-    let mut rd = Rd::new(b);
-    let mut value = false;
-    while let Some((n, f)) = rd.field()? {
-        match (n, f) {
-            (1, Field::Len(s)) => utf8(s)?,
-            (2, Field::Len(s)) if !value => {
-                value = true;
-                check_any(s, depth + 1)?
-            }
-            (3, Field::Varint(_)) => {}
-            (1..=3, _) => return Err(Malformed),
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// Checks a `LogRecord` message: everything [`LogView::from_wire`] and the views of its
-/// body and attributes read is well-formed, UTF-8 where prost wants a `String`, and reads
-/// as prost would decode it.
-pub fn check_log(b: &[u8]) -> Result<(), Malformed> {
-    let mut rd = Rd::new(b);
-    let mut body = false;
-    while let Some((n, f)) = rd.field()? {
-        match (n, f) {
-            (1 | 11, Field::I64(_)) | (2 | 7, Field::Varint(_)) | (8, Field::I32(_)) => {}
-            (9 | 10, Field::Len(_)) => {}
-            (3 | 12, Field::Len(s)) => utf8(s)?,
-            (5, Field::Len(s)) if !body => {
-                body = true;
-                check_any(s, 1)?
-            }
-            (6, Field::Len(s)) => check_kv(s, 1)?,
-            (1..=3 | 5..=12, _) => return Err(Malformed),
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

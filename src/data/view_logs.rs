@@ -4,8 +4,11 @@
 //! Resources and scopes (one per many records) are decoded with prost; records are
 //! [`LogView`]s over the wire bytes. Malformed input: a raw batch was only shallow-scanned
 //! at the receiver (framing down to the records; not UTF-8, attributes or bodies), so each
-//! raw resource is checked in full ([`check_log`] on every record, prost on its resource
-//! and scopes) before any of it is handed out. A resource that fails the check (invalid
+//! raw resource is checked in full ([`super::view_check::read_log`] on every record, prost
+//! on its resource and scopes) before any of it is handed out. The check reads each record
+//! as it goes (scalar fields, strings, body, attributes into a per-resource arena whose
+//! allocations are reused), so the views hand out what it read: the bytes are walked and
+//! UTF-8-checked once. A resource that fails the check (invalid
 //! UTF-8, a truncated or mistyped nested value, a duplicated value field, a group, nesting
 //! deeper than 32) is decoded with prost instead, so whatever prost accepts is written
 //! exactly as the decoded path would; one that prost refuses too is skipped: its records
@@ -17,7 +20,8 @@ use std::borrow::Cow;
 
 use prost::Message;
 
-use super::view::{Field, LogView, Malformed, Rd, check_log};
+use super::view::{Attrs, Field, LogView, Malformed, Rd};
+use super::view_check::{WireKv, read_log};
 use super::{Batch, InstrumentationScope, LogRecord, Resource, ResourceLogs, ScopeLogs};
 
 /// The resources of a logs batch (nothing for other signals).
@@ -122,18 +126,80 @@ pub struct ResourceView<'a> {
 enum Scopes<'a> {
     Owned(&'a [ScopeLogs]),
     Decoded(Vec<ScopeLogs>),
-    Wire(Vec<WireScope<'a>>),
+    Wire(Vec<WireScope<'a>>, Arena<'a>),
 }
 
 struct WireScope<'a> {
     scope: Option<InstrumentationScope>,
     schema_url: &'a str,
-    bytes: &'a [u8],
+    /// Its records: a range of the arena's `records`.
+    records: (usize, usize),
+}
+
+/// A checked raw resource's records as read, and their attributes (each record's a
+/// range of `kvs`).
+#[derive(Default)]
+struct Arena<'a> {
+    records: Vec<(LogView<'a>, (usize, usize))>,
+    kvs: Vec<WireKv<'a>>,
+}
+
+thread_local! {
+    /// The arena's allocations, kept between resources (empty while not in use).
+    static SPARE: std::cell::Cell<Arena<'static>> = Default::default();
+}
+
+impl Arena<'_> {
+    fn take<'a>() -> Arena<'a> {
+        SPARE.take()
+    }
+
+    /// Empties the arena and gives its allocations back for the next resource.
+    // (`filter` would keep the element type: the point is to change its lifetime.)
+    #[allow(clippy::unnecessary_filter_map)]
+    fn recycle(self) {
+        let Arena { records, kvs } = self;
+        // Nothing is kept (`None` for every element): collecting in place keeps the
+        // allocations while the element type's lifetime becomes `'static`.
+        let records = records.into_iter().filter_map(|_| None).collect();
+        let kvs = kvs.into_iter().filter_map(|_| None).collect();
+        SPARE.set(Arena { records, kvs });
+    }
+}
+
+impl Drop for ResourceView<'_> {
+    fn drop(&mut self) {
+        if let Scopes::Wire(_, arena) = &mut self.scopes {
+            std::mem::take(arena).recycle();
+        }
+    }
 }
 
 impl<'a> ResourceView<'a> {
-    /// Checks a whole resource message and decodes its resource and scopes.
+    /// Checks a whole resource message, reading its records as it goes, and decodes its
+    /// resource and scopes.
     fn wire(b: &'a [u8]) -> Result<ResourceView<'a>, Malformed> {
+        let mut arena = Arena::take();
+        arena.records.clear();
+        arena.kvs.clear();
+        match Self::read(b, &mut arena) {
+            Ok((resource, schema_url, scopes)) => Ok(ResourceView {
+                resource,
+                schema_url: Cow::Borrowed(schema_url),
+                scopes: Scopes::Wire(scopes, arena),
+            }),
+            Err(e) => {
+                arena.recycle();
+                Err(e)
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn read(
+        b: &'a [u8],
+        arena: &mut Arena<'a>,
+    ) -> Result<(Option<Cow<'a, Resource>>, &'a str, Vec<WireScope<'a>>), Malformed> {
         let mut resource: Option<&[u8]> = None;
         let mut schema_url = "";
         let mut scopes = Vec::new();
@@ -141,7 +207,7 @@ impl<'a> ResourceView<'a> {
         while let Some((n, f)) = rd.field()? {
             match (n, f) {
                 (1, Field::Len(s)) if resource.is_none() => resource = Some(s),
-                (2, Field::Len(s)) => scopes.push(scope(s)?),
+                (2, Field::Len(s)) => scopes.push(scope(s, arena)?),
                 (3, Field::Len(s)) => schema_url = utf8(s)?,
                 (1..=3, _) => return Err(Malformed),
                 _ => {}
@@ -151,11 +217,7 @@ impl<'a> ResourceView<'a> {
             Some(r) => Some(Cow::Owned(Resource::decode(r).map_err(|_| Malformed)?)),
             None => None,
         };
-        Ok(ResourceView {
-            resource,
-            schema_url: Cow::Borrowed(schema_url),
-            scopes: Scopes::Wire(scopes),
-        })
+        Ok((resource, schema_url, scopes))
     }
 
     /// The resource's attributes (empty without a resource).
@@ -167,10 +229,12 @@ impl<'a> ResourceView<'a> {
     }
 
     pub fn scopes(&self) -> impl Iterator<Item = ScopeView<'_>> {
-        let (owned, wire): (&[ScopeLogs], &[WireScope<'_>]) = match &self.scopes {
-            Scopes::Owned(v) => (v, &[]),
-            Scopes::Decoded(v) => (v, &[]),
-            Scopes::Wire(v) => (&[], v),
+        let none = (&[][..], &[][..]);
+        let (owned, wire, (records, kvs)): (&[ScopeLogs], &[WireScope<'_>], _) = match &self.scopes
+        {
+            Scopes::Owned(v) => (v, &[], none),
+            Scopes::Decoded(v) => (v, &[], none),
+            Scopes::Wire(v, a) => (&[], v, (&a.records[..], &a.kvs[..])),
         };
         owned
             .iter()
@@ -182,7 +246,10 @@ impl<'a> ResourceView<'a> {
             .chain(wire.iter().map(|w| ScopeView {
                 scope: w.scope.as_ref(),
                 schema_url: w.schema_url,
-                records: Records::Wire(w.bytes),
+                records: Records::Checked(
+                    records.get(w.records.0..w.records.1).unwrap_or_default(),
+                    kvs,
+                ),
             }))
     }
 }
@@ -191,15 +258,21 @@ fn utf8(b: &[u8]) -> Result<&str, Malformed> {
     std::str::from_utf8(b).map_err(|_| Malformed)
 }
 
-/// Checks a `ScopeLogs` message (records included) and decodes its scope.
-fn scope(b: &[u8]) -> Result<WireScope<'_>, Malformed> {
+/// Checks a `ScopeLogs` message, reading its records into the arena, and decodes its
+/// scope.
+fn scope<'a>(b: &'a [u8], arena: &mut Arena<'a>) -> Result<WireScope<'a>, Malformed> {
     let mut scope: Option<&[u8]> = None;
     let mut schema_url = "";
+    let first = arena.records.len();
     let mut rd = Rd::new(b);
     while let Some((n, f)) = rd.field()? {
         match (n, f) {
             (1, Field::Len(s)) if scope.is_none() => scope = Some(s),
-            (2, Field::Len(s)) => check_log(s)?,
+            (2, Field::Len(s)) => {
+                let start = arena.kvs.len();
+                let view = read_log(s, &mut arena.kvs)?;
+                arena.records.push((view, (start, arena.kvs.len())));
+            }
             (3, Field::Len(s)) => schema_url = utf8(s)?,
             (1..=3, _) => return Err(Malformed),
             _ => {}
@@ -212,7 +285,7 @@ fn scope(b: &[u8]) -> Result<WireScope<'_>, Malformed> {
     Ok(WireScope {
         scope,
         schema_url,
-        bytes: b,
+        records: (first, arena.records.len()),
     })
 }
 
@@ -238,24 +311,22 @@ impl<'a> ScopeView<'a> {
 #[derive(Clone, Copy)]
 pub enum Records<'a> {
     Owned(&'a [LogRecord]),
-    /// A `ScopeLogs` message (`repeated LogRecord log_records = 2`), checked.
-    Wire(&'a [u8]),
+    /// Raw records as read by the check, and the attributes they index.
+    Checked(&'a [(LogView<'a>, (usize, usize))], &'a [WireKv<'a>]),
 }
 
 impl<'a> Records<'a> {
     pub fn iter(self) -> impl Iterator<Item = LogView<'a>> {
-        let (owned, wire) = match self {
-            Records::Owned(v) => (Some(v.iter()), None),
-            Records::Wire(b) => (None, Some(Rd::new(b))),
+        let (owned, checked, kvs) = match self {
+            Records::Owned(v) => (v, &[][..], &[][..]),
+            Records::Checked(r, kvs) => (&[][..], r, kvs),
         };
-        owned.into_iter().flatten().map(LogView::from_owned).chain(
-            wire.into_iter()
-                .flatten()
-                .filter_map(|(n, f)| match (n, f) {
-                    (2, Field::Len(s)) => Some(LogView::from_wire(s)),
-                    _ => None,
-                }),
-        )
+        owned
+            .iter()
+            .map(LogView::from_owned)
+            .chain(checked.iter().map(move |(v, (a, b))| {
+                v.with_attributes(Attrs::Checked(kvs.get(*a..*b).unwrap_or_default()))
+            }))
     }
 }
 
@@ -282,11 +353,38 @@ pub fn to_batch(batch: &Batch, mut keep: impl FnMut(usize) -> bool) -> (Batch, u
         }
         if !scope_logs.is_empty() {
             out.push(ResourceLogs {
-                resource: rv.resource.map(Cow::into_owned),
+                resource: rv.resource.as_deref().cloned(),
                 scope_logs,
-                schema_url: rv.schema_url.into_owned(),
+                schema_url: rv.schema_url.to_string(),
             });
         }
     }
     (Batch::Logs(out), view.dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_arena_keeps_its_allocations_between_resources() {
+        let b = crate::data::view::tests::raw_of(
+            &Batch::Logs(vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![LogRecord::default(); 50],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }]),
+            false,
+        );
+        for rv in LogsView::new(&b) {
+            assert_eq!(
+                rv.scopes().map(|s| s.records.iter().count()).sum::<usize>(),
+                50
+            );
+        }
+        let spare = SPARE.take();
+        assert!(spare.records.is_empty() && spare.records.capacity() >= 50);
+    }
 }

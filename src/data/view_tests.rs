@@ -296,3 +296,105 @@ fn garbage_never_panics() {
         }
     }
 }
+
+/// Every field of two views of the same record, compared as prost would see them.
+fn assert_same_record(w: &LogView<'_>, o: &LogView<'_>) {
+    assert_eq!(w.time_unix_nano, o.time_unix_nano);
+    assert_eq!(w.observed_time_unix_nano, o.observed_time_unix_nano);
+    assert_eq!(w.severity_number, o.severity_number);
+    assert_eq!(w.severity_text, o.severity_text);
+    assert_eq!(json(w.body), json(o.body));
+    assert_eq!(w.dropped_attributes_count, o.dropped_attributes_count);
+    assert_eq!(w.flags, o.flags);
+    assert_eq!(w.trace_id, o.trace_id);
+    assert_eq!(w.span_id, o.span_id);
+    assert_eq!(w.event_name, o.event_name);
+    let (wa, oa): (Vec<_>, Vec<_>) = (w.attributes.iter().collect(), o.attributes.iter().collect());
+    assert_eq!(wa.len(), oa.len());
+    for (a, b) in wa.iter().zip(&oa) {
+        assert_eq!(a.key, b.key);
+        assert_eq!(json(a.value), json(b.value));
+    }
+    let enc = |v: &[KeyValue]| v.iter().map(|kv| kv.encode_to_vec()).collect::<Vec<_>>();
+    assert_eq!(enc(&w.attributes.to_vec()), enc(&o.attributes.to_vec()));
+    assert!(w.attributes.keys().eq(o.attributes.keys()));
+    for k in ["a", "b", "é", "zz"] {
+        assert_eq!(w.attributes.get_str(k), o.attributes.get_str(k));
+    }
+    assert_eq!(w.record().encode_to_vec(), o.record().encode_to_vec());
+}
+
+#[test]
+fn records_read_by_the_check_equal_the_wire_views_and_prost() {
+    let mut rng = fastrand::Rng::with_seed(9);
+    for _ in 0..2000 {
+        let r = random_record(&mut rng);
+        let bytes = r.encode_to_vec();
+        let mut kvs = Vec::new();
+        let read = crate::data::view_check::read_log(&bytes, &mut kvs).unwrap();
+        let read = read.with_attributes(Attrs::Checked(&kvs));
+        assert_same_record(&read, &LogView::from_owned(&r));
+        assert_same_record(&read, &LogView::from_wire(&bytes));
+    }
+}
+
+#[test]
+fn a_raw_batch_views_as_its_decoded_batch() {
+    let mut rng = fastrand::Rng::with_seed(10);
+    for _ in 0..200 {
+        let b = Batch::Logs(
+            (0..rng.usize(1..4))
+                .map(|_| ResourceLogs {
+                    scope_logs: (0..rng.usize(0..3))
+                        .map(|_| ScopeLogs {
+                            log_records: (0..rng.usize(0..5))
+                                .map(|_| random_record(&mut rng))
+                                .collect(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                })
+                .collect(),
+        );
+        let raw = raw_of(&b, rng.bool());
+        let (mut w, mut o) = (LogsView::new(&raw), LogsView::new(&b));
+        let mut n = 0;
+        for (rw, ro) in w.by_ref().zip(o.by_ref()) {
+            for (sw, so) in rw.scopes().zip(ro.scopes()) {
+                let (rw, ro): (Vec<_>, Vec<_>) =
+                    (sw.records.iter().collect(), so.records.iter().collect());
+                assert_eq!(rw.len(), ro.len());
+                for (a, b) in rw.iter().zip(&ro) {
+                    assert_same_record(a, b);
+                    n += 1;
+                }
+            }
+        }
+        assert!(w.next().is_none() && o.next().is_none());
+        assert_eq!((n, w.dropped), (b.item_count(), 0));
+    }
+}
+
+#[test]
+fn the_check_reads_corrupted_records_as_the_wire_views_or_refuses_them() {
+    let mut rng = fastrand::Rng::with_seed(11);
+    for _ in 0..3000 {
+        let mut rec = random_record(&mut rng).encode_to_vec();
+        if rec.is_empty() {
+            continue;
+        }
+        for _ in 0..rng.usize(1..4) {
+            let i = rng.usize(0..rec.len());
+            rec[i] = rng.u8(..);
+        }
+        let mut kvs = Vec::new();
+        if let Ok(read) = crate::data::view_check::read_log(&rec, &mut kvs) {
+            // Whatever it accepts, prost decodes to the same.
+            let decoded = LogRecord::decode(&rec[..]).expect("prost accepts what the check does");
+            let read = read.with_attributes(Attrs::Checked(&kvs));
+            assert_same_record(&read, &LogView::from_owned(&decoded));
+            assert_same_record(&read, &LogView::from_wire(&rec));
+        }
+    }
+}

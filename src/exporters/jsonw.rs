@@ -94,9 +94,14 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
 
 /// Lower-case hex of `bytes`, unquoted.
 pub fn hex_into(out: &mut Vec<u8>, bytes: &[u8]) {
-    for b in bytes {
-        out.push(HEX[(b >> 4) as usize]);
-        out.push(HEX[(b & 0xf) as usize]);
+    // Up to 32 bytes (ids are 8 or 16) at a time through a stack buffer: one append each.
+    for chunk in bytes.chunks(32) {
+        let mut buf = [0u8; 64];
+        for (pair, b) in buf.chunks_exact_mut(2).zip(chunk) {
+            pair[0] = HEX[(b >> 4) as usize];
+            pair[1] = HEX[(b & 0xf) as usize];
+        }
+        out.extend_from_slice(&buf[..chunk.len() * 2]);
     }
 }
 
@@ -268,6 +273,15 @@ pub(crate) mod tests {
         let mut out = Vec::new();
         v(&mut out);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn hex_is_the_attribute_helpers_hex() {
+        let mut rng = fastrand::Rng::with_seed(2);
+        for n in [0, 1, 8, 16, 31, 32, 33, 64, 100] {
+            let b: Vec<u8> = (0..n).map(|_| rng.u8(..)).collect();
+            assert_eq!(s(|o| hex_into(o, &b)), crate::data::hex(&b));
+        }
     }
 
     fn random_string(rng: &mut fastrand::Rng) -> String {

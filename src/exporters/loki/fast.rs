@@ -9,8 +9,11 @@
 //!   once per resource and level (one label string and stream lookup per combination);
 //! - structured metadata of the resource (the attributes that are not labels) is
 //!   flattened once per resource; a record's own metadata is written into a reused arena;
-//! - each entry is encoded once into an arena, then the arena is sorted by stream and
-//!   timestamp (indices only) and copied out once with the lengths protobuf needs.
+//! - each entry is encoded once into an arena (protobuf: as its whole `entries` field,
+//!   sizes computed first), then the arena is sorted by stream and timestamp (indices
+//!   only) and copied out once, in runs of entries that already follow each other;
+//! - the arena, scratch and body buffers are kept per thread between batches (the body is
+//!   given back by the exporter once snappy has compressed it, [`recycle_body`]).
 //!
 //! Decoded and raw batches take the same code: records are read through
 //! [`crate::data::view`] (for a raw batch straight from the request bytes; resources and
@@ -28,8 +31,8 @@ use std::collections::HashMap;
 use super::encode::{
     EncodeOptions, LineFormat, Stats, TenantRule, flatten, json_line, limit_metadata, logfmt_line,
 };
-use super::labels::{label_string, normalize_name};
-use super::proto::wire::{bytes_field, field_len, tag_len, varint, varint_len};
+use super::labels::{label_string, normalize_into, normalize_name};
+use super::proto::wire::{bytes_field, entry_field, field_len, tag_len};
 use crate::data::view::{AnyRef, LogView};
 use crate::data::view_logs::{LogsView, ScopeView};
 use crate::data::{Batch, InstrumentationScope, KeyValue, Signal};
@@ -216,6 +219,14 @@ pub fn encode_direct_counted(
 thread_local! {
     /// The entry arena and scratch buffers, kept per thread between batches.
     static POOL: std::cell::RefCell<(Vec<u8>, Vec<EntryRef>, Scratch)> = Default::default();
+    /// A body's buffer given back by [`recycle_body`] once it is compressed.
+    static BODY: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Gives an [`Encoded::body`] that is no longer needed (compressed into another buffer)
+/// back for the next batch on this thread: no fresh pages to fault in and zero per batch.
+pub fn recycle_body(body: Vec<u8>) {
+    BODY.set(body);
 }
 
 fn finish(
@@ -241,7 +252,9 @@ fn finish(
         pos[*si as usize] = p as u32;
     }
     entries.sort_by_key(|e| (pos[e.stream as usize], e.ts_ns));
-    let mut body = Vec::with_capacity(arena.len() + streams.len() * 128 + 64);
+    let mut body = BODY.take();
+    body.clear();
+    body.reserve(arena.len() + streams.len() * 128 + 64);
     match format {
         Format::Protobuf => write_proto(&mut body, &streams, &rank, entries, arena),
         Format::Json => write_json(&mut body, &streams, &rank, entries, arena),
@@ -279,14 +292,28 @@ fn write_proto(
         let st = &streams[*si as usize];
         let group = &entries[i..i + st.entries];
         i += st.entries;
+        // Each entry is its whole `entries` field already (see `entry`).
         let mut len = field_len(st.labels.len());
         for e in group {
-            len += field_len((e.end - e.start) as usize);
+            len += (e.end - e.start) as usize;
         }
         tag_len(out, 1, len);
         bytes_field(out, 1, st.labels.as_bytes());
+        // Entries that follow each other in the arena are copied in one run.
+        let mut run: Option<(u32, u32)> = None;
         for e in group {
-            bytes_field(out, 2, &arena[e.start as usize..e.end as usize]);
+            run = match run {
+                Some((a, b)) if b == e.start => Some((a, e.end)),
+                _ => {
+                    if let Some((a, b)) = run {
+                        out.extend_from_slice(&arena[a as usize..b as usize]);
+                    }
+                    Some((e.start, e.end))
+                }
+            };
+        }
+        if let Some((a, b)) = run {
+            out.extend_from_slice(&arena[a as usize..b as usize]);
         }
     }
 }
@@ -361,49 +388,9 @@ fn entry(
     line(s, res, sl, rec, opts);
     match format {
         Format::Protobuf => {
-            let secs = (ts_ns / 1_000_000_000) as i64;
-            let nanos = (ts_ns % 1_000_000_000) as i32;
-            let mut ts_len = 0;
-            if secs != 0 {
-                ts_len += 1 + varint_len(secs as u64);
-            }
-            if nanos != 0 {
-                ts_len += 1 + varint_len(nanos as u64);
-            }
-            tag_len(arena, 1, ts_len);
-            if secs != 0 {
-                arena.push(0x08);
-                varint(arena, secs as u64);
-            }
-            if nanos != 0 {
-                arena.push(0x10);
-                varint(arena, nanos as u64);
-            }
-            if !s.line.is_empty() {
-                bytes_field(arena, 2, &s.line);
-            }
-            let mut start = 0usize;
-            for (ne, ve) in &s.pairs {
-                let (name, value) = (
-                    &s.md[start..*ne as usize],
-                    &s.md[*ne as usize..*ve as usize],
-                );
-                start = *ve as usize;
-                let mut len = 0;
-                if !name.is_empty() {
-                    len += field_len(name.len());
-                }
-                if !value.is_empty() {
-                    len += field_len(value.len());
-                }
-                tag_len(arena, 3, len);
-                if !name.is_empty() {
-                    bytes_field(arena, 1, name);
-                }
-                if !value.is_empty() {
-                    bytes_field(arena, 2, value);
-                }
-            }
+            // With its field header: the body's entries are copied out in runs.
+            let pairs = (0..s.pairs.len()).map(|i| pair(s, i));
+            entry_field(arena, ts_ns, &s.line, pairs);
         }
         Format::Json => {
             arena.extend_from_slice(b"[\"");
@@ -534,20 +521,6 @@ fn flatten_into(s: &mut Scratch, name: &mut Vec<u8>, v: AnyRef<'_>) {
             }
         }
         other => push_pair(s, name, |o| jsonw::any_text(o, other)),
-    }
-}
-
-/// [`normalize_name`], appended.
-fn normalize_into(out: &mut Vec<u8>, name: &str) {
-    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
-        out.push(b'_');
-    }
-    for c in name.chars() {
-        out.push(if c.is_ascii_alphanumeric() || c == '_' {
-            c as u8
-        } else {
-            b'_'
-        });
     }
 }
 

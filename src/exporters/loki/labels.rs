@@ -321,9 +321,61 @@ pub fn string_kv(key: &str, value: &str) -> KeyValue {
     }
 }
 
+/// An ASCII character as [`normalize_name`] writes it: itself if alphanumeric or `_`,
+/// else `_`.
+const NAME_BYTE: [u8; 128] = {
+    let mut t = [b'_'; 128];
+    let mut i = 0;
+    while i < 128 {
+        let c = i as u8;
+        if c.is_ascii_alphanumeric() {
+            t[i] = c;
+        }
+        i += 1;
+    }
+    t
+};
+
+/// [`normalize_name`], appended.
+#[inline]
+pub(super) fn normalize_into(out: &mut Vec<u8>, name: &str) {
+    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+        out.push(b'_');
+    }
+    if name.is_ascii() {
+        // One byte per character, mapped as it is appended (names are short: no memcpy
+        // call, one exact-size append).
+        out.extend(name.bytes().map(|b| NAME_BYTE[usize::from(b & 0x7f)]));
+        return;
+    }
+    for c in name.chars() {
+        out.push(if c.is_ascii_alphanumeric() || c == '_' {
+            c as u8
+        } else {
+            b'_'
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn appended_names_are_normalize_names() {
+        let mut rng = fastrand::Rng::with_seed(12);
+        let chars = [
+            'a', 'Z', '0', '9', '_', '.', '-', ' ', 'é', '字', '\u{7f}', '/',
+        ];
+        for _ in 0..2000 {
+            let name: String = (0..rng.usize(0..8))
+                .map(|_| chars[rng.usize(0..chars.len())])
+                .collect();
+            let mut out = b"x".to_vec();
+            normalize_into(&mut out, &name);
+            assert_eq!(out[1..], *normalize_name(&name).as_bytes(), "{name:?}");
+        }
+    }
 
     fn rules(cfg: LabelsConfig) -> LabelRules {
         LabelRules::new(&cfg, 2048)

@@ -427,10 +427,13 @@ impl LokiExporter {
     /// Compresses an encoded body as the encoding wants it.
     fn finish(&self, e: fast::Encoded, records: Option<Batch>) -> Prepared {
         let body = match self.encoding {
-            Encoding::Protobuf => SNAPPY
-                .with(|s| s.borrow_mut().compress_vec(&e.body))
-                .map(|b| (b, "application/x-protobuf", None))
-                .map_err(|e| e.to_string()),
+            Encoding::Protobuf => {
+                let compressed = proto::snappy(&e.body);
+                fast::recycle_body(e.body);
+                compressed
+                    .map(|b| (b, "application/x-protobuf", None))
+                    .map_err(|e| e.to_string())
+            }
             Encoding::Json if self.gzip => Ok((gzip(&e.body), "application/json", Some("gzip"))),
             Encoding::Json => Ok((e.body, "application/json", None)),
         };
@@ -478,12 +481,6 @@ struct Prepared {
     entries_by_stream: std::collections::HashMap<String, usize>,
     /// The tenant's records when tenants come from attributes (for a partial retry).
     records: Option<Batch>,
-}
-
-thread_local! {
-    /// Snappy's encoder keeps a hash table; one per thread is reused across requests.
-    static SNAPPY: std::cell::RefCell<snap::raw::Encoder> =
-        std::cell::RefCell::new(snap::raw::Encoder::new());
 }
 
 /// Standard base64 (for the basic auth header).

@@ -1,0 +1,154 @@
+//! Checking raw log records, and reading them in the same walk: what makes a raw resource
+//! safe to hand out as views ([`super::view_logs`]) without a second pass over its bytes.
+//!
+//! [`read_log`] walks a `LogRecord` message once: it checks every field the views read
+//! (known fields with their wire types, UTF-8 where prost wants a `String`, nested values)
+//! and returns the record's [`LogView`] with its scalar fields, body and string slices
+//! already read, its attributes appended to an arena as [`WireKv`]s (key and value read,
+//! the message's bytes kept for the rare paths that decode with prost). A record that
+//! reads fails the check, and the caller decodes its whole resource with prost instead.
+//! What the walk returns is what [`LogView::from_wire`] / [`KvRef::from_wire`] read from the
+//! same bytes, which is what prost decodes (the tests hold all three to it).
+//!
+//! Nested arrays and key/value lists are checked in full here but read lazily, as wire
+//! views ([`super::view::Values`], [`Attrs::Wire`]), by whoever writes them (rare: the
+//! second reading of their bytes is left there).
+
+use super::view::{AnyRef, Attrs, Field, KvRef, LogView, Malformed, Rd, Values};
+
+/// Nesting deeper than this is left to prost (which allows 100 levels in all).
+const MAX_DEPTH: u32 = 32;
+
+/// One attribute of a checked record: as read, and its `KeyValue` message's bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct WireKv<'a> {
+    pub kv: KvRef<'a>,
+    pub raw: &'a [u8],
+}
+
+/// The text of a string field, or `Malformed` if it is not UTF-8.
+#[inline]
+fn utf8(b: &[u8]) -> Result<&str, Malformed> {
+    std::str::from_utf8(b).map_err(|_| Malformed)
+}
+
+/// Checks and reads an `AnyValue` message: known fields with their wire types, UTF-8,
+/// nested values; more than one value field (prost would merge or replace) is left to
+/// prost. `None`: no value set.
+pub(crate) fn check_any(b: &[u8], depth: u32) -> Result<Option<AnyRef<'_>>, Malformed> {
+    if depth > MAX_DEPTH {
+        return Err(Malformed);
+    }
+    let mut rd = Rd::new(b);
+    let mut v = None;
+    while let Some((n, f)) = rd.field()? {
+        if !(1..=8).contains(&n) {
+            continue;
+        }
+        if v.is_some() {
+            return Err(Malformed);
+        }
+        v = Some(match (n, f) {
+            (1, Field::Len(s)) => AnyRef::Str(utf8(s)?),
+            (2, Field::Varint(x)) => AnyRef::Bool(x != 0),
+            (3, Field::Varint(x)) => AnyRef::Int(x as i64),
+            (4, Field::I64(x)) => AnyRef::Double(f64::from_bits(x)),
+            (5, Field::Len(s)) => {
+                check_list(s, depth, |b, d| check_any(b, d).map(drop))?;
+                AnyRef::Array(Values::Wire(s))
+            }
+            (6, Field::Len(s)) => {
+                check_list(s, depth, |b, d| check_kv(b, d).map(drop))?;
+                AnyRef::Kvlist(Attrs::Wire(s, 1))
+            }
+            (7, Field::Len(s)) => AnyRef::Bytes(s),
+            (8, Field::Varint(_)) => AnyRef::Other,
+            _ => return Err(Malformed),
+        });
+    }
+    Ok(v)
+}
+
+/// `repeated <message> = 1` (ArrayValue, KeyValueList).
+fn check_list(
+    b: &[u8],
+    depth: u32,
+    item: impl Fn(&[u8], u32) -> Result<(), Malformed>,
+) -> Result<(), Malformed> {
+    let mut rd = Rd::new(b);
+    while let Some((n, f)) = rd.field()? {
+        match (n, f) {
+            (1, Field::Len(s)) => item(s, depth + 1)?,
+            (1, _) => return Err(Malformed),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks and reads a `KeyValue` message (the last key, as prost keeps it; a second value
+/// is left to prost).
+pub(crate) fn check_kv(b: &[u8], depth: u32) -> Result<KvRef<'_>, Malformed> {
+    let mut rd = Rd::new(b);
+    let mut kv = KvRef {
+        key: "",
+        value: None,
+    };
+    let mut value = false;
+    while let Some((n, f)) = rd.field()? {
+        match (n, f) {
+            (1, Field::Len(s)) => kv.key = utf8(s)?,
+            (2, Field::Len(s)) if !value => {
+                value = true;
+                kv.value = check_any(s, depth + 1)?;
+            }
+            (3, Field::Varint(_)) => {}
+            (1..=3, _) => return Err(Malformed),
+            _ => {}
+        }
+    }
+    Ok(kv)
+}
+
+/// Checks and reads a `LogRecord` message in one walk; its attributes are appended to
+/// `kvs` (the view's own `attributes` stay a wire view of the record, which reads the
+/// same).
+pub(crate) fn read_log<'a>(
+    b: &'a [u8],
+    kvs: &mut Vec<WireKv<'a>>,
+) -> Result<LogView<'a>, Malformed> {
+    let mut v = LogView::from_wire_unread(b);
+    let mut body = false;
+    let mut rd = Rd::new(b);
+    while let Some((n, f)) = rd.field()? {
+        match (n, f) {
+            (1, Field::I64(x)) => v.time_unix_nano = x,
+            (11, Field::I64(x)) => v.observed_time_unix_nano = x,
+            (2, Field::Varint(x)) => v.severity_number = x as i32,
+            (7, Field::Varint(x)) => v.dropped_attributes_count = x as u32,
+            (8, Field::I32(x)) => v.flags = x,
+            (9, Field::Len(s)) => v.trace_id = s,
+            (10, Field::Len(s)) => v.span_id = s,
+            (3, Field::Len(s)) => v.severity_text = utf8(s)?,
+            (12, Field::Len(s)) => v.event_name = utf8(s)?,
+            (5, Field::Len(s)) if !body => {
+                body = true;
+                v.body = check_any(s, 1)?;
+            }
+            (6, Field::Len(s)) => kvs.push(WireKv {
+                kv: check_kv(s, 1)?,
+                raw: s,
+            }),
+            (1..=3 | 5..=12, _) => return Err(Malformed),
+            _ => {}
+        }
+    }
+    Ok(v)
+}
+
+/// Checks a `LogRecord` message: everything [`LogView::from_wire`] and the views of its
+/// body and attributes read is well-formed, UTF-8 where prost wants a `String`, and reads
+/// as prost would decode it.
+pub fn check_log(b: &[u8]) -> Result<(), Malformed> {
+    read_log(b, &mut Vec::new()).map(drop)
+}
