@@ -1,6 +1,8 @@
 //! OTLP/HTTP: `POST` protobuf or JSON to the configured paths; responses use the
 //! request's content type, errors carry a `google.rpc.Status` body and, when retryable,
-//! `Retry-After`. Chunked bodies (no Content-Length) are accepted.
+//! `Retry-After`. Chunked bodies (no Content-Length) are accepted. A 413 (body over
+//! `max_request_body_size`) carries `Connection: close`: the body was not read to its end,
+//! so the connection cannot take another request.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -72,6 +74,17 @@ fn failure(e: &ReceiveError, enc: Encoding) -> Response {
         if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
+    }
+    resp
+}
+
+/// A body refused for its size was not read to its end, so the connection cannot carry
+/// another request: say so (`Connection: close`), or a client reusing it would have its
+/// next request fail on a closed socket.
+fn close_after_too_large(mut resp: Response) -> Response {
+    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp
 }
@@ -162,6 +175,7 @@ pub async fn serve(
         .route(&cfg.logs_url_path, post(logs))
         .route(&cfg.metrics_url_path, post(metrics))
         .layer(DefaultBodyLimit::max(cfg.max_request_body_size as usize))
+        .layer(tower::util::MapResponseLayer::new(close_after_too_large))
         .with_state(state);
     if let Some(tls) = &cfg.tls {
         let tls = crate::receivers::tls::server_config(tls, id)?;
