@@ -1,8 +1,9 @@
 //! OTLP/HTTP: `POST` protobuf or JSON to the configured paths; responses use the
 //! request's content type, errors carry a `google.rpc.Status` body and, when retryable,
 //! `Retry-After`. Chunked bodies (no Content-Length) are accepted. A 413 (body over
-//! `max_request_body_size`) carries `Connection: close`: the body was not read to its end,
-//! so the connection cannot take another request.
+//! `max_request_body_size`) is a `Status` like every other error, also when axum's body
+//! limit refuses it before the handler, and carries `Connection: close`: the body was not
+//! read to its end, so the connection cannot take another request.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -78,11 +79,32 @@ fn failure(e: &ReceiveError, enc: Encoding) -> Response {
     resp
 }
 
-/// A body refused for its size was not read to its end, so the connection cannot carry
-/// another request: say so (`Connection: close`), or a client reusing it would have its
-/// next request fail on a closed socket.
-fn close_after_too_large(mut resp: Response) -> Response {
+/// A body refused for its size (axum's body limit, before the handler, or the
+/// decompressed size in it) was not read to its end, so the connection cannot carry another
+/// request: say so (`Connection: close`), or a client reusing it would have its next request
+/// fail on a closed socket. axum's own refusal is plain text; OTLP wants a `Status` in the
+/// request's encoding, as every other error here.
+async fn too_large(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let enc = Encoding::from_content_type(
+        req.headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    )
+    .unwrap_or(Encoding::Json);
+    let mut resp = next.run(req).await;
     if resp.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        let ours = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes() == enc.content_type().as_bytes());
+        if !ours {
+            resp = failure(
+                &ReceiveError::TooLarge(
+                    "request body exceeds the receiver's max_request_body_size".into(),
+                ),
+                enc,
+            );
+        }
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
@@ -175,7 +197,7 @@ pub async fn serve(
         .route(&cfg.logs_url_path, post(logs))
         .route(&cfg.metrics_url_path, post(metrics))
         .layer(DefaultBodyLimit::max(cfg.max_request_body_size as usize))
-        .layer(tower::util::MapResponseLayer::new(close_after_too_large))
+        .layer(axum::middleware::from_fn(too_large))
         .with_state(state);
     if let Some(tls) = &cfg.tls {
         let tls = crate::receivers::tls::server_config(tls, id)?;
