@@ -23,9 +23,11 @@ use std::borrow::Cow;
 
 use prost::Message;
 
+pub use super::view_check::WireKv;
 #[cfg(test)]
 pub(crate) use super::view_check::check_any;
-pub use super::view_check::{WireKv, check_log};
+#[cfg(test)]
+pub use super::view_check::check_log;
 use super::{AnyValue, KeyValue, LogRecord, any_value};
 
 /// Malformed or not viewable as is (the caller decodes with prost instead).
@@ -440,7 +442,10 @@ impl<'a> LogView<'a> {
         }
     }
 
-    /// A `LogRecord` message's bytes (checked by [`check_log`] beforehand).
+    /// A `LogRecord` message's bytes (checked by [`check_log`] beforehand), read field by
+    /// field: the independent reader the tests compare [`super::view_check::read_log`]
+    /// against (the exporters read records through the check itself).
+    #[cfg(test)]
     pub fn from_wire(b: &'a [u8]) -> LogView<'a> {
         let mut v = LogView::from_wire_unread(b);
         for (n, f) in Rd::new(b) {

@@ -84,6 +84,9 @@ pub struct OtlpGrpcExporter {
     headers: MetadataMap,
 }
 
+/// How long connecting to the backend may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Builds the exporter from a parsed config (also used by `loadbalancing`, one per backend).
 /// The channel connects lazily: no I/O here.
 pub fn build_from(cfg: &OtlpGrpcConfig, id: &str) -> Result<OtlpGrpcExporter, BuildError> {
@@ -114,7 +117,7 @@ pub fn build_from(cfg: &OtlpGrpcConfig, id: &str) -> Result<OtlpGrpcExporter, Bu
     let mut ep = Endpoint::from_str(&uri)
         .map_err(|e| BuildError::new(id, format!("invalid endpoint {:?}: {e}", cfg.endpoint)))?
         .tcp_nodelay(true)
-        .connect_timeout(std::time::Duration::from_secs(5));
+        .connect_timeout(CONNECT_TIMEOUT);
     if uri.starts_with("https://") {
         let mut t = ClientTlsConfig::new().with_native_roots();
         if let Some(ca) = &cfg.tls.ca_file {
@@ -137,9 +140,10 @@ pub fn build_from(cfg: &OtlpGrpcConfig, id: &str) -> Result<OtlpGrpcExporter, Bu
             .map_err(|e| BuildError::new(id, format!("invalid TLS config: {e}")))?;
     }
     // Many HTTP/2 frames per write (see `coalesce`); tonic layers TLS on top when set.
+    // (A custom connector does not take the endpoint's TCP settings: the same ones again.)
     let channel = ep.connect_with_connector_lazy(super::coalesce::CoalescingConnector::new(
         true,
-        Some(std::time::Duration::from_secs(5)),
+        Some(CONNECT_TIMEOUT),
     ));
     let mut headers = MetadataMap::new();
     for (k, v) in &cfg.headers {
