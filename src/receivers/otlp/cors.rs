@@ -29,7 +29,8 @@
 //! Bad input: a malformed `allowed_origins` entry (empty, more than one `*`, whitespace,
 //! or a path such as a trailing `/`, which no browser origin has) or an
 //! `allowed_headers` entry that is not a header name is a config error naming the key.
-//! Requests with a disallowed or unreadable `Origin` are served as without CORS.
+//! Requests without `Origin` or with a disallowed one get no allow headers (only
+//! `Vary: Origin`, as from the Collector: the answer depends on the origin).
 
 use std::sync::Arc;
 
@@ -436,7 +437,7 @@ mod tests {
         c.preflight(&req)
     }
 
-    fn get<'a>(r: &'a Response, name: HeaderName) -> Option<&'a str> {
+    fn get(r: &Response, name: HeaderName) -> Option<&str> {
         r.headers().get(name).map(|v| v.to_str().unwrap())
     }
 
