@@ -3,7 +3,11 @@
 //! `Retry-After`. Chunked bodies (no Content-Length) are accepted. A 413 (body over
 //! `max_request_body_size`) is a `Status` like every other error, also when axum's body
 //! limit refuses it before the handler, and carries `Connection: close`: the body was not
-//! read to its end, so the connection cannot take another request.
+//! read to its end, so the connection cannot take another request. With `cors` configured,
+//! the [`super::cors`] layer wraps everything else (preflights, and the allow headers on
+//! every answer, the 413 included); without it no layer is installed.
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -19,6 +23,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::codec::{self, Encoding, ReceiveError, status_for};
+use super::cors::Cors;
 use super::{HttpConfig, ReceiverCounters};
 use crate::components::BuildError;
 use crate::data::Signal;
@@ -192,13 +197,31 @@ pub async fn serve(
         counters,
         limit: cfg.max_request_body_size,
     };
-    let router = Router::new()
+    let cors = match &cfg.cors {
+        Some(c) => {
+            Cors::new(c).map_err(|e| BuildError::new(id, format!("protocols.http.cors.{e}")))?
+        }
+        None => None,
+    };
+    if cors.is_none() && cfg.cors.is_some() {
+        tracing::warn!(
+            receiver = id,
+            "protocols.http.cors has no allowed_origins: CORS is off"
+        );
+    }
+    let mut router = Router::new()
         .route(&cfg.traces_url_path, post(traces))
         .route(&cfg.logs_url_path, post(logs))
         .route(&cfg.metrics_url_path, post(metrics))
         .layer(DefaultBodyLimit::max(cfg.max_request_body_size as usize))
-        .layer(axum::middleware::from_fn(too_large))
-        .with_state(state);
+        .layer(axum::middleware::from_fn(too_large));
+    if let Some(cors) = cors {
+        router = router.layer(axum::middleware::from_fn_with_state(
+            Arc::new(cors),
+            super::cors::layer,
+        ));
+    }
+    let router = router.with_state(state);
     if let Some(tls) = &cfg.tls {
         let tls = crate::receivers::tls::server_config(tls, id)?;
         return Ok(tokio::spawn(serve_tls(

@@ -5,8 +5,11 @@
 //! `max_recv_msg_size_mib` (4), `tls` (`cert_file`, `key_file`, `client_ca_file`),
 //! `include_metadata`; `protocols.http`: `endpoint` (localhost:4318), `traces_url_path`,
 //! `logs_url_path`, `metrics_url_path`, `max_request_body_size` (20 MiB, bytes), `tls`
-//! (`cert_file`, `key_file`, `client_ca_file`), `include_metadata` and `cors` (accepted;
-//! weft does not attach client metadata to batches yet). A protocol is served only when its key is present.
+//! (`cert_file`, `key_file`, `client_ca_file`), `include_metadata` (accepted; weft does not
+//! attach client metadata to batches yet) and `cors` (`allowed_origins`, `allowed_headers`,
+//! `max_age`; off unless `allowed_origins` is non-empty; preflights answered 204, every
+//! answer to an allowed origin carries `Access-Control-Allow-Origin`, errors included: see
+//! [`cors`]). A protocol is served only when its key is present.
 //!
 //! Bad input never takes the process down: malformed data → HTTP 400 / gRPC
 //! INVALID_ARGUMENT; too large → 413 / RESOURCE_EXHAUSTED; unsupported content type → 415;
@@ -14,6 +17,7 @@
 //! RetryInfo. The error table is [`codec::status_for`].
 
 pub mod codec;
+pub mod cors;
 pub mod grpc;
 pub mod grpc_body;
 pub mod http;
@@ -47,18 +51,14 @@ pub struct Protocols {
 }
 
 /// A protocol key that is present but empty (`grpc:`) means "enabled with defaults".
+/// Deserialized in place (not through a `Value`), so an error deeper down keeps its key
+/// path (`protocols.http.cors.allowed_origin`).
 fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
-    T: serde::de::DeserializeOwned + Default,
+    T: Deserialize<'de> + Default,
 {
-    let v = Value::deserialize(d)?;
-    if v.is_null() {
-        return Ok(Some(T::default()));
-    }
-    serde_json::from_value(v)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
+    Ok(Some(Option::<T>::deserialize(d)?.unwrap_or_default()))
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -110,7 +110,7 @@ pub struct HttpConfig {
     pub max_request_body_size: u64,
     pub include_metadata: bool,
     pub tls: Option<ServerTls>,
-    pub cors: Option<Value>,
+    pub cors: Option<cors::CorsConfig>,
 }
 
 impl Default for HttpConfig {
@@ -150,6 +150,19 @@ pub fn validate(v: &Value) -> Result<(), FieldError> {
                     suggestion: None,
                 });
             }
+        }
+        if let Some(c) = &h.cors {
+            cors::Cors::new(c).map_err(|e| FieldError {
+                path: vec![
+                    "protocols".into(),
+                    "http".into(),
+                    "cors".into(),
+                    e.key.into(),
+                    e.index.to_string(),
+                ],
+                message: e.message,
+                suggestion: None,
+            })?;
         }
     }
     Ok(())
