@@ -7,7 +7,9 @@
 //! as it doubles) and hands the pass-through codec a view of it, which the receiver then
 //! copied once more into an exactly sized buffer (so a queued batch does not pin twice its
 //! size). Here the 5-byte gRPC prefix gives the message length up front, so the frames are
-//! copied once, into the final buffer.
+//! copied once, into the final buffer. That length is the client's claim, so at most
+//! [`UPFRONT`] of it is reserved before the bytes arrive; a larger message's buffer grows
+//! by doubling up to exactly its length.
 //!
 //! Errors are what tonic answers for the same input: a message over the size limit is
 //! RESOURCE_EXHAUSTED, a compressed-flag message without `grpc-encoding`, a missing or
@@ -58,7 +60,7 @@ where
                             "decoded message length too large: found {want} bytes, the limit is: {limit} bytes"
                         )));
                     }
-                    msg = Vec::with_capacity(want);
+                    msg = Vec::with_capacity(want.min(UPFRONT));
                 }
                 continue;
             }
@@ -66,6 +68,7 @@ where
             if n == 0 {
                 return Err(Status::internal("more than one message in a unary request"));
             }
+            grow(&mut msg, n, want);
             msg.extend_from_slice(&data[..n]);
             data.advance(n);
         }
@@ -79,6 +82,24 @@ where
         ));
     }
     Ok(Bytes::from(msg))
+}
+
+/// How much of a declared message length is reserved before any of it has arrived. The
+/// length prefix is the client's claim: reserving all of it up front (up to the receive
+/// limit, 4 MiB by default) for every open stream would let clients that declare large
+/// messages and send nothing make weft reserve memory it never fills. Messages up to this
+/// size (OTLP requests are typically tens of KiB) still get their exact buffer at once.
+const UPFRONT: usize = 256 * 1024;
+
+/// Makes room for `n` more bytes of a message of `want` bytes: doubling, never beyond
+/// `want`, so a message larger than [`UPFRONT`] is copied O(log) times and its final
+/// buffer is exactly sized.
+fn grow(msg: &mut Vec<u8>, n: usize, want: usize) {
+    if msg.capacity() - msg.len() >= n {
+        return;
+    }
+    let target = (msg.capacity() * 2).max(msg.len() + n).min(want);
+    msg.reserve_exact(target - msg.len());
 }
 
 /// The answer to a successful export: an empty response message (an
@@ -125,6 +146,33 @@ impl Body for OkBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_declared_length_is_reserved_only_as_data_arrives_and_ends_exact() {
+        let want = 4 * 1024 * 1024 + 7;
+        let mut msg: Vec<u8> = Vec::with_capacity(want.min(UPFRONT));
+        assert!(
+            msg.capacity() < 2 * UPFRONT,
+            "nothing beyond UPFRONT before data"
+        );
+        let mut grows = 0;
+        while msg.len() < want {
+            let n = (want - msg.len()).min(16 * 1024);
+            let cap = msg.capacity();
+            grow(&mut msg, n, want);
+            grows += usize::from(msg.capacity() != cap);
+            assert!(msg.capacity() <= want.max(UPFRONT));
+            msg.extend_from_slice(&vec![1u8; n]);
+        }
+        assert_eq!(msg.len(), want);
+        assert_eq!(msg.capacity(), want, "the final buffer is exactly sized");
+        assert!(grows <= 6, "doubling: {grows} regrowths");
+        // A small message keeps its one exact buffer.
+        let mut small: Vec<u8> = Vec::with_capacity(1000usize.min(UPFRONT));
+        let cap = small.capacity();
+        grow(&mut small, 1000, 1000);
+        assert_eq!(small.capacity(), cap);
+    }
 
     /// A body of the given DATA frames.
     struct Frames(std::collections::VecDeque<Bytes>);
