@@ -3,9 +3,13 @@
 //! Config (the Collector's keys and defaults): `send_batch_size` (8192 items: a batch is
 //! sent as soon as it holds this many), `send_batch_max_size` (0 = no limit: larger
 //! batches are split to at most this many items), `timeout` (200ms: a non-empty batch is
-//! sent at the latest this long after its first item arrived). `metadata_keys` and
-//! `metadata_cardinality_limit` are accepted for compatibility; batches are not split by
-//! client metadata (documented limitation).
+//! sent at the latest this long after its first item arrived). `metadata_cardinality_limit`
+//! is accepted for compatibility. `metadata_keys` (batching per client metadata value) is
+//! not implemented: a non-empty list is a validation error rather than batches silently
+//! mixing tenants.
+//!
+//! A batch merges requests of different clients, so the request context (client metadata,
+//! see [`crate::pipeline::context`]) ends here: processors after `batch` see none.
 //!
 //! [`Batcher`] is the one batching state machine in weft; the delivery queue's
 //! `sending_queue.batch` reuses it. It never drops: `flush` returns everything held.
@@ -16,7 +20,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::components::{BuildContext, BuildError};
-use crate::config::{Dur, parse_component};
+use crate::config::{Dur, FieldError, parse_component};
 use crate::data::Batch;
 use crate::processors::{Processor, ProcessorError};
 
@@ -167,10 +171,33 @@ impl Processor for BatchProcessor {
     fn touches_contents(&self) -> bool {
         false
     }
+    /// A batch merges requests of different clients: the request's context ends here.
+    fn keeps_context(&self) -> bool {
+        false
+    }
+}
+
+fn parse(v: &Value) -> Result<BatchConfig, FieldError> {
+    let c: BatchConfig = parse_component(v)?;
+    if !c.metadata_keys.is_empty() {
+        return Err(FieldError {
+            path: vec!["metadata_keys".into()],
+            message: "metadata_keys is not supported: weft's batch processor does not batch \
+                      per client metadata value; remove it (processors placed before batch \
+                      see the request's metadata)"
+                .into(),
+            suggestion: None,
+        });
+    }
+    Ok(c)
+}
+
+pub fn validate(v: &Value) -> Result<(), FieldError> {
+    parse(v).map(|_| ())
 }
 
 pub fn build(v: &Value, ctx: &BuildContext) -> Result<Box<dyn Processor>, BuildError> {
-    let c: BatchConfig = parse_component(v).map_err(|e| BuildError::new(&ctx.id, e.message))?;
+    let c = parse(v).map_err(|e| BuildError::new(&ctx.id, e.message))?;
     if c.send_batch_max_size > 0 && c.send_batch_max_size < c.send_batch_size {
         return Err(BuildError::new(
             &ctx.id,
@@ -195,6 +222,15 @@ mod tests {
             }],
             ..Default::default()
         }])
+    }
+
+    #[test]
+    fn metadata_keys_are_refused() {
+        let e = validate(&serde_json::json!({"metadata_keys": ["x-tenant"]})).unwrap_err();
+        assert_eq!(e.path, vec!["metadata_keys"]);
+        assert!(e.message.contains("not supported"), "{}", e.message);
+        validate(&serde_json::json!({"metadata_keys": [], "metadata_cardinality_limit": 10}))
+            .unwrap();
     }
 
     #[test]

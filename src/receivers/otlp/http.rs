@@ -30,6 +30,7 @@ struct AppState {
     consumers: Consumers,
     counters: ReceiverCounters,
     limit: u64,
+    include_metadata: bool,
 }
 
 fn success(signal: Signal, enc: Encoding) -> Response {
@@ -137,7 +138,10 @@ async fn handle(state: &AppState, signal: Signal, headers: &HeaderMap, body: Byt
         };
         let n = batch.item_count() as u64;
         let c = state.counters.get(signal);
-        match state.consumers.consume(batch).await {
+        let metadata = state
+            .include_metadata
+            .then(|| std::sync::Arc::new(super::metadata::from_http(headers)));
+        match state.consumers.consume_with(batch, metadata).await {
             Ok(()) => {
                 c.accepted.add(n);
                 Ok(())
@@ -191,6 +195,7 @@ pub async fn serve(
         consumers,
         counters,
         limit: cfg.max_request_body_size,
+        include_metadata: cfg.include_metadata,
     };
     let router = Router::new()
         .route(&cfg.traces_url_path, post(traces))
