@@ -256,6 +256,10 @@ impl Processor for AttributesProcessor {
         self.run(batch, ctx.metadata(), now)
     }
 
+    fn reads_context(&self) -> bool {
+        self.actions.uses_context()
+    }
+
     /// Raw traces and logs are edited on the wire when the config allows (see [`wire`]).
     fn accepts_raw(&self) -> bool {
         self.wire.is_some()

@@ -73,6 +73,13 @@ pub trait Processor: Send {
         true
     }
 
+    /// Whether the processor reads the request's context (`from_context`). Only used to
+    /// warn at startup about a processor that could never see any (placed after one that
+    /// does not keep it, or behind receivers that do not capture metadata).
+    fn reads_context(&self) -> bool {
+        false
+    }
+
     /// When the processor next wants `on_deadline` called, if it holds anything.
     fn next_deadline(&self) -> Option<Instant> {
         None

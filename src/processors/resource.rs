@@ -102,6 +102,10 @@ impl Processor for ResourceProcessor {
         }
         Ok(vec![batch])
     }
+
+    fn reads_context(&self) -> bool {
+        self.actions.uses_context()
+    }
 }
 
 #[cfg(test)]

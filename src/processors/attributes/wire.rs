@@ -72,6 +72,8 @@ pub(super) struct Env<'a> {
 
 pub(super) struct WirePath {
     editor: Editor,
+    /// An action is `from_context`: its value is bound per request.
+    binds_context: bool,
     needs_resource: bool,
     needs_scope: bool,
     id: String,
@@ -96,6 +98,7 @@ impl WirePath {
         let actions = compile(env.actions)?;
         Some(WirePath {
             editor: Editor::new(signal, actions),
+            binds_context: env.actions.uses_context(),
             needs_resource: matchers.iter().flatten().any(|m| m.needs_resource()),
             needs_scope: matchers.iter().flatten().any(|m| m.needs_scope()),
             id: id.to_string(),
@@ -117,7 +120,7 @@ impl WirePath {
     /// Runs the actions on every request of `raw` (all of them from the client whose
     /// metadata `env` carries).
     pub(super) fn process(&mut self, env: &Env<'_>, raw: &RawBatch, now: Instant) -> RawBatch {
-        if env.actions.uses_context() {
+        if self.binds_context {
             self.editor.bind_context(env.metadata);
         }
         let mut out = RawBatch::empty(raw.signal());
