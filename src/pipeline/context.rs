@@ -8,19 +8,23 @@
 //!
 //! Keys are case-insensitive, as `client.Metadata.Get` is: they are stored lower-case and
 //! looked up ignoring ASCII case. A key may carry several values (a header repeated, or a
-//! gRPC metadata key sent twice); they are kept in the order received.
+//! gRPC metadata key sent twice); they are kept in the order received. Building it is
+//! O(n log n) in the number of headers, so a request with many headers costs no more
+//! than its size.
 //!
 //! Which processors see it is decided by the pipeline (see [`crate::pipeline`]): a processor
 //! that holds data and merges requests of different clients drops the context of what it
 //! emits.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// A client's request metadata, immutable once built.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientMetadata {
-    /// Lower-case key → values, in the order keys were first seen.
-    entries: Vec<(String, Vec<String>)>,
+    /// Lower-case key → values in the order received.
+    entries: BTreeMap<String, Vec<String>>,
 }
 
 impl ClientMetadata {
@@ -31,33 +35,44 @@ impl ClientMetadata {
         K: AsRef<str>,
         V: Into<String>,
     {
-        let mut entries: Vec<(String, Vec<String>)> = Vec::new();
+        let mut entries: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (k, v) in pairs {
-            let k = k.as_ref();
-            match entries.iter_mut().find(|(e, _)| e.eq_ignore_ascii_case(k)) {
-                Some((_, vals)) => vals.push(v.into()),
-                None => entries.push((k.to_ascii_lowercase(), vec![v.into()])),
+            let k = lower(k.as_ref());
+            match entries.get_mut(k.as_ref()) {
+                Some(values) => values.push(v.into()),
+                None => {
+                    entries.insert(k.into_owned(), vec![v.into()]);
+                }
             }
         }
         ClientMetadata { entries }
     }
 
     /// The values of `key` (case-insensitive), or `None` if the client did not send it.
+    /// Allocates only for a key with upper-case letters.
     pub fn get(&self, key: &str) -> Option<&[String]> {
         self.entries
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v.as_slice())
+            .get(lower(key).as_ref())
+            .map(Vec::as_slice)
             .filter(|v| !v.is_empty())
     }
 
-    /// The keys, lower-case.
+    /// The keys, lower-case, sorted.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.entries.iter().map(|(k, _)| k.as_str())
+        self.entries.keys().map(String::as_str)
     }
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+/// `key` in lower case, borrowed when it already is (header names always are).
+fn lower(key: &str) -> Cow<'_, str> {
+    if key.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(key.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(key)
     }
 }
 
@@ -103,7 +118,7 @@ mod tests {
         assert_eq!(md.get("x-missing"), None);
         assert_eq!(
             md.keys().collect::<Vec<_>>(),
-            ["x-tenant", "x-team", "content-type"]
+            ["content-type", "x-team", "x-tenant"]
         );
     }
 

@@ -381,7 +381,8 @@ fn context_key(from: &str) -> Result<String, String> {
     if key.is_empty() {
         return Err(format!("from_context {from:?} names no metadata key"));
     }
-    Ok(key.to_string())
+    // Lower-case once here: the lookup per item then never allocates.
+    Ok(key.to_ascii_lowercase())
 }
 
 /// The attribute value of metadata key `key`: one value as it is, several joined with `;`
