@@ -2,7 +2,8 @@
 //! `attributes` / `resource` action `from_context`. A tenant sent as an OTLP/HTTP header and
 //! as OTLP/gRPC metadata arrives at the backend as an attribute — on the forwarding fast
 //! path (attributes edited on the wire) and on the decoded path — and is absent when
-//! `include_metadata` is off or when the processor comes after `batch`.
+//! `include_metadata` is off or when the processor comes after `batch`, unless `batch`
+//! partitions by that key (`metadata_keys`).
 
 mod support;
 
@@ -219,4 +220,36 @@ async fn without_include_metadata_or_after_batch_there_is_no_tenant() {
         span_tenants(&sink)
     );
     after.service.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_with_metadata_keys_keeps_tenants_apart_and_passes_them_on() {
+    let sink = Sink::start().await;
+    let keyed =
+        "  batch:\n    send_batch_size: 1000\n    timeout: 50ms\n    metadata_keys: [X-Tenant]\n";
+    let w = weft(
+        &format!("{TENANT}{keyed}"),
+        "batch, attributes/tenant",
+        &sink,
+        true,
+    )
+    .await;
+    send_three(&w, &sink).await;
+    assert_eq!(
+        span_tenants(&sink),
+        tenants(&[(1, "acme"), (2, "globex"), (3, "initech")]),
+        "the partition's key reaches the processor after batch"
+    );
+    for b in sink.batches() {
+        let Batch::Traces(v) = &b else { continue };
+        let mut seen: Vec<_> = v
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+            .map(|s| attr_str(&s.attributes, "tenant").map(String::from))
+            .collect();
+        seen.dedup();
+        assert_eq!(seen.len(), 1, "one tenant per exported batch: {seen:?}");
+    }
+    w.service.shutdown().await;
 }

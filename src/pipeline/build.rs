@@ -82,7 +82,7 @@ fn context_warnings(
                 ));
             }
         }
-        if !p.keeps_context() && ended_at.is_none() {
+        if !p.keeps_context() && !p.assigns_context() && ended_at.is_none() {
             ended_at = Some(id.as_str());
         }
     }

@@ -14,7 +14,7 @@
 //!
 //! Which processors see it is decided by the pipeline (see [`crate::pipeline`]): a processor
 //! that holds data and merges requests of different clients drops the context of what it
-//! emits.
+//! emits (`batch` with `metadata_keys` gives each batch its partition's keys instead).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

@@ -18,12 +18,16 @@
 //! `clockskew`, the `stitch` processors): from there on the data goes with an empty
 //! context, because what such a processor emits may belong to other clients. Data a
 //! processor releases at a deadline or at shutdown has no context either. So an
-//! `attributes` action `from_context` works in front of `batch`, not after it; at startup
+//! `attributes` action `from_context` works in front of `batch`, not after it — except
+//! for the keys a `batch` with `metadata_keys` partitions by: it gives each batch it emits
+//! (also at deadlines and shutdown) a context with those keys' values
+//! ([`Processor::assigns_context`]). At startup
 //! weft warns about a `from_context` processor that can never see metadata (placed after
 //! such a processor, or no receiver of its pipeline sets `include_metadata`).
 //!
 //! [`Processor::process_in`]: crate::processors::Processor::process_in
 //! [`Processor::keeps_context`]: crate::processors::Processor::keeps_context
+//! [`Processor::assigns_context`]: crate::processors::Processor::assigns_context
 
 pub mod build;
 pub mod context;

@@ -48,7 +48,9 @@ impl PipelineTask {
     }
 
     /// Runs `batch` through processors `from..` with the request's context, which ends at
-    /// the first processor that does not keep it (see the module doc of [`super`]).
+    /// the first processor that does not keep it; after one that assigns its outputs a
+    /// context of their own (`batch` with `metadata_keys`), each output goes on with its
+    /// own (see the module doc of [`super`]).
     fn chain(
         &mut self,
         from: usize,
@@ -58,10 +60,25 @@ impl PipelineTask {
     ) -> Result<Vec<Batch>, ProcessorError> {
         let mut current = vec![batch];
         let mut ctx = ctx;
-        for p in self.processors.iter_mut().skip(from) {
-            let mut next = Vec::new();
+        for i in from..self.processors.len() {
+            let p = &mut self.processors[i];
             // Decode in front of a content processor unless it takes raw batches itself.
             let decode = p.touches_contents() && !p.accepts_raw();
+            if p.assigns_context() {
+                let mut outs = Vec::new();
+                for mut b in current {
+                    if decode && b.is_raw() {
+                        b = crate::processors::decoded(b)?;
+                    }
+                    outs.extend(p.process_ctx(b, ctx, now)?);
+                }
+                let mut result = Vec::new();
+                for (b, c) in outs {
+                    result.extend(self.chain(i + 1, b, &c, now)?);
+                }
+                return Ok(result);
+            }
+            let mut next = Vec::new();
             for mut b in current {
                 if decode && b.is_raw() {
                     b = crate::processors::decoded(b)?;
@@ -105,7 +122,7 @@ impl PipelineTask {
     async fn on_deadlines(&mut self, now: Instant) {
         for i in 0..self.processors.len() {
             if self.processors[i].next_deadline().is_some_and(|d| d <= now) {
-                let released = self.processors[i].on_deadline(now);
+                let released = self.processors[i].on_deadline_ctx(now);
                 self.release(i + 1, released, now).await;
             }
         }
@@ -114,16 +131,17 @@ impl PipelineTask {
     async fn flush(&mut self) {
         let now = Instant::now();
         for i in 0..self.processors.len() {
-            let released = self.processors[i].flush();
+            let released = self.processors[i].flush_ctx();
             self.release(i + 1, released, now).await;
         }
     }
 
     /// Feeds batches a processor released through the rest of the chain and exports them.
-    /// Released data belongs to no single request: it goes on with an empty context.
-    async fn release(&mut self, from: usize, batches: Vec<Batch>, now: Instant) {
-        for b in batches {
-            match self.chain(from, b, &Context::EMPTY, now) {
+    /// Released data belongs to no single request: it goes on with the context the
+    /// processor gave it (none, except `batch` with `metadata_keys`).
+    async fn release(&mut self, from: usize, batches: Vec<(Batch, Context)>, now: Instant) {
+        for (b, ctx) in batches {
+            match self.chain(from, b, &ctx, now) {
                 Ok(out) => {
                     let _ = self.export(out, true).await;
                 }
@@ -289,5 +307,28 @@ mod tests {
         // Shutdown releases what batch held through the rest of the chain.
         t.flush().await;
         assert_eq!(*after.lock().unwrap(), [None]);
+    }
+
+    #[tokio::test]
+    async fn after_batch_with_metadata_keys_the_partition_keys_go_on() {
+        let (mut t, _, after) = task(true);
+        let ctx = crate::components::BuildContext {
+            id: "batch".into(),
+            signal: Some(crate::data::Signal::Logs),
+            telemetry: crate::admin::Telemetry::new(),
+            shared: crate::components::SharedState::default(),
+            extensions: Arc::new(std::collections::HashMap::new()),
+        };
+        let v = serde_json::json!({ "send_batch_size": 2, "metadata_keys": ["x-tenant"] });
+        t.processors[1] = crate::processors::batch::build(&v, &ctx).unwrap();
+        let now = Instant::now();
+        // Two items of acme make a full batch: it goes on at once, with acme's context.
+        assert_eq!(t.chain(0, logs(), &acme(), now).unwrap().len(), 0);
+        assert_eq!(t.chain(0, logs(), &acme(), now).unwrap().len(), 1);
+        assert_eq!(*after.lock().unwrap(), [Some("acme".to_string())]);
+        // A request without the key, released at shutdown: its partition has no tenant.
+        t.chain(0, logs(), &Context::EMPTY, now).unwrap();
+        t.flush().await;
+        assert_eq!(*after.lock().unwrap(), [Some("acme".to_string()), None]);
     }
 }

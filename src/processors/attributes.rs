@@ -14,7 +14,8 @@
 //! Span events, links, scopes and resources are not touched (use `resource` for resource
 //! attributes). `from_context` (e.g. `metadata.x-tenant`) reads the client metadata of the
 //! request the data came from: it needs the receiver's `include_metadata: true` and the
-//! processor placed before `batch` (see [`actions`] and [`crate::pipeline`]). Bad config
+//! processor placed before `batch`, or after a `batch` whose `metadata_keys` list the key
+//! (see [`actions`] and [`crate::pipeline`]). Bad config
 //! (unknown action, missing key, bad regex, `from_context: auth.…`) is a validation error
 //! naming `actions.<i>.<field>`; properties that do not fit the pipeline's
 //! signal fail the build. At run time the processor cannot fail: an action whose source is

@@ -73,6 +73,45 @@ pub trait Processor: Send {
         true
     }
 
+    /// Whether the processor gives what it emits a context of its own (`batch` with
+    /// `metadata_keys`: each batch the metadata of its partition). The pipeline then calls
+    /// [`process_ctx`](Processor::process_ctx), [`on_deadline_ctx`](Processor::on_deadline_ctx)
+    /// and [`flush_ctx`](Processor::flush_ctx) instead of `process_in`, `on_deadline` and
+    /// `flush`.
+    fn assigns_context(&self) -> bool {
+        false
+    }
+
+    /// `process_in` returning each output with its context. The default gives every output
+    /// the request's context if the processor [keeps it](Processor::keeps_context), none
+    /// otherwise.
+    fn process_ctx(
+        &mut self,
+        batch: Batch,
+        ctx: &Context,
+        now: Instant,
+    ) -> Result<Vec<(Batch, Context)>, ProcessorError> {
+        let out_ctx = if self.keeps_context() {
+            ctx.clone()
+        } else {
+            Context::EMPTY
+        };
+        let out = self.process_in(batch, ctx, now)?;
+        Ok(out.into_iter().map(|b| (b, out_ctx.clone())).collect())
+    }
+
+    /// `on_deadline` returning each batch with its context (default: none).
+    fn on_deadline_ctx(&mut self, now: Instant) -> Vec<(Batch, Context)> {
+        let out = self.on_deadline(now);
+        out.into_iter().map(|b| (b, Context::EMPTY)).collect()
+    }
+
+    /// `flush` returning each batch with its context (default: none).
+    fn flush_ctx(&mut self) -> Vec<(Batch, Context)> {
+        let out = self.flush();
+        out.into_iter().map(|b| (b, Context::EMPTY)).collect()
+    }
+
     /// Whether the processor reads the request's context (`from_context`). Only used to
     /// warn at startup about a processor that could never see any (placed after one that
     /// does not keep it, or behind receivers that do not capture metadata).

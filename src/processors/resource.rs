@@ -8,7 +8,8 @@
 //!
 //! `from_context` (e.g. `metadata.x-tenant`) reads the client metadata of the request the
 //! data came from (the receiver's `include_metadata: true`; the processor placed before
-//! `batch`, see [`crate::pipeline`]); without it such an action does nothing.
+//! `batch`, or after one whose `metadata_keys` list the key, see [`crate::pipeline`]);
+//! without it such an action does nothing.
 //!
 //! A batch without a resource gets one only if an action adds an attribute. Bad config is a
 //! validation error naming `attributes.<i>.<field>`; at run time the processor cannot fail.

@@ -25,8 +25,8 @@
 //! metadata as well (the Collector's fallback). One value becomes a string attribute;
 //! several values of the key are joined with `;` into one string (the Collector's rule).
 //! When the request carries no such key — the receiver's `include_metadata` is off, the
-//! client did not send it, or the data comes after `batch` (see [`crate::pipeline`]) — the
-//! action does nothing. `auth.<attr>` (authenticator data) and `client.address` are
+//! client did not send it, or the data comes after `batch` (see [`crate::pipeline`]; a
+//! `batch` with `metadata_keys` passes those keys on) — the action does nothing. `auth.<attr>` (authenticator data) and `client.address` are
 //! validation errors: weft has no authenticator extensions and does not record the
 //! client's address.
 //!
