@@ -4,7 +4,7 @@
 //! sent as soon as it holds this many), `send_batch_max_size` (0 = no limit: larger
 //! batches are split to at most this many items), `timeout` (200ms: a non-empty batch is
 //! sent at the latest this long after its first item arrived), `metadata_keys` (none:
-//! batch per combination of these client metadata keys' values, see [`partition`]; keys
+//! batch per combination of these client metadata keys' values, see `batch/partition.rs`; keys
 //! are case-insensitive, a duplicate is a validation error), `metadata_cardinality_limit`
 //! (1000: at most this many combinations, 0 = no limit).
 //!
