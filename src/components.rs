@@ -155,7 +155,7 @@ pub static FACTORIES: &[Factory] = &[
         ty: "batch",
         aliases: &[],
         signals: ALL,
-        validate: validate_as::<processors::batch::BatchConfig>,
+        validate: processors::batch::validate,
         construct: Constructor::Processor(processors::batch::build),
     },
     Factory {

@@ -47,6 +47,48 @@ fn lookup_factory(
     }
 }
 
+/// Whether a receiver attaches client metadata to requests (`include_metadata`).
+fn includes_metadata(spec: &ComponentSpec) -> bool {
+    spec.ty == "otlp"
+        && parse_component::<crate::receivers::otlp::OtlpReceiverConfig>(&spec.value).is_ok_and(
+            |c| {
+                c.protocols.grpc.is_some_and(|g| g.include_metadata)
+                    || c.protocols.http.is_some_and(|h| h.include_metadata)
+            },
+        )
+}
+
+/// Why a processor of a pipeline that reads the request context (`from_context`) would
+/// never see any: it comes after one that merges requests, or no receiver of the pipeline
+/// captures metadata. The Collector silently does nothing there; weft says so at startup.
+fn context_warnings(
+    processors: &[(&String, &dyn crate::processors::Processor)],
+    receivers_capture: bool,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut ended_at: Option<&str> = None;
+    for (id, p) in processors {
+        if p.reads_context() {
+            if let Some(at) = ended_at {
+                out.push(format!(
+                    "processor {id} reads client metadata (from_context) but comes after \
+                     {at}, which merges requests of different clients: it will never see \
+                     any; place it before {at}"
+                ));
+            } else if !receivers_capture {
+                out.push(format!(
+                    "processor {id} reads client metadata (from_context) but no receiver of \
+                     this pipeline sets include_metadata: true"
+                ));
+            }
+        }
+        if !p.keeps_context() && !p.assigns_context() && ended_at.is_none() {
+            ended_at = Some(id.as_str());
+        }
+    }
+    out
+}
+
 /// A place where bound addresses are reported by receivers.
 #[derive(Clone, Default)]
 pub struct BoundAddrs(pub Arc<std::sync::Mutex<BTreeMap<String, std::net::SocketAddr>>>);
@@ -131,6 +173,18 @@ impl Service {
                     return Err(BuildError::new(pid, "not a processor"));
                 };
                 processors.push(build(&spec.value, &ctx(pid, Some(p.signal)))?);
+            }
+            let captures = p
+                .receivers
+                .iter()
+                .any(|r| cfg.receivers.get(r).is_some_and(includes_metadata));
+            let named: Vec<_> = p
+                .processors
+                .iter()
+                .zip(processors.iter().map(|b| &**b))
+                .collect();
+            for w in context_warnings(&named, captures) {
+                tracing::warn!(pipeline = %p.id, "{w}");
             }
             let exporters: Vec<_> = p.exporters.iter().map(|e| deliveries[e].handle()).collect();
             // Raw-capable: every processor either ignores contents or handles raw batches.
@@ -246,5 +300,70 @@ impl Service {
             let _ = tokio::time::timeout(Duration::from_secs(2), a).await;
         }
         tracing::info!("shutdown complete");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::processors::Processor;
+
+    fn build(ty: &str, v: serde_json::Value) -> Box<dyn Processor> {
+        let ctx = BuildContext {
+            id: ty.into(),
+            signal: Some(crate::data::Signal::Traces),
+            telemetry: Telemetry::new(),
+            shared: SharedState::default(),
+            extensions: Arc::new(HashMap::new()),
+        };
+        match ty {
+            "batch" => crate::processors::batch::build(&v, &ctx).unwrap(),
+            _ => crate::processors::attributes::build(&v, &ctx).unwrap(),
+        }
+    }
+
+    fn warnings(chain: &[&str], capture: bool) -> Vec<String> {
+        let tenant = serde_json::json!({"actions": [
+            {"key": "tenant", "from_context": "metadata.x-tenant", "action": "insert"}]});
+        let plain = serde_json::json!({"actions": [{"key": "a", "value": 1, "action": "insert"}]});
+        let ids: Vec<String> = chain.iter().map(|s| s.to_string()).collect();
+        let procs: Vec<Box<dyn Processor>> = chain
+            .iter()
+            .map(|id| match *id {
+                "batch" => build("batch", serde_json::json!({})),
+                "attributes/tenant" => build("attributes", tenant.clone()),
+                _ => build("attributes", plain.clone()),
+            })
+            .collect();
+        let named: Vec<_> = ids.iter().zip(procs.iter().map(|b| &**b)).collect();
+        context_warnings(&named, capture)
+    }
+
+    #[test]
+    fn a_from_context_processor_that_can_never_see_metadata_is_named() {
+        assert!(warnings(&["attributes/tenant", "batch"], true).is_empty());
+        assert!(warnings(&["attributes/plain", "batch"], false).is_empty());
+        let w = warnings(&["batch", "attributes/plain", "attributes/tenant"], true);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("attributes/tenant") && w[0].contains("after batch"));
+        let w = warnings(&["attributes/tenant", "batch"], false);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("include_metadata"), "{w:?}");
+    }
+
+    #[test]
+    fn only_otlp_receivers_with_include_metadata_capture() {
+        let cfg = crate::config::load_and_validate(
+            &[crate::config::Source {
+                name: "t.yaml".into(),
+                text: "receivers:\n  otlp:\n    protocols:\n      grpc:\n        include_metadata: true\n  otlp/off:\n    protocols:\n      http:\n  kafka:\nexporters:\n  debug:\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp, otlp/off, kafka]\n      exporters: [debug]\n".into(),
+            }],
+            &|_| None,
+        )
+        .unwrap();
+        let captures = |id: &str| includes_metadata(&cfg.receivers[id]);
+        assert!(captures("otlp"));
+        assert!(!captures("otlp/off"));
+        assert!(!captures("kafka"));
     }
 }

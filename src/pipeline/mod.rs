@@ -8,10 +8,32 @@
 //! `batch`). Data a processor held is pushed with blocking, because its client has already
 //! been answered: a full queue then stalls the pipeline, which in turn makes receivers
 //! refuse new data — nothing is dropped silently.
+//!
+//! Request context: a receiver with `include_metadata: true` attaches the client's
+//! metadata ([`ClientMetadata`], shared as `Arc`) to each request; the fan-out hands the
+//! same `Arc` to every pipeline. The pipeline task passes it down the chain as a
+//! [`Context`] ([`Processor::process_in`]) — as in the Collector, where the request's
+//! `context.Context` flows through the processors — until a processor that holds data and
+//! merges requests of different clients ([`Processor::keeps_context`] false: `batch`,
+//! `clockskew`, the `stitch` processors): from there on the data goes with an empty
+//! context, because what such a processor emits may belong to other clients. Data a
+//! processor releases at a deadline or at shutdown has no context either. So an
+//! `attributes` action `from_context` works in front of `batch`, not after it — except
+//! for the keys a `batch` with `metadata_keys` partitions by: it gives each batch it emits
+//! (also at deadlines and shutdown) a context with those keys' values
+//! ([`Processor::assigns_context`]). At startup
+//! weft warns about a `from_context` processor that can never see metadata (placed after
+//! such a processor, or no receiver of its pipeline sets `include_metadata`).
+//!
+//! [`Processor::process_in`]: crate::processors::Processor::process_in
+//! [`Processor::keeps_context`]: crate::processors::Processor::keeps_context
+//! [`Processor::assigns_context`]: crate::processors::Processor::assigns_context
 
 pub mod build;
+pub mod context;
 pub mod run;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -19,6 +41,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::data::{Batch, Signal};
 
 pub use build::Service;
+pub use context::{ClientMetadata, Context};
 
 /// Why a pipeline did not take a batch.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -36,6 +59,8 @@ pub enum ConsumeError {
 
 pub struct Request {
     pub batch: Batch,
+    /// The client's metadata, when the receiver captured it (`include_metadata`).
+    pub metadata: Option<Arc<ClientMetadata>>,
     pub reply: oneshot::Sender<Result<(), ConsumeError>>,
 }
 
@@ -87,6 +112,16 @@ impl Consumers {
 
     /// Hands the batch to every pipeline of its signal and waits for their answers.
     pub async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        self.consume_with(batch, None).await
+    }
+
+    /// [`consume`](Consumers::consume) with the client's metadata, shared by every
+    /// pipeline of the fan-out.
+    pub async fn consume_with(
+        &self,
+        batch: Batch,
+        metadata: Option<Arc<ClientMetadata>>,
+    ) -> Result<(), ConsumeError> {
         let inlets = self.for_signal(batch.signal());
         if inlets.is_empty() {
             return Err(ConsumeError::Invalid(format!(
@@ -106,7 +141,12 @@ impl Consumers {
                     .unwrap_or_else(|| Batch::empty(Signal::Traces))
             };
             let (reply, rx) = oneshot::channel();
-            match inlet.tx.try_send(Request { batch: b, reply }) {
+            let request = Request {
+                batch: b,
+                metadata: metadata.clone(),
+                reply,
+            };
+            match inlet.tx.try_send(request) {
                 Ok(()) => replies.push(rx),
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     return Err(ConsumeError::Refused {

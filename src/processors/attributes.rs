@@ -12,8 +12,12 @@
 //!   `expr` match type.
 //!
 //! Span events, links, scopes and resources are not touched (use `resource` for resource
-//! attributes). Bad config (unknown action, missing key, bad regex, `from_context`) is a
-//! validation error naming `actions.<i>.<field>`; properties that do not fit the pipeline's
+//! attributes). `from_context` (e.g. `metadata.x-tenant`) reads the client metadata of the
+//! request the data came from: it needs the receiver's `include_metadata: true` and the
+//! processor placed before `batch`, or after a `batch` whose `metadata_keys` list the key
+//! (see [`actions`] and [`crate::pipeline`]). Bad config
+//! (unknown action, missing key, bad regex, `from_context: auth.…`) is a validation error
+//! naming `actions.<i>.<field>`; properties that do not fit the pipeline's
 //! signal fail the build. At run time the processor cannot fail: an action whose source is
 //! missing or whose value cannot be converted does nothing.
 //!
@@ -35,6 +39,7 @@ use serde_json::Value;
 use crate::components::{BuildContext, BuildError};
 use crate::config::{FieldError, parse_component};
 use crate::data::{Batch, Signal, metric};
+use crate::pipeline::{ClientMetadata, Context};
 use crate::processors::{Processor, ProcessorError};
 use actions::{ActionConfig, Actions};
 use matching::{MatchProperties, Matcher};
@@ -105,6 +110,7 @@ pub fn build(v: &Value, ctx: &BuildContext) -> Result<Box<dyn Processor>, BuildE
         actions: &c.actions,
         include: c.include.as_ref(),
         exclude: c.exclude.as_ref(),
+        metadata: None,
     };
     let wire = WirePath::new(&env, ctx.signal, &ctx.id, &ctx.telemetry);
     Ok(Box::new(AttributesProcessor {
@@ -164,10 +170,13 @@ fn point_attributes(data: &mut metric::Data, mut f: impl FnMut(&mut Vec<crate::d
     }
 }
 
-impl Processor for AttributesProcessor {
-    fn process(
+impl AttributesProcessor {
+    /// Runs the actions on `batch`, a request (or part of one) whose client metadata is
+    /// `metadata`.
+    fn run(
         &mut self,
         batch: Batch,
+        metadata: Option<&ClientMetadata>,
         now: std::time::Instant,
     ) -> Result<Vec<Batch>, ProcessorError> {
         if let (Batch::Raw(raw), Some(wire)) = (&batch, self.wire.as_mut())
@@ -177,6 +186,7 @@ impl Processor for AttributesProcessor {
                 actions: &self.actions,
                 include: self.include.as_ref(),
                 exclude: self.exclude.as_ref(),
+                metadata,
             };
             return Ok(vec![Batch::Raw(wire.process(&env, raw, now))]);
         }
@@ -189,7 +199,7 @@ impl Processor for AttributesProcessor {
                         for span in ss.spans.iter_mut() {
                             let (r, s) = (rs.resource.as_ref(), ss.scope.as_ref());
                             if self.selected(|m| m.matches_span(r, s, span)) {
-                                self.actions.apply(&mut span.attributes);
+                                self.actions.apply_in(&mut span.attributes, metadata);
                             }
                         }
                     }
@@ -201,7 +211,7 @@ impl Processor for AttributesProcessor {
                         for log in sl.log_records.iter_mut() {
                             let (r, s) = (rl.resource.as_ref(), sl.scope.as_ref());
                             if self.selected(|m| m.matches_log(r, s, log)) {
-                                self.actions.apply(&mut log.attributes);
+                                self.actions.apply_in(&mut log.attributes, metadata);
                             }
                         }
                     }
@@ -216,7 +226,9 @@ impl Processor for AttributesProcessor {
                                 continue;
                             }
                             if let Some(data) = m.data.as_mut() {
-                                point_attributes(data, |attrs| self.actions.apply(attrs));
+                                point_attributes(data, |attrs| {
+                                    self.actions.apply_in(attrs, metadata)
+                                });
                             }
                         }
                     }
@@ -224,6 +236,29 @@ impl Processor for AttributesProcessor {
             }
         }
         Ok(vec![batch])
+    }
+}
+
+impl Processor for AttributesProcessor {
+    fn process(
+        &mut self,
+        batch: Batch,
+        now: std::time::Instant,
+    ) -> Result<Vec<Batch>, ProcessorError> {
+        self.run(batch, None, now)
+    }
+
+    fn process_in(
+        &mut self,
+        batch: Batch,
+        ctx: &Context,
+        now: std::time::Instant,
+    ) -> Result<Vec<Batch>, ProcessorError> {
+        self.run(batch, ctx.metadata(), now)
+    }
+
+    fn reads_context(&self) -> bool {
+        self.actions.uses_context()
     }
 
     /// Raw traces and logs are edited on the wire when the config allows (see [`wire`]).

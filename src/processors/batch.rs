@@ -3,9 +3,14 @@
 //! Config (the Collector's keys and defaults): `send_batch_size` (8192 items: a batch is
 //! sent as soon as it holds this many), `send_batch_max_size` (0 = no limit: larger
 //! batches are split to at most this many items), `timeout` (200ms: a non-empty batch is
-//! sent at the latest this long after its first item arrived). `metadata_keys` and
-//! `metadata_cardinality_limit` are accepted for compatibility; batches are not split by
-//! client metadata (documented limitation).
+//! sent at the latest this long after its first item arrived), `metadata_keys` (none:
+//! batch per combination of these client metadata keys' values, see `batch/partition.rs`; keys
+//! are case-insensitive, a duplicate is a validation error), `metadata_cardinality_limit`
+//! (1000: at most this many combinations, 0 = no limit).
+//!
+//! A batch merges requests of different clients, so the request context (client metadata,
+//! see [`crate::pipeline::context`]) ends here: processors after `batch` see none, or with
+//! `metadata_keys` only those keys' values.
 //!
 //! [`Batcher`] is the one batching state machine in weft; the delivery queue's
 //! `sending_queue.batch` reuses it. It never drops: `flush` returns everything held.
@@ -16,9 +21,13 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::components::{BuildContext, BuildError};
-use crate::config::{Dur, parse_component};
+use crate::config::{Dur, FieldError, parse_component};
 use crate::data::Batch;
+use crate::pipeline::Context;
 use crate::processors::{Processor, ProcessorError};
+
+mod partition;
+use partition::Partitions;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -149,36 +158,130 @@ impl Batcher {
 
 pub struct BatchProcessor {
     batcher: Batcher,
+    /// `metadata_keys`: one batcher per combination of their values instead.
+    partitions: Option<Partitions>,
+}
+
+fn without_ctx(out: Vec<(Batch, Context)>) -> Vec<Batch> {
+    out.into_iter().map(|(b, _)| b).collect()
 }
 
 impl Processor for BatchProcessor {
     fn process(&mut self, batch: Batch, now: Instant) -> Result<Vec<Batch>, ProcessorError> {
-        Ok(self.batcher.add(batch, now))
+        match &mut self.partitions {
+            Some(p) => p.add(batch, &Context::EMPTY, now).map(without_ctx),
+            None => Ok(self.batcher.add(batch, now)),
+        }
     }
     fn next_deadline(&self) -> Option<Instant> {
-        self.batcher.deadline()
+        match &self.partitions {
+            Some(p) => p.deadline(),
+            None => self.batcher.deadline(),
+        }
     }
     fn on_deadline(&mut self, now: Instant) -> Vec<Batch> {
-        self.batcher.on_deadline(now)
+        match &mut self.partitions {
+            Some(p) => without_ctx(p.on_deadline(now)),
+            None => self.batcher.on_deadline(now),
+        }
     }
     fn flush(&mut self) -> Vec<Batch> {
-        self.batcher.flush()
+        match &mut self.partitions {
+            Some(p) => without_ctx(p.flush()),
+            None => self.batcher.flush(),
+        }
     }
     fn touches_contents(&self) -> bool {
         false
     }
+    /// A batch merges requests of different clients: the request's context ends here
+    /// (with `metadata_keys`, each batch gets its partition's instead).
+    fn keeps_context(&self) -> bool {
+        false
+    }
+    fn assigns_context(&self) -> bool {
+        self.partitions.is_some()
+    }
+    fn process_ctx(
+        &mut self,
+        batch: Batch,
+        ctx: &Context,
+        now: Instant,
+    ) -> Result<Vec<(Batch, Context)>, ProcessorError> {
+        match &mut self.partitions {
+            Some(p) => p.add(batch, ctx, now),
+            None => Ok(self
+                .batcher
+                .add(batch, now)
+                .into_iter()
+                .map(|b| (b, Context::EMPTY))
+                .collect()),
+        }
+    }
+    fn on_deadline_ctx(&mut self, now: Instant) -> Vec<(Batch, Context)> {
+        match &mut self.partitions {
+            Some(p) => p.on_deadline(now),
+            None => self
+                .on_deadline(now)
+                .into_iter()
+                .map(|b| (b, Context::EMPTY))
+                .collect(),
+        }
+    }
+    fn flush_ctx(&mut self) -> Vec<(Batch, Context)> {
+        match &mut self.partitions {
+            Some(p) => p.flush(),
+            None => self
+                .flush()
+                .into_iter()
+                .map(|b| (b, Context::EMPTY))
+                .collect(),
+        }
+    }
+}
+
+fn parse(v: &Value) -> Result<BatchConfig, FieldError> {
+    let c: BatchConfig = parse_component(v)?;
+    let mut seen = std::collections::HashSet::new();
+    for (i, k) in c.metadata_keys.iter().enumerate() {
+        if !seen.insert(k.to_ascii_lowercase()) {
+            return Err(FieldError {
+                path: vec!["metadata_keys".into(), i.to_string()],
+                message: format!(
+                    "duplicate entry in metadata_keys: {:?} (case-insensitive)",
+                    k.to_ascii_lowercase()
+                ),
+                suggestion: None,
+            });
+        }
+    }
+    Ok(c)
+}
+
+pub fn validate(v: &Value) -> Result<(), FieldError> {
+    parse(v).map(|_| ())
 }
 
 pub fn build(v: &Value, ctx: &BuildContext) -> Result<Box<dyn Processor>, BuildError> {
-    let c: BatchConfig = parse_component(v).map_err(|e| BuildError::new(&ctx.id, e.message))?;
+    let c = parse(v).map_err(|e| BuildError::new(&ctx.id, e.message))?;
     if c.send_batch_max_size > 0 && c.send_batch_max_size < c.send_batch_size {
         return Err(BuildError::new(
             &ctx.id,
             "send_batch_max_size must be 0 or at least send_batch_size",
         ));
     }
+    let partitions = (!c.metadata_keys.is_empty()).then(|| {
+        Partitions::new(
+            &c.metadata_keys,
+            c.metadata_cardinality_limit as usize,
+            c.send_batch_size,
+            c.send_batch_max_size,
+            c.timeout.get(),
+        )
+    });
     Ok(Box::new(BatchProcessor {
         batcher: Batcher::new(c.send_batch_size, c.send_batch_max_size, c.timeout.get()),
+        partitions,
     }))
 }
 
@@ -195,6 +298,18 @@ mod tests {
             }],
             ..Default::default()
         }])
+    }
+
+    #[test]
+    fn duplicate_metadata_keys_are_refused() {
+        let e =
+            validate(&serde_json::json!({"metadata_keys": ["x-tenant", "X-Tenant"]})).unwrap_err();
+        assert_eq!(e.path, vec!["metadata_keys", "1"]);
+        assert!(e.message.contains("duplicate"), "{}", e.message);
+        validate(
+            &serde_json::json!({"metadata_keys": ["x-tenant"], "metadata_cardinality_limit": 10}),
+        )
+        .unwrap();
     }
 
     #[test]

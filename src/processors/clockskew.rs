@@ -488,6 +488,11 @@ impl Processor for ClockSkew {
         self.buffer.next_deadline()
     }
 
+    /// What `process` returns may be traces of earlier requests (evicted or due).
+    fn keeps_context(&self) -> bool {
+        false
+    }
+
     fn on_deadline(&mut self, now: Instant) -> Vec<Batch> {
         self.last_now = Some(now);
         let mut out = Vec::new();

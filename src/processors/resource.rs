@@ -6,6 +6,11 @@
 //! the same keys and rules as the `attributes` processor's `actions` (see
 //! [`super::attributes::actions`]): insert, update, upsert, delete, hash, extract, convert.
 //!
+//! `from_context` (e.g. `metadata.x-tenant`) reads the client metadata of the request the
+//! data came from (the receiver's `include_metadata: true`; the processor placed before
+//! `batch`, or after one whose `metadata_keys` list the key, see [`crate::pipeline`]);
+//! without it such an action does nothing.
+//!
 //! A batch without a resource gets one only if an action adds an attribute. Bad config is a
 //! validation error naming `attributes.<i>.<field>`; at run time the processor cannot fail.
 
@@ -15,6 +20,7 @@ use serde_json::Value;
 use crate::components::{BuildContext, BuildError};
 use crate::config::{FieldError, parse_component};
 use crate::data::{Batch, Resource};
+use crate::pipeline::{ClientMetadata, Context};
 use crate::processors::attributes::actions::{ActionConfig, Actions};
 use crate::processors::{Processor, ProcessorError};
 
@@ -55,12 +61,12 @@ pub struct ResourceProcessor {
 }
 
 impl ResourceProcessor {
-    fn apply(&self, resource: &mut Option<Resource>) {
+    fn apply(&self, resource: &mut Option<Resource>, metadata: Option<&ClientMetadata>) {
         match resource {
-            Some(r) => self.actions.apply(&mut r.attributes),
+            Some(r) => self.actions.apply_in(&mut r.attributes, metadata),
             None => {
                 let mut attrs = Vec::new();
-                self.actions.apply(&mut attrs);
+                self.actions.apply_in(&mut attrs, metadata);
                 if !attrs.is_empty() {
                     *resource = Some(Resource {
                         attributes: attrs,
@@ -76,16 +82,30 @@ impl Processor for ResourceProcessor {
     fn process(
         &mut self,
         batch: Batch,
+        now: std::time::Instant,
+    ) -> Result<Vec<Batch>, ProcessorError> {
+        self.process_in(batch, &Context::EMPTY, now)
+    }
+
+    fn process_in(
+        &mut self,
+        batch: Batch,
+        ctx: &Context,
         _now: std::time::Instant,
     ) -> Result<Vec<Batch>, ProcessorError> {
+        let md = ctx.metadata();
         let mut batch = super::decoded(batch)?;
         match &mut batch {
             Batch::Raw(_) => {}
-            Batch::Traces(v) => v.iter_mut().for_each(|r| self.apply(&mut r.resource)),
-            Batch::Logs(v) => v.iter_mut().for_each(|r| self.apply(&mut r.resource)),
-            Batch::Metrics(v) => v.iter_mut().for_each(|r| self.apply(&mut r.resource)),
+            Batch::Traces(v) => v.iter_mut().for_each(|r| self.apply(&mut r.resource, md)),
+            Batch::Logs(v) => v.iter_mut().for_each(|r| self.apply(&mut r.resource, md)),
+            Batch::Metrics(v) => v.iter_mut().for_each(|r| self.apply(&mut r.resource, md)),
         }
         Ok(vec![batch])
+    }
+
+    fn reads_context(&self) -> bool {
+        self.actions.uses_context()
     }
 }
 
@@ -201,6 +221,43 @@ mod tests {
             .unwrap();
         let Batch::Traces(v) = &out[0] else { panic!() };
         assert!(v[0].resource.is_none());
+    }
+
+    #[test]
+    fn from_context_sets_resource_attributes_per_request() {
+        use crate::pipeline::{ClientMetadata, Context};
+        let config = json!({"attributes": [
+            {"key": "tenant", "from_context": "metadata.x-tenant", "action": "upsert"},
+        ]});
+        validate(&config).unwrap();
+        let mut p = build(&config, &ctx()).unwrap();
+        let batch = Batch::Logs(vec![ResourceLogs {
+            resource: resource(&[("service.name", "shop")]),
+            ..Default::default()
+        }]);
+        let acme = Context::new(Some(Arc::new(ClientMetadata::from_pairs([(
+            "X-Tenant", "acme",
+        )]))));
+        let tenant = |out: &[Batch]| match &out[0] {
+            Batch::Logs(v) => {
+                attr_str(&v[0].resource.as_ref().unwrap().attributes, "tenant").map(String::from)
+            }
+            _ => panic!("logs"),
+        };
+        let out = p.process_in(batch.clone(), &acme, Instant::now()).unwrap();
+        assert_eq!(tenant(&out).as_deref(), Some("acme"));
+        let out = p
+            .process_in(batch.clone(), &Context::EMPTY, Instant::now())
+            .unwrap();
+        assert_eq!(out, vec![batch.clone()], "no metadata: unchanged");
+        let out = p.process(batch.clone(), Instant::now()).unwrap();
+        assert_eq!(out, vec![batch]);
+        let e = validate(&json!({"attributes": [
+            {"key": "user", "from_context": "auth.subject", "action": "insert"},
+        ]}))
+        .unwrap_err();
+        assert_eq!(e.path, vec!["attributes", "0", "from_context"]);
+        assert!(e.message.contains("authenticator"), "{}", e.message);
     }
 
     #[test]

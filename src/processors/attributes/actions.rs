@@ -5,8 +5,9 @@
 //! Each action is `{key, action, value, from_attribute, pattern, converted_type}`; actions
 //! run in order. `action` is case-insensitive:
 //! - `insert` — set `key` if absent; `update` — set it if present; `upsert` — either. The
-//!   value is `value` (YAML scalar, list or map) or a copy of `from_attribute` (no-op when
-//!   that attribute is absent). Exactly one of the two is required.
+//!   value is `value` (YAML scalar, list or map), a copy of `from_attribute` (no-op when
+//!   that attribute is absent) or `from_context` (below). Exactly one of the three is
+//!   required.
 //! - `delete` — remove `key` and/or every key matching `pattern`.
 //! - `hash` — replace the value of `key` and/or of every key matching `pattern` by the
 //!   lower-case hex SHA-256 of its bytes (strings as UTF-8, ints and doubles as 8
@@ -18,9 +19,18 @@
 //! - `convert` — convert `key` to `converted_type` `int`, `double` or `string`; a value that
 //!   cannot be converted is left as is.
 //!
-//! `from_context` (request metadata such as `metadata.x-tenant`) is refused at validation:
-//! weft's batches do not carry the request's metadata. Regexes use Rust `regex` syntax,
-//! which agrees with Go's RE2 for everything RE2 accepts.
+//! `from_context` reads the request's client metadata (see [`crate::pipeline::context`]),
+//! as the Collector's `attraction` does: `metadata.<key>` is the value of request header /
+//! gRPC metadata `<key>` (case-insensitive); a name without a prefix is looked up in the
+//! metadata as well (the Collector's fallback). One value becomes a string attribute;
+//! several values of the key are joined with `;` into one string (the Collector's rule).
+//! When the request carries no such key — the receiver's `include_metadata` is off, the
+//! client did not send it, or the data comes after `batch` (see [`crate::pipeline`]; a
+//! `batch` with `metadata_keys` passes those keys on) — the action does nothing. `auth.<attr>` (authenticator data) and `client.address` are
+//! validation errors: weft has no authenticator extensions and does not record the
+//! client's address.
+//!
+//! Regexes use Rust `regex` syntax, which agrees with Go's RE2 for everything RE2 accepts.
 
 use regex::Regex;
 use serde::Deserialize;
@@ -29,6 +39,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{FieldError, suggest};
 use crate::data::{AnyValue, ArrayValue, KeyValue, KeyValueList, any_value, hex};
+use crate::pipeline::ClientMetadata;
 use crate::processors::ottl::Val;
 
 /// One action as written in the config.
@@ -61,6 +72,8 @@ pub(crate) enum Target {
 pub(crate) enum Source {
     Value(AnyValue),
     FromAttribute(String),
+    /// A client metadata key (without the `metadata.` prefix).
+    FromContext(String),
 }
 
 #[derive(Debug, Clone)]
@@ -143,14 +156,6 @@ impl Actions {
                     )
                 });
             }
-            if !a.from_context.is_empty() {
-                return Err(err(
-                    "from_context",
-                    "from_context is not supported: weft's batches do not carry the request's \
-                     metadata; use value or from_attribute"
-                        .into(),
-                ));
-            }
             let by_pattern = matches!(action.as_str(), "delete" | "hash");
             if a.key.is_empty() && (!by_pattern || a.pattern.is_empty()) {
                 let what = if by_pattern {
@@ -161,7 +166,16 @@ impl Actions {
                 return Err(err("key", format!("action {action} requires {what}")));
             }
             let sources = usize::from(a.value.as_ref().is_some_and(|v| !v.is_null()))
-                + usize::from(!a.from_attribute.is_empty());
+                + usize::from(!a.from_attribute.is_empty())
+                + usize::from(!a.from_context.is_empty());
+            // The source field named when an action that takes none has one.
+            let source_field = if !a.from_context.is_empty() {
+                "from_context"
+            } else if !a.from_attribute.is_empty() {
+                "from_attribute"
+            } else {
+                "value"
+            };
             let unused = |field: &str, set: bool| {
                 if set {
                     Err(err(field, format!("action {action} does not use {field}")))
@@ -178,12 +192,16 @@ impl Actions {
                         return Err(err(
                             "value",
                             format!(
-                                "action {action} needs exactly one of value and from_attribute"
+                                "action {action} needs exactly one of value, from_attribute \
+                                 and from_context"
                             ),
                         ));
                     }
                     let source = match &a.value {
                         Some(v) if !v.is_null() => Source::Value(json_to_any(v)),
+                        _ if !a.from_context.is_empty() => Source::FromContext(
+                            context_key(&a.from_context).map_err(|m| err("from_context", m))?,
+                        ),
                         _ => Source::FromAttribute(a.from_attribute.clone()),
                     };
                     match action.as_str() {
@@ -193,7 +211,7 @@ impl Actions {
                     }
                 }
                 "delete" | "hash" => {
-                    unused("value", sources > 0)?;
+                    unused(source_field, sources > 0)?;
                     unused("converted_type", !a.converted_type.is_empty())?;
                     let re = (!a.pattern.is_empty())
                         .then(|| regex(&a.pattern, i))
@@ -206,7 +224,7 @@ impl Actions {
                     }
                 }
                 "extract" => {
-                    unused("value", sources > 0)?;
+                    unused(source_field, sources > 0)?;
                     unused("converted_type", !a.converted_type.is_empty())?;
                     if a.pattern.is_empty() {
                         return Err(err("pattern", "action extract requires pattern".into()));
@@ -226,7 +244,7 @@ impl Actions {
                     Action::Extract(key, re, names)
                 }
                 _ => {
-                    unused("value", sources > 0)?;
+                    unused(source_field, sources > 0)?;
                     unused("pattern", !a.pattern.is_empty())?;
                     let to = match a.converted_type.as_str() {
                         "int" => Target::Int,
@@ -261,12 +279,31 @@ impl Actions {
         &self.0
     }
 
-    /// Applies every action, in order, to one attribute list.
+    /// Whether an action reads the request's context (`from_context`).
+    pub fn uses_context(&self) -> bool {
+        self.0.iter().any(|a| {
+            matches!(
+                a,
+                Action::Insert(_, Source::FromContext(_))
+                    | Action::Update(_, Source::FromContext(_))
+                    | Action::Upsert(_, Source::FromContext(_))
+            )
+        })
+    }
+
+    /// Applies every action, in order, to one attribute list (no request context: a
+    /// `from_context` action does nothing).
     pub fn apply(&self, attrs: &mut Vec<KeyValue>) {
+        self.apply_in(attrs, None)
+    }
+
+    /// Applies every action, in order, to one attribute list of a request whose client
+    /// metadata is `metadata`.
+    pub fn apply_in(&self, attrs: &mut Vec<KeyValue>, metadata: Option<&ClientMetadata>) {
         for a in &self.0 {
             match a {
                 Action::Insert(key, source) => {
-                    if let Some(v) = resolve(source, attrs)
+                    if let Some(v) = resolve(source, attrs, metadata)
                         && !attrs.iter().any(|kv| kv.key == *key)
                     {
                         attrs.push(KeyValue {
@@ -277,14 +314,14 @@ impl Actions {
                     }
                 }
                 Action::Update(key, source) => {
-                    if let Some(v) = resolve(source, attrs)
+                    if let Some(v) = resolve(source, attrs, metadata)
                         && let Some(kv) = attrs.iter_mut().find(|kv| kv.key == *key)
                     {
                         kv.value = Some(v);
                     }
                 }
                 Action::Upsert(key, source) => {
-                    if let Some(v) = resolve(source, attrs) {
+                    if let Some(v) = resolve(source, attrs, metadata) {
                         set(attrs, key, v);
                     }
                 }
@@ -309,14 +346,55 @@ fn selected(k: &str, key: &Option<String>, re: &Option<Regex>) -> bool {
     key.as_deref() == Some(k) || re.as_ref().is_some_and(|re| re.is_match(k))
 }
 
-fn resolve(source: &Source, attrs: &[KeyValue]) -> Option<AnyValue> {
+fn resolve(
+    source: &Source,
+    attrs: &[KeyValue],
+    metadata: Option<&ClientMetadata>,
+) -> Option<AnyValue> {
     match source {
         Source::Value(v) => Some(v.clone()),
         Source::FromAttribute(k) => attrs
             .iter()
             .find(|kv| kv.key == *k)
             .map(|kv| kv.value.clone().unwrap_or_default()),
+        Source::FromContext(k) => context_value(metadata?, k),
     }
+}
+
+/// The metadata key a `from_context` names, or why weft cannot serve it.
+fn context_key(from: &str) -> Result<String, String> {
+    if let Some(rest) = from.strip_prefix("auth.") {
+        return Err(format!(
+            "from_context {from:?} reads authenticator data ({rest:?}), but weft has no \
+             authenticator extensions; use metadata.<header> to read a request header"
+        ));
+    }
+    if from == "client.address" {
+        return Err(
+            "from_context \"client.address\" is not supported: weft does not record the \
+             client's address; use metadata.<header> (e.g. metadata.x-forwarded-for)"
+                .into(),
+        );
+    }
+    // A name without a prefix is a metadata key too (the Collector's fallback).
+    let key = from.strip_prefix("metadata.").unwrap_or(from);
+    if key.is_empty() {
+        return Err(format!("from_context {from:?} names no metadata key"));
+    }
+    // Lower-case once here: the lookup per item then never allocates.
+    Ok(key.to_ascii_lowercase())
+}
+
+/// The attribute value of metadata key `key`: one value as it is, several joined with `;`
+/// (the Collector's rule); `None` when the request did not carry the key.
+pub(crate) fn context_value(metadata: &ClientMetadata, key: &str) -> Option<AnyValue> {
+    let text = match metadata.get(key)? {
+        [one] => one.clone(),
+        many => many.join(";"),
+    };
+    Some(AnyValue {
+        value: Some(any_value::Value::StringValue(text)),
+    })
 }
 
 fn set(attrs: &mut Vec<KeyValue>, key: &str, v: AnyValue) {

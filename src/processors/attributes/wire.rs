@@ -13,7 +13,8 @@
 //!
 //! Which configs take it (otherwise [`Processor::accepts_raw`] is false and the pipeline
 //! decodes as before): traces and logs pipelines whose actions are `insert`, `update`,
-//! `upsert` (with `value` or `from_attribute`), `delete` and `hash` (with `key` and/or
+//! `upsert` (with `value`, `from_attribute` or `from_context`: the request's value is
+//! encoded once per request), `delete` and `hash` (with `key` and/or
 //! `pattern`), with `include` / `exclude` on `services`, `span_names`, `span_kinds`,
 //! `attributes`, `resources`, `libraries`, `log_severity_texts`, `log_severity_number`
 //! (strict or regexp). Not: `extract`, `convert`, `log_bodies` and every metrics pipeline.
@@ -47,6 +48,7 @@ use super::wire_item::{Editor, compile};
 use super::wire_read::{FieldValue, Fields, Stop};
 use crate::admin::{Counter, Telemetry};
 use crate::data::{InstrumentationScope, LogRecord, RawBatch, Resource, Signal, Span};
+use crate::pipeline::ClientMetadata;
 #[cfg(doc)]
 use crate::processors::Processor;
 
@@ -64,10 +66,14 @@ pub(super) struct Env<'a> {
     pub actions: &'a Actions,
     pub include: Option<&'a Matcher>,
     pub exclude: Option<&'a Matcher>,
+    /// The client metadata of the request being processed (`from_context`).
+    pub metadata: Option<&'a ClientMetadata>,
 }
 
 pub(super) struct WirePath {
     editor: Editor,
+    /// An action is `from_context`: its value is bound per request.
+    binds_context: bool,
     needs_resource: bool,
     needs_scope: bool,
     id: String,
@@ -92,6 +98,7 @@ impl WirePath {
         let actions = compile(env.actions)?;
         Some(WirePath {
             editor: Editor::new(signal, actions),
+            binds_context: env.actions.uses_context(),
             needs_resource: matchers.iter().flatten().any(|m| m.needs_resource()),
             needs_scope: matchers.iter().flatten().any(|m| m.needs_scope()),
             id: id.to_string(),
@@ -110,8 +117,12 @@ impl WirePath {
         self.editor.signal
     }
 
-    /// Runs the actions on every request of `raw`.
+    /// Runs the actions on every request of `raw` (all of them from the client whose
+    /// metadata `env` carries).
     pub(super) fn process(&mut self, env: &Env<'_>, raw: &RawBatch, now: Instant) -> RawBatch {
+        if self.binds_context {
+            self.editor.bind_context(env.metadata);
+        }
         let mut out = RawBatch::empty(raw.signal());
         let mut bad = 0;
         for (bytes, items, resources) in raw.parts() {
@@ -298,7 +309,7 @@ fn fallback(
             if !selected(&|m| m.matches_span_item(&span)) {
                 return Ok(false);
             }
-            env.actions.apply(&mut span.attributes);
+            env.actions.apply_in(&mut span.attributes, env.metadata);
             out.push(0x12);
             encode_varint(span.encoded_len() as u64, out);
             span.encode_raw(out);
@@ -308,7 +319,7 @@ fn fallback(
             if !selected(&|m| m.matches_log_item(&log)) {
                 return Ok(false);
             }
-            env.actions.apply(&mut log.attributes);
+            env.actions.apply_in(&mut log.attributes, env.metadata);
             out.push(0x12);
             encode_varint(log.encoded_len() as u64, out);
             log.encode_raw(out);
@@ -356,6 +367,9 @@ fn close(out: &mut Vec<u8>, (at, w): (usize, usize)) {
 #[cfg(test)]
 #[path = "wire_tests.rs"]
 mod tests;
+#[cfg(test)]
+#[path = "wire_tests_context.rs"]
+mod tests_context;
 #[cfg(test)]
 #[path = "wire_tests_units.rs"]
 mod tests_units;

@@ -7,12 +7,13 @@ use prost::Message;
 use prost::encoding::{encode_varint, encoded_len_varint};
 use regex::Regex;
 
-use super::actions::{Action, Actions, Source};
+use super::actions::{Action, Actions, Source, context_value};
 use super::matching::{Matcher, kind_name};
 use super::wire_read::{
     FieldValue, Fields, Res, Stop, decode_any, decoded_scalar, digest, scalar, utf8, value_match,
 };
 use crate::data::Signal;
+use crate::pipeline::ClientMetadata;
 
 /// One attribute entry (`KeyValue`) of an item; offsets in the item's bytes.
 #[derive(Clone, Copy, Debug, Default)]
@@ -96,9 +97,12 @@ pub(super) enum WireAction {
     Set {
         mode: Mode,
         key: String,
-        /// The configured value, encoded (`None`: `from_attribute`).
+        /// The configured value, encoded (`None`: `from_attribute`); for `from_context`,
+        /// the current request's value (`None`: the request does not carry the key).
         value: Option<Vec<u8>>,
         from: String,
+        /// The metadata key of `from_context`.
+        context: Option<String>,
     },
     Delete(Option<String>, Option<Regex>),
     Hash(Option<String>, Option<Regex>),
@@ -108,15 +112,17 @@ pub(super) enum WireAction {
 /// (`extract`, `convert`).
 pub(super) fn compile(actions: &Actions) -> Option<Vec<WireAction>> {
     let set = |mode, key: &String, source: &Source| {
-        let (value, from) = match source {
-            Source::Value(v) => (Some(v.encode_to_vec()), String::new()),
-            Source::FromAttribute(k) => (None, k.clone()),
+        let (value, from, context) = match source {
+            Source::Value(v) => (Some(v.encode_to_vec()), String::new(), None),
+            Source::FromAttribute(k) => (None, k.clone(), None),
+            Source::FromContext(k) => (None, String::new(), Some(k.clone())),
         };
         WireAction::Set {
             mode,
             key: key.clone(),
             value,
             from,
+            context,
         }
     };
     actions
@@ -194,6 +200,23 @@ impl Editor {
             signal,
             actions,
             scratch: Scratch::default(),
+        }
+    }
+
+    /// Sets the values of the `from_context` actions for the next request (whose client
+    /// metadata is `metadata`). Allocates only when such actions exist.
+    pub(super) fn bind_context(&mut self, metadata: Option<&ClientMetadata>) {
+        for a in &mut self.actions {
+            if let WireAction::Set {
+                value,
+                context: Some(key),
+                ..
+            } = a
+            {
+                *value = metadata
+                    .and_then(|m| context_value(m, key))
+                    .map(|v| v.encode_to_vec());
+            }
         }
     }
 
@@ -382,9 +405,12 @@ impl Editor {
                     key,
                     value,
                     from,
+                    context,
                 } => {
                     let v = match value {
                         Some(_) => Src::Value(ai),
+                        // The request does not carry the metadata key: nothing to do.
+                        None if context.is_some() => continue,
                         None => match self.find(item, from.as_bytes()) {
                             Some(j) => self.scratch.list[j].value.unwrap_or(Src::Empty),
                             None => continue,

@@ -190,7 +190,7 @@ pub(super) fn random_traces(rng: &mut Rng) -> Batch {
     )
 }
 
-fn random_logs(rng: &mut Rng) -> Batch {
+pub(super) fn random_logs(rng: &mut Rng) -> Batch {
     Batch::Logs(
         (0..rng.usize(1..4))
             .map(|_| ResourceLogs {

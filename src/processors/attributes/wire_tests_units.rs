@@ -211,7 +211,7 @@ fn length_prefixes_that_change_width_are_rewritten() {
 }
 
 /// A request with one resource, one scope and these encoded spans.
-fn request(spans: &[Vec<u8>]) -> Vec<u8> {
+pub(super) fn request(spans: &[Vec<u8>]) -> Vec<u8> {
     fn field(out: &mut Vec<u8>, tag: u8, body: &[u8]) {
         out.push(tag);
         encode_varint(body.len() as u64, out);
@@ -229,7 +229,7 @@ fn request(spans: &[Vec<u8>]) -> Vec<u8> {
 }
 
 /// A span with `extra` appended as raw attribute field bytes (field 9).
-fn span_with_raw_attribute(extra: &[u8]) -> Vec<u8> {
+pub(super) fn span_with_raw_attribute(extra: &[u8]) -> Vec<u8> {
     let mut s = span(&[("a", "1")]).encode_to_vec();
     s.push(0x4a);
     encode_varint(extra.len() as u64, &mut s);

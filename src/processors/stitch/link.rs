@@ -174,6 +174,11 @@ impl Processor for LinkTraces {
         }
     }
 
+    /// What `process` returns may be data held from earlier requests.
+    fn keeps_context(&self) -> bool {
+        false
+    }
+
     fn next_deadline(&self) -> Option<Instant> {
         self.order.front().map(|(at, _)| *at + self.base.window)
     }

@@ -191,6 +191,11 @@ impl Processor for StitchLogs {
         }
     }
 
+    /// What `process` returns may be data held from earlier requests.
+    fn keeps_context(&self) -> bool {
+        false
+    }
+
     fn next_deadline(&self) -> Option<Instant> {
         let (at, _) = self.order.front()?;
         let expiry = *at + self.base.window;

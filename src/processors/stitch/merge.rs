@@ -421,6 +421,11 @@ impl Processor for MergeTraces {
         }
     }
 
+    /// What `process` returns may be data held from earlier requests.
+    fn keeps_context(&self) -> bool {
+        false
+    }
+
     fn next_deadline(&self) -> Option<Instant> {
         self.order
             .front()

@@ -10,6 +10,7 @@
 //! receiver itself.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -24,21 +25,25 @@ use super::{GrpcConfig, ReceiverCounters};
 use crate::components::BuildError;
 use crate::data::{Batch, Signal};
 use crate::exporters::BoxFuture;
-use crate::pipeline::Consumers;
 use crate::pipeline::build::BoundAddrs;
+use crate::pipeline::{ClientMetadata, Consumers};
 
 #[derive(Clone)]
 struct Svc {
     consumers: Consumers,
     counters: ReceiverCounters,
+    include_metadata: bool,
 }
 
+/// The request's client metadata (`include_metadata`), captured before the body is read.
+type Metadata = Option<Arc<ClientMetadata>>;
+
 impl Svc {
-    async fn accept(&self, batch: Batch) -> Result<(), tonic::Status> {
+    async fn accept(&self, batch: Batch, metadata: Metadata) -> Result<(), tonic::Status> {
         let signal = batch.signal();
         let n = batch.item_count() as u64;
         let c = self.counters.get(signal);
-        match self.consumers.consume(batch).await {
+        match self.consumers.consume_with(batch, metadata).await {
             Ok(()) => {
                 c.accepted.add(n);
                 Ok(())
@@ -50,13 +55,18 @@ impl Svc {
         }
     }
 
-    async fn export(&self, signal: Signal, body: Bytes) -> Result<Vec<Bytes>, tonic::Status> {
+    async fn export(
+        &self,
+        signal: Signal,
+        body: Bytes,
+        metadata: Metadata,
+    ) -> Result<Vec<Bytes>, tonic::Status> {
         let raw = self.consumers.accepts_raw(signal);
         let batch = codec::accept_proto(signal, body, raw).map_err(|e| {
             tracing::debug!(signal = %signal, "rejected OTLP/gRPC request: {e}");
             grpc_status(&e)
         })?;
-        self.accept(batch).await?;
+        self.accept(batch, metadata).await?;
         // An empty Export*ServiceResponse (no partial_success) encodes to zero bytes.
         Ok(Vec::new())
     }
@@ -80,15 +90,15 @@ impl NamedService for ExportService<3> {
 }
 
 /// The unary handler tonic calls with the decompressed body.
-struct Unary(Svc, Signal);
+struct Unary(Svc, Signal, Metadata);
 
 impl tonic::server::UnaryService<Bytes> for Unary {
     type Response = Vec<Bytes>;
     type Future = BoxFuture<'static, Result<tonic::Response<Vec<Bytes>>, tonic::Status>>;
     fn call(&mut self, req: tonic::Request<Bytes>) -> Self::Future {
-        let (svc, signal) = (self.0.clone(), self.1);
+        let (svc, signal, metadata) = (self.0.clone(), self.1, self.2.take());
         Box::pin(async move {
-            svc.export(signal, req.into_inner())
+            svc.export(signal, req.into_inner(), metadata)
                 .await
                 .map(tonic::Response::new)
         })
@@ -116,6 +126,9 @@ where
             if req.uri().path().rsplit('/').next() != Some("Export") {
                 return Ok(tonic::Status::unimplemented("unknown method").into_http());
             }
+            let metadata = svc
+                .include_metadata
+                .then(|| Arc::new(super::metadata::from_grpc(req.headers())));
             let identity = req
                 .headers()
                 .get("grpc-encoding")
@@ -123,7 +136,7 @@ where
             if identity {
                 // Uncompressed: read into one exact buffer (see `grpc_body`).
                 let r = match super::grpc_body::read_message(req.into_body(), limit).await {
-                    Ok(msg) => svc.export(signal, msg).await,
+                    Ok(msg) => svc.export(signal, msg, metadata).await,
                     Err(st) => Err(st),
                 };
                 return Ok(match r {
@@ -138,7 +151,7 @@ where
             if signal == Signal::Traces {
                 grpc = grpc.send_compressed(CompressionEncoding::Gzip);
             }
-            Ok(grpc.unary(Unary(svc, signal), req).await)
+            Ok(grpc.unary(Unary(svc, signal, metadata), req).await)
         })
     }
 }
@@ -168,6 +181,7 @@ pub async fn serve(
     let svc = Svc {
         consumers,
         counters,
+        include_metadata: cfg.include_metadata,
     };
     let mut builder = Server::builder();
     if let Some(tls) = &cfg.tls {

@@ -35,6 +35,7 @@ struct AppState {
     consumers: Consumers,
     counters: ReceiverCounters,
     limit: u64,
+    include_metadata: bool,
 }
 
 fn success(signal: Signal, enc: Encoding) -> Response {
@@ -142,7 +143,10 @@ async fn handle(state: &AppState, signal: Signal, headers: &HeaderMap, body: Byt
         };
         let n = batch.item_count() as u64;
         let c = state.counters.get(signal);
-        match state.consumers.consume(batch).await {
+        let metadata = state
+            .include_metadata
+            .then(|| std::sync::Arc::new(super::metadata::from_http(headers)));
+        match state.consumers.consume_with(batch, metadata).await {
             Ok(()) => {
                 c.accepted.add(n);
                 Ok(())
@@ -196,6 +200,7 @@ pub async fn serve(
         consumers,
         counters,
         limit: cfg.max_request_body_size,
+        include_metadata: cfg.include_metadata,
     };
     let cors = match &cfg.cors {
         Some(c) => {

@@ -3,13 +3,18 @@
 //!
 //! Config (the Collector's keys): `protocols.grpc`: `endpoint` (localhost:4317),
 //! `max_recv_msg_size_mib` (4), `tls` (`cert_file`, `key_file`, `client_ca_file`),
-//! `include_metadata`; `protocols.http`: `endpoint` (localhost:4318), `traces_url_path`,
-//! `logs_url_path`, `metrics_url_path`, `max_request_body_size` (20 MiB, bytes), `tls`
-//! (`cert_file`, `key_file`, `client_ca_file`), `include_metadata` (accepted; weft does not
-//! attach client metadata to batches yet) and `cors` (`allowed_origins`, `allowed_headers`,
-//! `max_age`; off unless `allowed_origins` is non-empty; preflights answered 204, every
-//! answer to an allowed origin carries `Access-Control-Allow-Origin`, errors included: see
-//! [`cors`]). A protocol is served only when its key is present.
+//! `include_metadata` (false); `protocols.http`: `endpoint` (localhost:4318),
+//! `traces_url_path`, `logs_url_path`, `metrics_url_path`, `max_request_body_size` (20 MiB,
+//! bytes), `tls` (`cert_file`, `key_file`, `client_ca_file`), `include_metadata` (false)
+//! and `cors` (`allowed_origins`, `allowed_headers`, `max_age`; off unless
+//! `allowed_origins` is non-empty; preflights answered 204, every answer to an allowed
+//! origin carries `Access-Control-Allow-Origin`, errors included: see [`cors`]). A
+//! protocol is served only when its key is present.
+//!
+//! `include_metadata: true` attaches each request's headers / gRPC metadata to its data as
+//! client metadata (see [`metadata`] for what is kept, [`crate::pipeline::context`] for
+//! how it travels), for the `attributes` and `resource` processors' `from_context`. When
+//! false (the default) nothing is captured.
 //!
 //! Bad input never takes the process down: malformed data → HTTP 400 / gRPC
 //! INVALID_ARGUMENT; too large → 413 / RESOURCE_EXHAUSTED; unsupported content type → 415;
@@ -21,6 +26,7 @@ pub mod cors;
 pub mod grpc;
 pub mod grpc_body;
 pub mod http;
+pub mod metadata;
 pub mod readbuf;
 
 use serde::Deserialize;

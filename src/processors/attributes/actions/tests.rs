@@ -185,9 +185,29 @@ fn config_errors_name_the_field() {
             "exactly one",
         ),
         (
-            json!([{"key": "a", "action": "insert", "from_context": "metadata.x"}]),
+            json!([{"key": "a", "action": "insert", "from_context": "auth.subject"}]),
             "from_context",
-            "not supported",
+            "no authenticator extensions",
+        ),
+        (
+            json!([{"key": "a", "action": "insert", "from_context": "client.address"}]),
+            "from_context",
+            "client's address",
+        ),
+        (
+            json!([{"key": "a", "action": "insert", "from_context": "metadata."}]),
+            "from_context",
+            "names no metadata key",
+        ),
+        (
+            json!([{"key": "a", "action": "upsert", "value": 1, "from_context": "metadata.x"}]),
+            "value",
+            "exactly one of value, from_attribute and from_context",
+        ),
+        (
+            json!([{"key": "a", "action": "delete", "from_context": "metadata.x"}]),
+            "from_context",
+            "does not use",
         ),
         (
             json!([{"key": "a", "action": "delete", "pattern": "("}]),
@@ -222,4 +242,45 @@ fn config_errors_name_the_field() {
     }
     let e = compile(json!([{"key": "a", "action": "upsrt", "value": 1}])).unwrap_err();
     assert_eq!(e.suggestion.as_deref(), Some("upsert"));
+}
+
+#[test]
+fn from_context_reads_the_request_metadata() {
+    use crate::pipeline::ClientMetadata;
+    let actions = compile(json!([
+        {"key": "tenant", "from_context": "metadata.X-Tenant", "action": "insert"},
+        {"key": "team", "from_context": "x-team", "action": "upsert"},
+        {"key": "env", "from_context": "metadata.x-env", "action": "update"},
+        {"key": "none", "from_context": "metadata.x-none", "action": "upsert"},
+    ]))
+    .unwrap();
+    assert!(actions.uses_context());
+    let md = ClientMetadata::from_pairs([
+        ("x-tenant", "acme"),
+        ("X-Team", "blue"),
+        ("x-team", "green"),
+        ("x-env", "prod"),
+    ]);
+    let mut attrs = Vec::new();
+    actions.apply_in(&mut attrs, Some(&md));
+    let got: Vec<_> = attrs.iter().map(|kv| kv.key.as_str()).collect();
+    assert_eq!(
+        got,
+        ["tenant", "team"],
+        "update needs the key, x-none is absent"
+    );
+    assert_eq!(crate::data::attr_str(&attrs, "tenant"), Some("acme"));
+    // Several values become one string joined with ";", as the Collector does.
+    assert_eq!(crate::data::attr_str(&attrs, "team"), Some("blue;green"));
+
+    let mut none = Vec::new();
+    actions.apply_in(&mut none, None);
+    actions.apply(&mut none);
+    assert!(
+        none.is_empty(),
+        "no metadata: every from_context action does nothing"
+    );
+
+    let plain = compile(json!([{"key": "a", "value": 1, "action": "insert"}])).unwrap();
+    assert!(!plain.uses_context());
 }
