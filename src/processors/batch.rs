@@ -290,7 +290,8 @@ mod tests {
     use super::*;
     use crate::data::{LogRecord, ResourceLogs, ScopeLogs};
 
-    fn logs(n: usize) -> Batch {
+    /// A logs batch of `n` empty records (also used by `partition`'s tests).
+    pub(super) fn logs(n: usize) -> Batch {
         Batch::Logs(vec![ResourceLogs {
             scope_logs: vec![ScopeLogs {
                 log_records: (0..n).map(|_| LogRecord::default()).collect(),

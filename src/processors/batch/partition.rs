@@ -124,17 +124,8 @@ impl Partitions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{LogRecord, ResourceLogs, ScopeLogs};
 
-    fn logs(n: usize) -> Batch {
-        Batch::Logs(vec![ResourceLogs {
-            scope_logs: vec![ScopeLogs {
-                log_records: (0..n).map(|_| LogRecord::default()).collect(),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }])
-    }
+    use super::super::tests::logs;
 
     fn client(pairs: &[(&str, &str)]) -> Context {
         Context::new(Some(Arc::new(ClientMetadata::from_pairs(
