@@ -11,29 +11,19 @@ use std::time::Duration;
 
 use support::otlp_sink::Sink;
 use support::samples::traces;
-use support::weft::{Running, config, start};
+use support::weft::{Running, config, grpc_export, start};
 use weft::data::*;
 
 /// Sends `body` as the trace Export request over gRPC with `x-tenant` metadata.
 async fn grpc_with_tenant(endpoint: String, body: Vec<u8>, tenant: &str, gzip: bool) {
-    use weft::receivers::otlp::codec::RawCodec;
-    let ch = tonic::transport::Channel::from_shared(endpoint)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut grpc = tonic::client::Grpc::new(ch);
-    if gzip {
-        grpc = grpc.send_compressed(tonic::codec::CompressionEncoding::Gzip);
-    }
-    grpc.ready().await.unwrap();
-    let path = http::uri::PathAndQuery::from_static(
-        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-    );
-    let mut req = tonic::Request::new(body);
-    req.metadata_mut()
-        .insert("x-tenant", tenant.parse().unwrap());
-    grpc.unary(req, path, RawCodec).await.unwrap();
+    grpc_export(
+        endpoint,
+        Signal::Traces,
+        body,
+        &[("x-tenant", tenant)],
+        gzip,
+    )
+    .await;
 }
 
 /// POSTs `body` as OTLP/HTTP protobuf with an `X-Tenant` header; returns the status.

@@ -188,3 +188,38 @@ pub async fn post(base: &str, b: &weft::data::Batch) -> u16 {
         .status()
         .as_u16()
 }
+
+/// Calls `Export` of `signal`'s OTLP gRPC service at `endpoint` with the serialized
+/// request `body` and the given request metadata, optionally gzip-compressed; panics
+/// unless the answer is OK.
+pub async fn grpc_export(
+    endpoint: String,
+    signal: weft::data::Signal,
+    body: Vec<u8>,
+    metadata: &[(&'static str, &str)],
+    gzip: bool,
+) {
+    use weft::receivers::otlp::codec::RawCodec;
+    let ch = tonic::transport::Channel::from_shared(endpoint)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(ch);
+    if gzip {
+        grpc = grpc.send_compressed(tonic::codec::CompressionEncoding::Gzip);
+    }
+    grpc.ready().await.unwrap();
+    let path = http::uri::PathAndQuery::from_static(match signal {
+        weft::data::Signal::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        weft::data::Signal::Logs => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+        weft::data::Signal::Metrics => {
+            "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+        }
+    });
+    let mut req = tonic::Request::new(body);
+    for (k, v) in metadata {
+        req.metadata_mut().insert(*k, v.parse().unwrap());
+    }
+    grpc.unary(req, path, RawCodec).await.unwrap();
+}
