@@ -28,7 +28,7 @@ pub struct WireKv<'a> {
 
 /// The text of a string field, or `Malformed` if it is not UTF-8.
 #[inline]
-fn utf8(b: &[u8]) -> Result<&str, Malformed> {
+pub(crate) fn utf8(b: &[u8]) -> Result<&str, Malformed> {
     std::str::from_utf8(b).map_err(|_| Malformed)
 }
 

@@ -21,7 +21,7 @@ use std::borrow::Cow;
 use prost::Message;
 
 use super::view::{Attrs, Field, LogView, Malformed, Rd};
-use super::view_check::{WireKv, read_log};
+use super::view_check::{WireKv, read_log, utf8};
 use super::{Batch, InstrumentationScope, LogRecord, Resource, ResourceLogs, ScopeLogs};
 
 /// The resources of a logs batch (nothing for other signals).
@@ -252,10 +252,6 @@ impl<'a> ResourceView<'a> {
                 ),
             }))
     }
-}
-
-fn utf8(b: &[u8]) -> Result<&str, Malformed> {
-    std::str::from_utf8(b).map_err(|_| Malformed)
 }
 
 /// Checks a `ScopeLogs` message, reading its records into the arena, and decodes its
