@@ -61,20 +61,7 @@ fn spans(n: usize, first: u64, service: &str) -> Batch {
 
 /// Sends bytes as the trace Export request over gRPC.
 async fn grpc_raw(endpoint: String, body: Vec<u8>) -> Result<(), tonic::Status> {
-    use weft::receivers::otlp::codec::RawCodec;
-    let ch = tonic::transport::Channel::from_shared(endpoint)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut grpc = tonic::client::Grpc::new(ch);
-    grpc.ready().await.unwrap();
-    let path = http::uri::PathAndQuery::from_static(
-        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-    );
-    grpc.unary(tonic::Request::new(body), path, RawCodec)
-        .await
-        .map(|_| ())
+    support::weft::grpc_export(endpoint, Signal::Traces, body, &[], false).await
 }
 
 async fn http_proto(base: &str, body: Vec<u8>) -> u16 {

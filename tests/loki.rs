@@ -660,7 +660,8 @@ async fn the_shipped_multitenant_pipeline_puts_each_client_in_its_tenant() {
         &[("x-scope-orgid", "globex")],
         false,
     )
-    .await;
+    .await
+    .unwrap();
     // Wait for delivery (the pipeline batches for up to 1 s; bounded, no timing asserted).
     for _ in 0..1000 {
         if loki.entry_count() == 4 {

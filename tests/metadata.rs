@@ -23,7 +23,8 @@ async fn grpc_with_tenant(endpoint: String, body: Vec<u8>, tenant: &str, gzip: b
         &[("x-tenant", tenant)],
         gzip,
     )
-    .await;
+    .await
+    .unwrap();
 }
 
 /// POSTs `body` as OTLP/HTTP protobuf with an `X-Tenant` header; returns the status.

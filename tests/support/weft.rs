@@ -190,15 +190,15 @@ pub async fn post(base: &str, b: &weft::data::Batch) -> u16 {
 }
 
 /// Calls `Export` of `signal`'s OTLP gRPC service at `endpoint` with the serialized
-/// request `body` and the given request metadata, optionally gzip-compressed; panics
-/// unless the answer is OK.
+/// request `body` and the given request metadata, optionally gzip-compressed; returns the
+/// answer's status.
 pub async fn grpc_export(
     endpoint: String,
     signal: weft::data::Signal,
     body: Vec<u8>,
     metadata: &[(&'static str, &str)],
     gzip: bool,
-) {
+) -> Result<(), tonic::Status> {
     use weft::receivers::otlp::codec::RawCodec;
     let ch = tonic::transport::Channel::from_shared(endpoint)
         .unwrap()
@@ -221,5 +221,5 @@ pub async fn grpc_export(
     for (k, v) in metadata {
         req.metadata_mut().insert(*k, v.parse().unwrap());
     }
-    grpc.unary(req, path, RawCodec).await.unwrap();
+    grpc.unary(req, path, RawCodec).await.map(|_| ())
 }
