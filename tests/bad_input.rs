@@ -10,7 +10,7 @@ use std::time::Duration;
 use prost::Message;
 
 use support::otlp_sink::Sink;
-use support::weft::{config, start};
+use support::weft::{forward_to, start};
 use weft::data::*;
 
 fn one_span(trace_id: Vec<u8>) -> Batch {
@@ -31,18 +31,7 @@ fn one_span(trace_id: Vec<u8>) -> Batch {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_bad_input_gets_the_right_status_and_good_input_still_works() {
     let sink = Sink::start().await;
-    let yaml = config(
-        "",
-        &format!(
-            "  otlp:\n    endpoint: {}\n    tls:\n      insecure: true\n",
-            sink.endpoint()
-        ),
-        "    traces:\n      receivers: [otlp]\n      exporters: [otlp]\n",
-    )
-    .replace(
-        "        endpoint: 127.0.0.1:0\nprocessors",
-        "        endpoint: 127.0.0.1:0\n        max_request_body_size: 100000\nprocessors",
-    );
+    let yaml = forward_to(&sink.endpoint(), "        max_request_body_size: 100000\n");
     let weft = start(&yaml).await;
     let url = format!("{}/v1/traces", weft.http());
     let c = reqwest::Client::new();
@@ -186,14 +175,7 @@ async fn grpc_bad_input_is_invalid_argument() {
         ExportTraceServiceRequest, trace_service_client::TraceServiceClient,
     };
     let sink = Sink::start().await;
-    let yaml = config(
-        "",
-        &format!(
-            "  otlp:\n    endpoint: {}\n    tls:\n      insecure: true\n",
-            sink.endpoint()
-        ),
-        "    traces:\n      receivers: [otlp]\n      exporters: [otlp]\n",
-    );
+    let yaml = forward_to(&sink.endpoint(), "");
     let weft = start(&yaml).await;
     let ch = tonic::transport::Channel::from_shared(weft.grpc())
         .unwrap()

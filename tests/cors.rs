@@ -13,7 +13,7 @@ use reqwest::header::HeaderMap;
 use reqwest::{Client, Method, Response};
 
 use support::otlp_sink::Sink;
-use support::weft::{Running, config, start};
+use support::weft::{Running, forward_to, start};
 use weft::data::*;
 
 const SHOP: &str = "https://shop.example.com";
@@ -37,21 +37,8 @@ fn one_span() -> Vec<u8> {
 /// weft with a traces pipeline into a stand-in OTLP backend; `http_extra` is appended
 /// (indented) to the receiver's `protocols.http` block.
 async fn weft_with(sink: &Sink, http_extra: &str) -> Running {
-    let yaml = config(
-        "",
-        &format!(
-            "  otlp:\n    endpoint: {}\n    tls:\n      insecure: true\n",
-            sink.endpoint()
-        ),
-        "    traces:\n      receivers: [otlp]\n      exporters: [otlp]\n",
-    )
-    .replace(
-        "        endpoint: 127.0.0.1:0\nprocessors",
-        &format!(
-            "        endpoint: 127.0.0.1:0\n        max_request_body_size: 100000\n{http_extra}processors"
-        ),
-    );
-    start(&yaml).await
+    let extra = format!("        max_request_body_size: 100000\n{http_extra}");
+    start(&forward_to(&sink.endpoint(), &extra)).await
 }
 
 async fn preflight(base: &str, path: &str, origin: &str, method: &str, headers: &str) -> Response {

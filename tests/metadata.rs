@@ -76,26 +76,24 @@ async fn weft(processors: &str, chain: &str, sink: &Sink, include_metadata: bool
 
 /// Tenant of every span the sink got, by trace id's first byte group (the sample number).
 fn span_tenants(sink: &Sink) -> Vec<(u64, Option<String>)> {
-    let mut out = Vec::new();
-    for b in sink.batches() {
-        let Batch::Traces(v) = b else { continue };
-        for s in v.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans) {
+    let resources = sink.resource_spans();
+    let mut out: Vec<_> = resources
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .map(|s| {
             let t = u64::from_be_bytes(s.trace_id[..8].try_into().unwrap());
-            out.push((t, attr_str(&s.attributes, "tenant").map(String::from)));
-        }
-    }
+            (t, attr_str(&s.attributes, "tenant").map(String::from))
+        })
+        .collect();
     out.sort();
     out
 }
 
 fn resource_tenants(sink: &Sink) -> Vec<Option<String>> {
     let mut out: Vec<_> = sink
-        .batches()
-        .iter()
-        .flat_map(|b| match b {
-            Batch::Traces(v) => v.clone(),
-            _ => vec![],
-        })
+        .resource_spans()
+        .into_iter()
         .map(|r| {
             r.resource
                 .and_then(|r| attr_str(&r.attributes, "tenant").map(String::from))

@@ -229,8 +229,8 @@ mod tests {
         }
     }
 
-    /// The `batch` processor as configured by a user.
-    fn batch_processor(send_batch_size: usize) -> Box<dyn Processor> {
+    /// The `batch` processor as configured by a user (`config` as in YAML).
+    fn batch_processor(config: serde_json::Value) -> Box<dyn Processor> {
         let ctx = crate::components::BuildContext {
             id: "batch".into(),
             signal: Some(crate::data::Signal::Logs),
@@ -238,8 +238,7 @@ mod tests {
             shared: crate::components::SharedState::default(),
             extensions: Arc::new(std::collections::HashMap::new()),
         };
-        let v = serde_json::json!({ "send_batch_size": send_batch_size });
-        crate::processors::batch::build(&v, &ctx).unwrap()
+        crate::processors::batch::build(&config, &ctx).unwrap()
     }
 
     fn logs() -> Batch {
@@ -265,7 +264,7 @@ mod tests {
         let mut processors: Vec<Box<dyn Processor>> = vec![Box::new(Recorder(before.clone()))];
         if with_batch {
             // Size 1: every request goes straight through, so only the context differs.
-            processors.push(batch_processor(1));
+            processors.push(batch_processor(serde_json::json!({ "send_batch_size": 1 })));
         }
         processors.push(Box::new(Recorder(after.clone())));
         let task = PipelineTask {
@@ -297,7 +296,7 @@ mod tests {
     #[tokio::test]
     async fn data_a_processor_releases_later_has_no_context() {
         let (mut t, _, after) = task(true);
-        t.processors[1] = batch_processor(2);
+        t.processors[1] = batch_processor(serde_json::json!({ "send_batch_size": 2 }));
         assert!(
             t.chain(0, logs(), &acme(), Instant::now())
                 .unwrap()
@@ -312,15 +311,9 @@ mod tests {
     #[tokio::test]
     async fn after_batch_with_metadata_keys_the_partition_keys_go_on() {
         let (mut t, _, after) = task(true);
-        let ctx = crate::components::BuildContext {
-            id: "batch".into(),
-            signal: Some(crate::data::Signal::Logs),
-            telemetry: crate::admin::Telemetry::new(),
-            shared: crate::components::SharedState::default(),
-            extensions: Arc::new(std::collections::HashMap::new()),
-        };
-        let v = serde_json::json!({ "send_batch_size": 2, "metadata_keys": ["x-tenant"] });
-        t.processors[1] = crate::processors::batch::build(&v, &ctx).unwrap();
+        t.processors[1] = batch_processor(
+            serde_json::json!({ "send_batch_size": 2, "metadata_keys": ["x-tenant"] }),
+        );
         let now = Instant::now();
         // Two items of acme make a full batch: it goes on at once, with acme's context.
         assert_eq!(t.chain(0, logs(), &acme(), now).unwrap().len(), 0);

@@ -24,7 +24,7 @@ use crate::components::{BuildContext, BuildError};
 use crate::config::{Dur, FieldError, parse_component};
 use crate::data::Batch;
 use crate::pipeline::Context;
-use crate::processors::{Processor, ProcessorError};
+use crate::processors::{Processor, ProcessorError, without_context};
 
 mod partition;
 use partition::Partitions;
@@ -157,38 +157,43 @@ impl Batcher {
 }
 
 pub struct BatchProcessor {
-    batcher: Batcher,
-    /// `metadata_keys`: one batcher per combination of their values instead.
-    partitions: Option<Partitions>,
+    mode: Mode,
 }
 
-fn without_ctx(out: Vec<(Batch, Context)>) -> Vec<Batch> {
+enum Mode {
+    /// One batcher for everything (no `metadata_keys`).
+    One(Batcher),
+    /// `metadata_keys`: one batcher per combination of their values.
+    Partitioned(Partitions),
+}
+
+fn strip_ctx(out: Vec<(Batch, Context)>) -> Vec<Batch> {
     out.into_iter().map(|(b, _)| b).collect()
 }
 
 impl Processor for BatchProcessor {
     fn process(&mut self, batch: Batch, now: Instant) -> Result<Vec<Batch>, ProcessorError> {
-        match &mut self.partitions {
-            Some(p) => p.add(batch, &Context::EMPTY, now).map(without_ctx),
-            None => Ok(self.batcher.add(batch, now)),
+        match &mut self.mode {
+            Mode::One(b) => Ok(b.add(batch, now)),
+            Mode::Partitioned(p) => p.add(batch, &Context::EMPTY, now).map(strip_ctx),
         }
     }
     fn next_deadline(&self) -> Option<Instant> {
-        match &self.partitions {
-            Some(p) => p.deadline(),
-            None => self.batcher.deadline(),
+        match &self.mode {
+            Mode::One(b) => b.deadline(),
+            Mode::Partitioned(p) => p.deadline(),
         }
     }
     fn on_deadline(&mut self, now: Instant) -> Vec<Batch> {
-        match &mut self.partitions {
-            Some(p) => without_ctx(p.on_deadline(now)),
-            None => self.batcher.on_deadline(now),
+        match &mut self.mode {
+            Mode::One(b) => b.on_deadline(now),
+            Mode::Partitioned(p) => strip_ctx(p.on_deadline(now)),
         }
     }
     fn flush(&mut self) -> Vec<Batch> {
-        match &mut self.partitions {
-            Some(p) => without_ctx(p.flush()),
-            None => self.batcher.flush(),
+        match &mut self.mode {
+            Mode::One(b) => b.flush(),
+            Mode::Partitioned(p) => strip_ctx(p.flush()),
         }
     }
     fn touches_contents(&self) -> bool {
@@ -200,7 +205,7 @@ impl Processor for BatchProcessor {
         false
     }
     fn assigns_context(&self) -> bool {
-        self.partitions.is_some()
+        matches!(self.mode, Mode::Partitioned(_))
     }
     fn process_ctx(
         &mut self,
@@ -208,34 +213,21 @@ impl Processor for BatchProcessor {
         ctx: &Context,
         now: Instant,
     ) -> Result<Vec<(Batch, Context)>, ProcessorError> {
-        match &mut self.partitions {
-            Some(p) => p.add(batch, ctx, now),
-            None => Ok(self
-                .batcher
-                .add(batch, now)
-                .into_iter()
-                .map(|b| (b, Context::EMPTY))
-                .collect()),
+        match &mut self.mode {
+            Mode::One(b) => Ok(without_context(b.add(batch, now))),
+            Mode::Partitioned(p) => p.add(batch, ctx, now),
         }
     }
     fn on_deadline_ctx(&mut self, now: Instant) -> Vec<(Batch, Context)> {
-        match &mut self.partitions {
-            Some(p) => p.on_deadline(now),
-            None => self
-                .on_deadline(now)
-                .into_iter()
-                .map(|b| (b, Context::EMPTY))
-                .collect(),
+        match &mut self.mode {
+            Mode::One(b) => without_context(b.on_deadline(now)),
+            Mode::Partitioned(p) => p.on_deadline(now),
         }
     }
     fn flush_ctx(&mut self) -> Vec<(Batch, Context)> {
-        match &mut self.partitions {
-            Some(p) => p.flush(),
-            None => self
-                .flush()
-                .into_iter()
-                .map(|b| (b, Context::EMPTY))
-                .collect(),
+        match &mut self.mode {
+            Mode::One(b) => without_context(b.flush()),
+            Mode::Partitioned(p) => p.flush(),
         }
     }
 }
@@ -270,19 +262,22 @@ pub fn build(v: &Value, ctx: &BuildContext) -> Result<Box<dyn Processor>, BuildE
             "send_batch_max_size must be 0 or at least send_batch_size",
         ));
     }
-    let partitions = (!c.metadata_keys.is_empty()).then(|| {
-        Partitions::new(
+    let mode = if c.metadata_keys.is_empty() {
+        Mode::One(Batcher::new(
+            c.send_batch_size,
+            c.send_batch_max_size,
+            c.timeout.get(),
+        ))
+    } else {
+        Mode::Partitioned(Partitions::new(
             &c.metadata_keys,
             c.metadata_cardinality_limit as usize,
             c.send_batch_size,
             c.send_batch_max_size,
             c.timeout.get(),
-        )
-    });
-    Ok(Box::new(BatchProcessor {
-        batcher: Batcher::new(c.send_batch_size, c.send_batch_max_size, c.timeout.get()),
-        partitions,
-    }))
+        ))
+    };
+    Ok(Box::new(BatchProcessor { mode }))
 }
 
 #[cfg(test)]

@@ -49,6 +49,12 @@ pub fn decoded(batch: Batch) -> Result<Batch, ProcessorError> {
         .map_err(|e| ProcessorError::Invalid(format!("cannot decode forwarded data: {e}")))
 }
 
+/// Batches released with no request context (data a processor held, at a deadline or at
+/// shutdown).
+pub fn without_context(batches: Vec<Batch>) -> Vec<(Batch, Context)> {
+    batches.into_iter().map(|b| (b, Context::EMPTY)).collect()
+}
+
 pub trait Processor: Send {
     /// Processes one batch arriving at `now`; returns the batches to pass downstream.
     fn process(&mut self, batch: Batch, now: Instant) -> Result<Vec<Batch>, ProcessorError>;
@@ -102,14 +108,12 @@ pub trait Processor: Send {
 
     /// `on_deadline` returning each batch with its context (default: none).
     fn on_deadline_ctx(&mut self, now: Instant) -> Vec<(Batch, Context)> {
-        let out = self.on_deadline(now);
-        out.into_iter().map(|b| (b, Context::EMPTY)).collect()
+        without_context(self.on_deadline(now))
     }
 
     /// `flush` returning each batch with its context (default: none).
     fn flush_ctx(&mut self) -> Vec<(Batch, Context)> {
-        let out = self.flush();
-        out.into_iter().map(|b| (b, Context::EMPTY)).collect()
+        without_context(self.flush())
     }
 
     /// Whether the processor reads the request's context (`from_context`). Only used to

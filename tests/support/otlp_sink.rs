@@ -191,6 +191,17 @@ impl Sink {
     }
 
     /// Every span id received, with how many times it arrived.
+    /// The resource messages of every traces batch received, in arrival order.
+    pub fn resource_spans(&self) -> Vec<weft::data::ResourceSpans> {
+        self.batches()
+            .into_iter()
+            .flat_map(|b| match b {
+                Batch::Traces(v) => v,
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
     pub fn span_ids(&self) -> std::collections::HashMap<Vec<u8>, usize> {
         let mut m = std::collections::HashMap::new();
         for b in self.state.lock().unwrap().batches.iter() {

@@ -75,6 +75,21 @@ pub fn config(processors: &str, exporters: &str, pipelines: &str) -> String {
 }
 
 /// Path of the weft binary built for the integration tests.
+/// A config with one traces pipeline from the OTLP receiver (both protocols on port 0)
+/// into an `otlp` exporter at `endpoint` (plain text); `http_extra` (YAML lines indented
+/// for `protocols.http`) is appended to the receiver's HTTP block.
+pub fn forward_to(endpoint: &str, http_extra: &str) -> String {
+    config(
+        "",
+        &format!("  otlp:\n    endpoint: {endpoint}\n    tls:\n      insecure: true\n"),
+        "    traces:\n      receivers: [otlp]\n      exporters: [otlp]\n",
+    )
+    .replace(
+        "        endpoint: 127.0.0.1:0\nprocessors",
+        &format!("        endpoint: 127.0.0.1:0\n{http_extra}processors"),
+    )
+}
+
 pub fn binary() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_BIN_EXE_weft"))
 }
