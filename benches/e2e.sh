@@ -18,7 +18,9 @@
 # WEFT_BENCH_CEILING (the decode+encode ceiling in spans/s; when unset the script runs the
 # codec bench's decode_encode_proto_100_spans on the same core after the pinned run, from
 # `cargo bench --bench codec --no-run`, and prints weft's spans per CPU second against it);
-# WEFT_BENCH_SINK_FRAME (the sink's HTTP/2 max frame size, default 16384);
+# WEFT_BENCH_LOGS_CONFIG (the logs pipeline instead of pipelines/bench-<exporter>.yaml, with
+# WEFT_BENCH_LOGS_EXPORTERS naming one exporter); WEFT_BENCH_PINNED_ONLY=1 (logs: the pinned
+# run only, for alternated A/B runs); WEFT_BENCH_SINK_FRAME (the sink's HTTP/2 max frame size, default 16384);
 # WEFT_BENCH_LOGS_EXPORTERS (which logs runs, default "loki elasticsearch"; with
 # WEFT_BENCH_ES_COMPRESSION=none|gzip and WEFT_BENCH_ES_MAPPING read by the pipeline);
 # ports WEFT_BENCH_SINK_PORT, WEFT_BENCH_IN_PORT, WEFT_BENCH_HEALTH_PORT (to run next to
@@ -107,11 +109,13 @@ if [ "$WHAT" = traces ] || [ "$WHAT" = all ]; then
 fi
 if [ "$WHAT" = logs ] || [ "$WHAT" = all ]; then
   for exp in ${WEFT_BENCH_LOGS_EXPORTERS:-loki elasticsearch}; do
+    lcfg=${WEFT_BENCH_LOGS_CONFIG:-pipelines/bench-$exp.yaml}
     run "pinned to one core (taskset -c 0), logs -> $exp" "taskset -c 0" "--signal logs" \
-      "pipelines/bench-$exp.yaml" "$exp" records
+      "$lcfg" "$exp" records
+    [ -n "${WEFT_BENCH_PINNED_ONLY:-}" ] && continue
     # The encoder alone on the raw batches the pipeline hands it (the exporters' path).
     if [ $exp = loki ]; then ceiling loki raw_direct_protobuf_snappy_1000_records
     else ceiling elasticsearch raw_bulk_body_otel_gzip_1000_logs; fi
-    run "unpinned, logs -> $exp" "" "--signal logs" "pipelines/bench-$exp.yaml" "$exp" records
+    run "unpinned, logs -> $exp" "" "--signal logs" "$lcfg" "$exp" records
   done
 fi
