@@ -97,11 +97,17 @@ pub fn hex_into(out: &mut Vec<u8>, bytes: &[u8]) {
     // Up to 32 bytes (ids are 8 or 16) at a time through a stack buffer: one append each.
     for chunk in bytes.chunks(32) {
         let mut buf = [0u8; 64];
-        for (pair, b) in buf.chunks_exact_mut(2).zip(chunk) {
-            pair[0] = HEX[(b >> 4) as usize];
-            pair[1] = HEX[(b & 0xf) as usize];
-        }
+        hex_fill(&mut buf, chunk);
         out.extend_from_slice(&buf[..chunk.len() * 2]);
+    }
+}
+
+/// Lower-case hex of `bytes` written over `dst` (two characters per byte; `dst` is at
+/// least twice as long as `bytes`).
+pub fn hex_fill(dst: &mut [u8], bytes: &[u8]) {
+    for (pair, b) in dst.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[(b >> 4) as usize];
+        pair[1] = HEX[(b & 0xf) as usize];
     }
 }
 

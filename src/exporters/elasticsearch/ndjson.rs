@@ -107,7 +107,6 @@ impl Encoder {
     fn write_logs(&self, batch: &Batch, out: &mut BulkBody) {
         let none = Resource::default();
         let no_scope = InstrumentationScope::default();
-        let mut src = Vec::new();
         let mut ctx_json = Vec::new();
         out.body.reserve(batch.item_count() * 640);
         let mut view = LogsView::new(batch);
@@ -145,14 +144,10 @@ impl Encoder {
                     } else {
                         &scope_target
                     };
-                    src.clear();
-                    match self.mode {
-                        Mode::Otel => {
-                            otel_log(&mut src, &mut kept, &ctx_json, &r, target.1.as_ref())
-                        }
-                        Mode::Ecs => ecs::log(&mut src, &ctx, &ecs_resource, &r, target.1.as_ref()),
-                    }
-                    self.push_doc(out, target, &r, &src);
+                    self.push_doc(out, target, &r, |src| match self.mode {
+                        Mode::Otel => otel_log(src, &mut kept, &ctx_json, &r, target.1.as_ref()),
+                        Mode::Ecs => ecs::log(src, &ctx, &ecs_resource, &r, target.1.as_ref()),
+                    });
                 }
             }
         }
@@ -169,7 +164,16 @@ impl Encoder {
             || (self.logs_dynamic_index && key == "elasticsearch.index")
     }
 
-    fn push_doc(&self, out: &mut BulkBody, (index, ds): &Target, r: &LogView<'_>, src: &[u8]) {
+    /// Appends a document's action line and its source, which `source` writes straight
+    /// into the body. A content-hash `_id` is written as a placeholder of its fixed width
+    /// and filled in once the source it hashes is there.
+    fn push_doc(
+        &self,
+        out: &mut BulkBody,
+        (index, ds): &Target,
+        r: &LogView<'_>,
+        source: impl FnOnce(&mut Vec<u8>),
+    ) {
         let data_stream = ds.is_some() || is_data_stream_name(index);
         let op = if data_stream { Op::Create } else { Op::Index };
         let b = &mut out.body;
@@ -181,23 +185,29 @@ impl Encoder {
             .then(|| r.attributes.get_str("elasticsearch.document_id"))
             .flatten()
             .filter(|s| !s.is_empty());
+        let mut id_at = None;
         if let Some(id) = dynamic {
             jsonw::key(b, "_id");
             jsonw::string(b, id);
             b.push(b',');
         } else if self.document_id == DocumentId::ContentHash {
-            let mut h = Sha256::new();
-            h.update(index.as_bytes());
-            h.update(b"\n");
-            h.update(src);
-            b.extend_from_slice(b"\"_id\":");
-            jsonw::hex_string(b, &h.finalize()[..16]);
-            b.push(b',');
+            b.extend_from_slice(b"\"_id\":\"");
+            id_at = Some(b.len());
+            b.extend_from_slice(&[b'0'; 32]);
+            b.extend_from_slice(b"\",");
         }
         jsonw::key(b, "_index");
         jsonw::string(b, index);
         b.extend_from_slice(b"}}\n");
-        b.extend_from_slice(src);
+        let start = b.len();
+        source(b);
+        if let Some(at) = id_at {
+            let mut h = Sha256::new();
+            h.update(index.as_bytes());
+            h.update(b"\n");
+            h.update(&b[start..]);
+            jsonw::hex_fill(&mut b[at..at + 32], &h.finalize()[..16]);
+        }
         b.push(b'\n');
         out.ends.push(out.body.len());
         out.ops.push(op);

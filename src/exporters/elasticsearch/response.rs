@@ -38,7 +38,16 @@ pub fn classify_item(op: Op, r: &ItemResult) -> ItemOutcome {
 /// `.error.reason`. With `errors: false` the items need not be present (as with
 /// `filter_path=errors`). Item order is the request's order.
 pub fn parse_response(body: &[u8], expected: usize) -> Result<Vec<ItemResult>, String> {
-    // The common, well-formed answer is read into borrowed typed structs (no `Value` per
+    // The usual answer, `errors: false` with one item per document: Elasticsearch sets
+    // `errors` when any item failed, so every item was indexed. Its items are only
+    // counted (no allocation per item).
+    if let Ok(h) = serde_json::from_slice::<Head>(body)
+        && h.errors == Some(false)
+        && h.items.is_none_or(|n| n.0 == expected)
+    {
+        return Ok(vec![ok_item(); expected]);
+    }
+    // Other well-formed answers are read into borrowed typed structs (no `Value` per
     // item); anything else takes the general path, which words the errors.
     if let Ok(a) = serde_json::from_slice::<Answer<'_>>(body) {
         let errors = a.errors.as_ref().and_then(Value::as_bool).unwrap_or(true);
@@ -80,6 +89,37 @@ pub fn parse_response(body: &[u8], expected: usize) -> Result<Vec<ItemResult>, S
         }
     }
     parse_general(body, expected)
+}
+
+/// An answer's `errors` flag and how many items it lists (each skipped unread).
+#[derive(serde::Deserialize)]
+struct Head {
+    #[serde(default)]
+    errors: Option<bool>,
+    #[serde(default)]
+    items: Option<ItemCount>,
+}
+
+struct ItemCount(usize);
+
+impl<'de> serde::Deserialize<'de> for ItemCount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Counter;
+        impl<'de> serde::de::Visitor<'de> for Counter {
+            type Value = ItemCount;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of items")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ItemCount, A::Error> {
+                let mut n = 0;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    n += 1;
+                }
+                Ok(ItemCount(n))
+            }
+        }
+        d.deserialize_seq(Counter)
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -176,6 +216,13 @@ mod tests {
             ItemOutcome::Drop("version_conflict_engine_exception".into())
         );
         assert_eq!(parse_response(br#"{"errors":false}"#, 2).unwrap().len(), 2);
+        // `errors: false`: every item indexed, as long as there is one per document.
+        let ok = br#"{"took":1,"errors":false,"items":[{"create":{"status":201}},{"index":{"status":200}}]}"#;
+        assert_eq!(parse_response(ok, 2).unwrap(), vec![ok_item(); 2]);
+        assert!(parse_response(ok, 3).is_err());
+        // A flag that is not a boolean is not trusted: the items decide.
+        let odd = br#"{"errors":"no","items":[{"create":{"status":429}}]}"#;
+        assert_eq!(parse_response(odd, 1).unwrap()[0].status, 429);
         assert!(parse_response(body, 3).is_err());
         assert!(parse_response(b"nope", 1).is_err());
     }
