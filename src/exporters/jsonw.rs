@@ -55,15 +55,16 @@ pub fn escaped_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
-        if let Some(chunk) = bytes.get(i..i + 8) {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(chunk);
-            if !chunk_needs_escape(u64::from_le_bytes(w)) {
-                i += 8;
-                continue;
-            }
+        // Eight bytes at a time; a shorter tail (all of a short key) is padded with spaces,
+        // which need no escape.
+        let n = (bytes.len() - i).min(8);
+        let mut w = [b' '; 8];
+        w[..n].copy_from_slice(&bytes[i..i + n]);
+        if !chunk_needs_escape(u64::from_le_bytes(w)) {
+            i += n;
+            continue;
         }
-        let end = (i + 8).min(bytes.len());
+        let end = i + n;
         while i < end {
             let b = bytes[i];
             let e = ESCAPE[b as usize];
@@ -354,6 +355,16 @@ pub(crate) mod tests {
         }
         let all: String = (0u32..0x80).filter_map(char::from_u32).collect();
         assert_eq!(s(|o| string(o, &all)), serde_json::to_string(&all).unwrap());
+        // Every length around the 8-byte steps, with each character that needs an escape
+        // (and a space, the tail's padding) at every position: full words and padded tails.
+        for len in 0..=17 {
+            for at in 0..len {
+                for c in ['"', '\\', '\n', '\u{1}', '\u{1f}', ' ', '\u{7f}', 'é'] {
+                    let v: String = (0..len).map(|i| if i == at { c } else { 'a' }).collect();
+                    assert_eq!(s(|o| string(o, &v)), serde_json::to_string(&v).unwrap());
+                }
+            }
+        }
     }
 
     #[test]

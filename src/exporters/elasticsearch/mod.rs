@@ -265,10 +265,10 @@ impl ElasticsearchExporter {
                     format!("{n} records could not be decoded: {error}"),
                 ))
             } else {
-                self.send_body(batch, &docs).await
+                self.send_body(batch, &mut docs).await
             }
         } else {
-            self.send_body(batch, &docs).await
+            self.send_body(batch, &mut docs).await
         };
         let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
         if spare.len() < MAX_SPARE_BODIES {
@@ -277,10 +277,13 @@ impl ElasticsearchExporter {
         result
     }
 
-    async fn send_body(&self, batch: &Batch, docs: &BulkBody) -> Result<(), ExportError> {
+    async fn send_body(&self, batch: &Batch, docs: &mut BulkBody) -> Result<(), ExportError> {
         if docs.is_empty() {
             return Ok(());
         }
+        // Uncompressed chunks are slices of the body itself, not copies; the buffer is
+        // taken back after the last request (for the next batch) when no request holds it.
+        let whole = (!self.gzip).then(|| bytes::Bytes::from(std::mem::take(&mut docs.body)));
         let sizes = docs.sizes();
         let mut outcome: Vec<Option<ItemOutcome>> = vec![None; docs.len()];
         let mut pending: VecDeque<Range<usize>> = chunk_ranges(&sizes, self.flush_bytes).into();
@@ -292,11 +295,9 @@ impl ElasticsearchExporter {
                 outcome[range].fill(Some(ItemOutcome::Retry));
                 continue;
             }
-            let chunk = docs.slice(range.clone());
-            let body = if self.gzip {
-                bytes::Bytes::from(gzip(chunk))
-            } else {
-                bytes::Bytes::copy_from_slice(chunk)
+            let body = match &whole {
+                Some(w) => w.slice(docs.byte_range(range.clone())),
+                None => bytes::Bytes::from(gzip(docs.slice(range.clone()))),
             };
             let answer = match self
                 .endpoints
@@ -367,6 +368,9 @@ impl ElasticsearchExporter {
                     rejected = Some((reason, message));
                 }
             }
+        }
+        if let Some(Ok(body)) = whole.map(bytes::Bytes::try_into_mut) {
+            docs.body = body.into();
         }
         let indexed = outcome
             .iter()

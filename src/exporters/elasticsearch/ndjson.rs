@@ -67,10 +67,15 @@ impl BulkBody {
 
     /// The body bytes of the documents in `range` (contiguous).
     pub fn slice(&self, range: std::ops::Range<usize>) -> &[u8] {
+        &self.body[self.byte_range(range)]
+    }
+
+    /// Where the documents in `range` are in the body.
+    pub fn byte_range(&self, range: std::ops::Range<usize>) -> std::ops::Range<usize> {
         if range.is_empty() {
-            return &[];
+            return 0..0;
         }
-        &self.body[self.start(range.start)..self.ends[range.end - 1]]
+        self.start(range.start)..self.ends[range.end - 1]
     }
 
     fn push_line(&mut self, op: Op, ndjson: &[u8]) {
@@ -402,10 +407,26 @@ fn otel_body(out: &mut Vec<u8>, v: AnyRef<'_>) {
 }
 
 /// Nanoseconds since the epoch as RFC 3339 with nine fractional digits and `Z`, as
-/// `mapping::timestamp` (chrono) prints it.
+/// `mapping::timestamp` (chrono) prints it. The date and time of day of the last second
+/// printed on this thread are kept: a batch's records mostly share their second.
 pub fn rfc3339_nanos(out: &mut Vec<u8>, nanos: u64) {
+    thread_local! {
+        static LAST: std::cell::Cell<(u64, [u8; 20])> = const { std::cell::Cell::new((u64::MAX, [0; 20])) };
+    }
     let secs = nanos / 1_000_000_000;
-    let sub = nanos % 1_000_000_000;
+    let (last, mut head) = LAST.get();
+    if last != secs {
+        head = date_time(secs);
+        LAST.set((secs, head));
+    }
+    let mut buf = *b"000000000Z";
+    put_digits(&mut buf[..9], nanos % 1_000_000_000);
+    out.extend_from_slice(&head);
+    out.extend_from_slice(&buf);
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.` of a second since the epoch.
+fn date_time(secs: u64) -> [u8; 20] {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     // Howard Hinnant's civil_from_days.
@@ -418,22 +439,22 @@ pub fn rfc3339_nanos(out: &mut Vec<u8>, nanos: u64) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    let year = year as u64;
-    let mut buf = *b"0000-00-00T00:00:00.000000000Z";
-    let mut put = |at: usize, n: usize, mut v: u64| {
-        for i in (at..at + n).rev() {
-            buf[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    };
-    put(0, 4, year);
-    put(5, 2, month as u64);
-    put(8, 2, day as u64);
-    put(11, 2, rem / 3600);
-    put(14, 2, rem / 60 % 60);
-    put(17, 2, rem % 60);
-    put(20, 9, sub);
-    out.extend_from_slice(&buf);
+    let mut buf = *b"0000-00-00T00:00:00.";
+    put_digits(&mut buf[0..4], year as u64);
+    put_digits(&mut buf[5..7], month as u64);
+    put_digits(&mut buf[8..10], day as u64);
+    put_digits(&mut buf[11..13], rem / 3600);
+    put_digits(&mut buf[14..16], rem / 60 % 60);
+    put_digits(&mut buf[17..19], rem % 60);
+    buf
+}
+
+/// The last `dst.len()` decimal digits of `v`, zero-padded.
+fn put_digits(dst: &mut [u8], mut v: u64) {
+    for d in dst.iter_mut().rev() {
+        *d = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
 }
 
 #[path = "ndjson_ecs.rs"]

@@ -156,6 +156,10 @@ fn timestamps_match_chrono() {
         951_782_400_000_000_000,
     ];
     cases.extend((0..20_000).map(|_| rng.u64(..)));
+    // Runs within a second and across its boundaries (the kept date and time of day).
+    let base = 1_764_115_199_000_000_000;
+    cases.extend((0..200).map(|k| base + k * 123_456_789));
+    cases.extend([base, base - 1, base, base + 86_400_000_000_000, base]);
     for n in cases {
         let mut out = Vec::new();
         rfc3339_nanos(&mut out, n);

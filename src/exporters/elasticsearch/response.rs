@@ -110,7 +110,10 @@ impl<'de> serde::Deserialize<'de> for ItemCount {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("an array of items")
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ItemCount, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ItemCount, A::Error> {
                 let mut n = 0;
                 while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
                     n += 1;
