@@ -18,6 +18,7 @@
 # WEFT_BENCH_CEILING (the decode+encode ceiling in spans/s; when unset the script runs the
 # codec bench's decode_encode_proto_100_spans on the same core after the pinned run, from
 # `cargo bench --bench codec --no-run`, and prints weft's spans per CPU second against it);
+# WEFT_BENCH_GEN_FLAGS (more weft-loadgen send flags, e.g. --value-cardinality 100);
 # WEFT_BENCH_LOGS_CONFIG (the logs pipeline instead of pipelines/bench-<exporter>.yaml, with
 # WEFT_BENCH_LOGS_EXPORTERS naming one exporter); WEFT_BENCH_PINNED_ONLY=1 (logs: the pinned
 # run only, for alternated A/B runs); WEFT_BENCH_SINK_FRAME (the sink's HTTP/2 max frame size, default 16384);
@@ -67,7 +68,7 @@ run() {
   local s0; s0=$(awk '{print $15}' /proc/$weft/stat)
   local gen
   gen=$($peer "$BIN/weft-loadgen" send --endpoint 127.0.0.1:$IN_PORT --duration ${DUR}s --rate "$RATE" \
-        --items-per-request 100 --attributes 10 --value-size 24 --concurrency 8 --max-refused 1 $3)
+        --items-per-request 100 --attributes 10 --value-size 24 --concurrency 8 --max-refused 1 $3 ${WEFT_BENCH_GEN_FLAGS:-})
   sleep 2
   local t1; t1=$(awk '{print $14+$15}' /proc/$weft/stat)
   local s1; s1=$(awk '{print $15}' /proc/$weft/stat)

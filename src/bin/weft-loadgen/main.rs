@@ -92,6 +92,11 @@ enum Cmd {
         /// Bytes per attribute value.
         #[arg(long, default_value_t = 24)]
         value_size: usize,
+        /// Distinct values per attribute key, drawn uniformly (0: every value is new random
+        /// text, the worst case for compression; real attributes repeat: methods, routes,
+        /// pod names, status codes).
+        #[arg(long, default_value_t = 0)]
+        value_cardinality: usize,
         /// Distinct trace ids per request (spans are spread over them).
         #[arg(long, default_value_t = 10)]
         traces_per_request: usize,
@@ -160,11 +165,41 @@ struct Body {
     stamps: Vec<usize>,
 }
 
+/// Attribute values: new random text each time, or drawn from a vocabulary per key.
+struct Values {
+    size: usize,
+    vocab: Vec<Vec<String>>,
+}
+
+impl Values {
+    fn new(attrs: usize, size: usize, cardinality: usize, rng: &mut fastrand::Rng) -> Self {
+        let vocab = if cardinality == 0 {
+            Vec::new()
+        } else {
+            (0..attrs)
+                .map(|_| (0..cardinality).map(|_| random_text(size, rng)).collect())
+                .collect()
+        };
+        Values { size, vocab }
+    }
+
+    fn get(&self, attr: usize, rng: &mut fastrand::Rng) -> String {
+        match self.vocab.get(attr) {
+            Some(v) => v[rng.usize(..v.len())].clone(),
+            None => random_text(self.size, rng),
+        }
+    }
+}
+
+fn random_text(size: usize, rng: &mut fastrand::Rng) -> String {
+    (0..size).map(|_| rng.alphanumeric()).collect()
+}
+
 fn generate(
     sig: Sig,
     n: usize,
     attrs: usize,
-    vsize: usize,
+    values: &Values,
     traces: usize,
     rng: &mut fastrand::Rng,
 ) -> Batch {
@@ -175,8 +210,7 @@ fn generate(
         }),
         ..Default::default()
     };
-    let value =
-        |rng: &mut fastrand::Rng| -> String { (0..vsize).map(|_| rng.alphanumeric()).collect() };
+    let value = |rng: &mut fastrand::Rng| random_text(values.size, rng);
     let resource = Some(Resource {
         attributes: vec![
             kv("service.name".into(), "loadgen".into()),
@@ -200,7 +234,7 @@ fn generate(
                         start_time_unix_nano: STAMP,
                         end_time_unix_nano: STAMP,
                         attributes: (0..attrs)
-                            .map(|a| kv(format!("attr.{a}"), value(rng)))
+                            .map(|a| kv(format!("attr.{a}"), values.get(a, rng)))
                             .collect(),
                         ..Default::default()
                     })
@@ -225,7 +259,7 @@ fn generate(
                             ))),
                         }),
                         attributes: (0..attrs)
-                            .map(|a| kv(format!("attr.{a}"), value(rng)))
+                            .map(|a| kv(format!("attr.{a}"), values.get(a, rng)))
                             .collect(),
                         trace_id: trace_ids[i % trace_ids.len()].clone(),
                         span_id: rng.u64(1..).to_be_bytes().to_vec(),
@@ -247,7 +281,7 @@ fn generate(
                             data_points: (0..n)
                                 .map(|i| m::NumberDataPoint {
                                     attributes: (0..attrs)
-                                        .map(|a| kv(format!("attr.{a}"), value(rng)))
+                                        .map(|a| kv(format!("attr.{a}"), values.get(a, rng)))
                                         .collect(),
                                     start_time_unix_nano: STAMP,
                                     time_unix_nano: STAMP,
@@ -320,6 +354,7 @@ fn main() -> anyhow::Result<()> {
             items_per_request,
             attributes,
             value_size,
+            value_cardinality,
             traces_per_request,
             distinct,
             concurrency,
@@ -331,13 +366,14 @@ fn main() -> anyhow::Result<()> {
                 bail!("gRPC carries protobuf only; use --protocol http for JSON");
             }
             let mut rng = fastrand::Rng::with_seed(seed);
+            let values = Values::new(attributes, value_size, value_cardinality, &mut rng);
             let bodies: Vec<Body> = (0..distinct.max(1))
                 .map(|_| {
                     let b = generate(
                         signal,
                         items_per_request,
                         attributes,
-                        value_size,
+                        &values,
                         traces_per_request,
                         &mut rng,
                     );

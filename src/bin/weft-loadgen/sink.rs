@@ -293,13 +293,14 @@ mod tests {
 
     fn stamped(signal: Signal, resources: usize, items: usize) -> Vec<u8> {
         let mut rng = fastrand::Rng::with_seed(7);
+        let values = Values::new(3, 8, 0, &mut rng);
         let one = |i: usize| {
             let sig = if signal == Signal::Traces {
                 Sig::Traces
             } else {
                 Sig::Logs
             };
-            let mut b = generate(sig, items, 3, 8, 4, &mut rng);
+            let mut b = generate(sig, items, 3, &values, 4, &mut rng);
             let ts = 1_000 + i as u64;
             match &mut b {
                 Batch::Traces(r) => r[0].scope_spans[0]
@@ -315,6 +316,24 @@ mod tests {
             b.encode_proto()
         };
         (0..resources).flat_map(one).collect()
+    }
+
+    #[test]
+    fn attribute_values_are_random_or_drawn_from_a_vocabulary_per_key() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let fresh = Values::new(2, 12, 0, &mut rng);
+        let a: std::collections::HashSet<String> =
+            (0..50).map(|_| fresh.get(0, &mut rng)).collect();
+        assert_eq!(a.len(), 50);
+        assert!(a.iter().all(|v| v.len() == 12));
+        let few = Values::new(2, 12, 3, &mut rng);
+        let per_key = |k| -> std::collections::HashSet<String> {
+            let mut r = fastrand::Rng::with_seed(9);
+            (0..200).map(|_| few.get(k, &mut r)).collect()
+        };
+        let (k0, k1) = (per_key(0), per_key(1));
+        assert_eq!((k0.len(), k1.len()), (3, 3));
+        assert!(k0.is_disjoint(&k1));
     }
 
     #[test]
