@@ -174,13 +174,26 @@ async fn whole_request_429_is_retried_after_retry_after() {
 #[tokio::test]
 async fn oversized_bodies_are_split_and_a_single_oversized_document_is_permanent() {
     init();
+    // Uncompressed, the halves are slices of the one body buffer; gzip compresses each.
+    for compression in ["none", "gzip"] {
+        let es = Elasticsearch::start(0.0, 1).await;
+        es.set_max_content_length(4000);
+        let t = Telemetry::new();
+        let exp = exporter(
+            json!({"endpoints": [es.url()], "compression": compression}),
+            &t,
+        );
+        exp.send(&logs(0, 40)).await.unwrap();
+        assert_eq!(stored_bodies(&es, LOGS_INDEX), expected_bodies(40));
+        assert!(es.requests().iter().any(|r| r.status == 413));
+        // The next batch reuses the buffer the first one was written into.
+        exp.send(&logs(40, 20)).await.unwrap();
+        assert_eq!(es.doc_count(), 60, "{compression}");
+    }
     let es = Elasticsearch::start(0.0, 1).await;
     es.set_max_content_length(4000);
     let t = Telemetry::new();
     let exp = exporter(json!({"endpoints": [es.url()]}), &t);
-    exp.send(&logs(0, 40)).await.unwrap();
-    assert_eq!(stored_bodies(&es, LOGS_INDEX), expected_bodies(40));
-    assert!(es.requests().iter().any(|r| r.status == 413));
 
     let mut big = logs(100, 1);
     if let Batch::Logs(v) = &mut big {
