@@ -85,6 +85,8 @@ struct ResourceCtx<'a> {
     attrs: &'a [KeyValue],
     used: std::collections::BTreeSet<String>,
     md: Vec<(String, String)>,
+    /// `md` as encoded protobuf pairs (protobuf only).
+    md_wire: fast_proto::ResMd,
     /// (level, stream index, label values truncated)
     variants: Vec<(Option<&'static str>, u32, u64)>,
 }
@@ -147,6 +149,7 @@ pub fn encode_direct_counted(
         let mut res = ResourceCtx {
             attrs,
             md: Vec::new(),
+            md_wire: Default::default(),
             used: base.used_resource,
             variants: Vec::new(),
         };
@@ -155,6 +158,9 @@ pub fn encode_direct_counted(
                 if let Some(v) = kv.value.as_ref().and_then(|v| v.value.as_ref()) {
                     flatten(&normalize_name(&kv.key), v, &mut res.md);
                 }
+            }
+            if format == Format::Protobuf {
+                res.md_wire = fast_proto::ResMd::new(&res.md);
             }
         }
         for sv in rv.scopes() {
@@ -195,9 +201,21 @@ pub fn encode_direct_counted(
                     .find(|t| *t != 0)
                     .unwrap_or(0);
                 let start = arena.len() as u32;
-                entry(
-                    &mut arena, &mut s, &res, &sv, &rec, ts_ns, opts, format, &mut stats,
-                );
+                let direct = format == Format::Protobuf
+                    && fast_proto::entry_proto(
+                        &mut arena,
+                        &mut s.name,
+                        &res,
+                        &sv,
+                        &rec,
+                        ts_ns,
+                        opts,
+                    );
+                if !direct {
+                    entry(
+                        &mut arena, &mut s, &res, &sv, &rec, ts_ns, opts, format, &mut stats,
+                    );
+                }
                 entries.push(EntryRef {
                     stream,
                     ts_ns,
@@ -385,7 +403,7 @@ fn entry(
         }
     }
     s.line.clear();
-    line(s, res, sl, rec, opts);
+    line(&mut s.line, res, sl, rec, opts);
     match format {
         Format::Protobuf => {
             // With its field header: the body's entries are copied out in runs.
@@ -525,7 +543,7 @@ fn flatten_into(s: &mut Scratch, name: &mut Vec<u8>, v: AnyRef<'_>) {
 }
 
 fn line(
-    s: &mut Scratch,
+    out: &mut Vec<u8>,
     res: &ResourceCtx<'_>,
     sl: &ScopeView<'_>,
     rec: &LogView<'_>,
@@ -535,16 +553,16 @@ fn line(
     match (o.line_format, o.structured_metadata) {
         (LineFormat::Raw, _) => {
             if let Some(b) = body {
-                jsonw::any_text(&mut s.line, b);
+                jsonw::any_text(out, b);
             }
         }
         (LineFormat::Json, true) => {
-            s.line.push(b'{');
+            out.push(b'{');
             if let Some(b) = body {
-                s.line.extend_from_slice(b"\"body\":");
-                jsonw::any(&mut s.line, b);
+                out.extend_from_slice(b"\"body\":");
+                jsonw::any(out, b);
             }
-            s.line.push(b'}');
+            out.push(b'}');
         }
         (LineFormat::Json, false) | (LineFormat::Logfmt, _) => {
             // Not the default: the reference line builders, on prost types.
@@ -560,10 +578,13 @@ fn line(
             } else {
                 logfmt_line(&rec, &rec_attrs, &res_attrs, o.structured_metadata)
             };
-            s.line.extend_from_slice(text.as_bytes());
+            out.extend_from_slice(text.as_bytes());
         }
     }
 }
+
+#[path = "fast_proto.rs"]
+mod fast_proto;
 
 #[cfg(test)]
 #[path = "fast_tests.rs"]

@@ -168,3 +168,51 @@ fn attribute_tenants_and_record_labels_take_the_reference_path() {
     );
     assert!(!applies(&o));
 }
+
+/// Lengths around the varint widths the direct protobuf writer guesses (one byte for a
+/// pair, its name and value and the line; two for an entry): every field still has
+/// prost's minimal length.
+#[test]
+fn direct_protobuf_lengths_around_varint_widths_equal_the_reference() {
+    let mut rng = fastrand::Rng::with_seed(5);
+    let text = |rng: &mut fastrand::Rng| -> String {
+        let n = [
+            0, 1, 99, 100, 125, 126, 127, 128, 129, 300, 16_383, 16_384, 20_000,
+        ][rng.usize(0..13)];
+        (0..n).map(|_| rng.alphanumeric()).collect()
+    };
+    for round in 0..300 {
+        let mut opts = options(&mut rng);
+        opts.limits = Limits::default();
+        let record = |rng: &mut fastrand::Rng| LogRecord {
+            time_unix_nano: [0, 5, 1_700_000_000_123_456_789][rng.usize(0..3)],
+            body: rng.bool().then(|| AnyValue {
+                value: Some(string_value(text(rng))),
+            }),
+            attributes: (0..rng.usize(0..3))
+                .map(|_| {
+                    let key = text(rng);
+                    kv(&key, string_value(text(rng)))
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let b = Batch::Logs(vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![kv(&text(&mut rng), string_value(text(&mut rng)))],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: (0..rng.usize(1..4)).map(|_| record(&mut rng)).collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }]);
+        let reference = encode(&b, &opts, 99);
+        let want = reference[0].to_proto().encode_to_vec();
+        let got = encode_direct(&b, &opts, 99, Format::Protobuf).unwrap();
+        assert_eq!(got.body, want, "round {round}");
+        let (raw, _) = encode_direct_counted(&raw_of(&b, false), &opts, 99, Format::Protobuf);
+        assert_eq!(raw.unwrap().body, want, "round {round}, raw");
+    }
+}
