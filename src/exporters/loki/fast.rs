@@ -45,6 +45,9 @@ const UNKNOWN_SERVICE_JSON: &[u8] = br#"{"service_name":"unknown_service"}"#;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Protobuf,
+    /// Protobuf, snappy-compressed as Loki wants it (compressed block by block from the
+    /// encoder's arena: the uncompressed body is never laid out).
+    ProtobufSnappy,
     Json,
 }
 
@@ -52,8 +55,10 @@ pub enum Format {
 #[derive(Debug, Clone, Default)]
 pub struct Encoded {
     pub tenant: Option<String>,
-    /// Uncompressed protobuf or JSON.
+    /// Uncompressed protobuf or JSON; compressed for [`Format::ProtobufSnappy`] (empty
+    /// when that failed, with `error` saying why).
     pub body: Vec<u8>,
+    pub error: Option<String>,
     pub stats: Stats,
     pub entry_count: usize,
     /// Entries per label string (to count what Loki rejects stream by stream).
@@ -159,7 +164,7 @@ pub fn encode_direct_counted(
                     flatten(&normalize_name(&kv.key), v, &mut res.md);
                 }
             }
-            if format == Format::Protobuf {
+            if format != Format::Json {
                 res.md_wire = fast_proto::ResMd::new(&res.md);
             }
         }
@@ -201,7 +206,7 @@ pub fn encode_direct_counted(
                     .find(|t| *t != 0)
                     .unwrap_or(0);
                 let start = arena.len() as u32;
-                let direct = format == Format::Protobuf
+                let direct = format != Format::Json
                     && fast_proto::entry_proto(
                         &mut arena,
                         &mut s.name,
@@ -270,16 +275,42 @@ fn finish(
         pos[*si as usize] = p as u32;
     }
     entries.sort_by_key(|e| (pos[e.stream as usize], e.ts_ns));
-    let mut body = BODY.take();
-    body.clear();
-    body.reserve(arena.len() + streams.len() * 128 + 64);
-    match format {
-        Format::Protobuf => write_proto(&mut body, &streams, &rank, entries, arena),
-        Format::Json => write_json(&mut body, &streams, &rank, entries, arena),
-    }
+    let mut error = None;
+    let body = match format {
+        Format::Json => {
+            let mut body = BODY.take();
+            body.clear();
+            body.reserve(arena.len() + streams.len() * 128 + 64);
+            write_json(&mut body, &streams, &rank, entries, arena);
+            body
+        }
+        Format::Protobuf | Format::ProtobufSnappy => {
+            let mut heads = Vec::with_capacity(streams.len() * 128);
+            let mut runs = Vec::new();
+            proto_runs(&mut heads, &mut runs, &streams, &rank, entries);
+            let pieces = runs.iter().map(|r| match *r {
+                Run::Head(a, b) => &heads[a as usize..b as usize],
+                Run::Arena(a, b) => &arena[a as usize..b as usize],
+            });
+            let total = pieces.clone().map(<[u8]>::len).sum::<usize>();
+            if format == Format::ProtobufSnappy {
+                super::proto::snappy_pieces(total, pieces).unwrap_or_else(|e| {
+                    error = Some(e.to_string());
+                    Vec::new()
+                })
+            } else {
+                let mut body = BODY.take();
+                body.clear();
+                body.reserve(total);
+                pieces.for_each(|p| body.extend_from_slice(p));
+                body
+            }
+        }
+    };
     Some(Encoded {
         tenant: tenant.clone(),
         body,
+        error,
         stats,
         entry_count: entries.len(),
         entries_by_stream: streams.into_iter().map(|s| (s.labels, s.entries)).collect(),
@@ -298,12 +329,20 @@ fn labels_object(out: &mut Vec<u8>, labels: &std::collections::BTreeMap<String, 
     out.push(b'}');
 }
 
-fn write_proto(
-    out: &mut Vec<u8>,
+/// A piece of the protobuf body: stream headers (in their own buffer) or a run of entries
+/// of the arena, as byte ranges.
+enum Run {
+    Head(u32, u32),
+    Arena(u32, u32),
+}
+
+/// The protobuf body as pieces, in order: each stream's header and its entries' runs.
+fn proto_runs(
+    heads: &mut Vec<u8>,
+    runs: &mut Vec<Run>,
     streams: &[StreamAcc],
     rank: &[u32],
     entries: &[EntryRef],
-    arena: &[u8],
 ) {
     let mut i = 0;
     for si in rank {
@@ -315,23 +354,25 @@ fn write_proto(
         for e in group {
             len += (e.end - e.start) as usize;
         }
-        tag_len(out, 1, len);
-        bytes_field(out, 1, st.labels.as_bytes());
-        // Entries that follow each other in the arena are copied in one run.
+        let h = heads.len() as u32;
+        tag_len(heads, 1, len);
+        bytes_field(heads, 1, st.labels.as_bytes());
+        runs.push(Run::Head(h, heads.len() as u32));
+        // Entries that follow each other in the arena make one run.
         let mut run: Option<(u32, u32)> = None;
         for e in group {
             run = match run {
                 Some((a, b)) if b == e.start => Some((a, e.end)),
                 _ => {
                     if let Some((a, b)) = run {
-                        out.extend_from_slice(&arena[a as usize..b as usize]);
+                        runs.push(Run::Arena(a, b));
                     }
                     Some((e.start, e.end))
                 }
             };
         }
         if let Some((a, b)) = run {
-            out.extend_from_slice(&arena[a as usize..b as usize]);
+            runs.push(Run::Arena(a, b));
         }
     }
 }
@@ -405,7 +446,7 @@ fn entry(
     s.line.clear();
     line(&mut s.line, res, sl, rec, opts);
     match format {
-        Format::Protobuf => {
+        Format::Protobuf | Format::ProtobufSnappy => {
             // With its field header: the body's entries are copied out in runs.
             let pairs = (0..s.pairs.len()).map(|i| pair(s, i));
             entry_field(arena, ts_ns, &s.line, pairs);
