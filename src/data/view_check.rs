@@ -94,8 +94,9 @@ fn check_list(
 }
 
 /// Checks and reads a `KeyValue` message (the last key, as prost keeps it; a second value
-/// is left to prost).
-#[inline]
+/// is left to prost). (Inlined: its result is built in registers, not returned through
+/// memory to the record walk.)
+#[inline(always)]
 pub(crate) fn check_kv(b: &[u8], depth: u32) -> Result<KvRef<'_>, Malformed> {
     match string_kv(b) {
         // (At the deepest level the walk refuses the value: it decides.)
@@ -132,6 +133,7 @@ fn string_kv(b: &[u8]) -> Option<(&[u8], &[u8])> {
 }
 
 /// [`check_kv`] field by field.
+#[inline(never)]
 fn check_kv_walk(b: &[u8], depth: u32) -> Result<KvRef<'_>, Malformed> {
     let mut rd = Rd::new(b);
     let mut kv = KvRef {

@@ -12,7 +12,7 @@
 //! reference rules.
 
 use super::{EncodeOptions, ResourceCtx, ScopeView, line};
-use crate::data::view::{AnyRef, LogView};
+use crate::data::view::{AnyRef, Attrs, KvRef, LogView};
 use crate::exporters::jsonw;
 use crate::exporters::loki::labels::normalize_into;
 use crate::exporters::loki::proto::wire::{varint, varint_len};
@@ -189,16 +189,34 @@ fn record_pairs(
             o.extend_from_slice(scope.version.as_bytes())
         });
     }
-    for kv in rec.attributes.iter() {
-        if let Some(v) = kv.value {
-            name.clear();
-            normalize_into(name, kv.key);
-            flatten(out, name, v, n);
+    // A raw record's attributes as the check read them: the slice itself (no iterator
+    // call per attribute).
+    if let Attrs::Checked(kvs) = rec.attributes {
+        for w in kvs {
+            attribute(out, name, w.kv, n);
+        }
+    } else {
+        for kv in rec.attributes.iter() {
+            attribute(out, name, kv, n);
         }
     }
 }
 
+#[inline(always)]
+fn attribute(out: &mut Vec<u8>, name: &mut Vec<u8>, kv: KvRef<'_>, n: &mut Count) {
+    let Some(v) = kv.value else {
+        return;
+    };
+    name.clear();
+    normalize_into(name, kv.key);
+    match v {
+        AnyRef::Str(s) => pair(out, name, n, |o| o.extend_from_slice(s.as_bytes())),
+        other => flatten(out, name, other, n),
+    }
+}
+
 /// [`super::flatten_into`], as encoded pairs.
+#[inline(never)]
 fn flatten(out: &mut Vec<u8>, name: &mut Vec<u8>, v: AnyRef<'_>, n: &mut Count) {
     match v {
         AnyRef::Str(s) => pair(out, name, n, |o| o.extend_from_slice(s.as_bytes())),
