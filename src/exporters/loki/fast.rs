@@ -10,9 +10,11 @@
 //! - structured metadata of the resource (the attributes that are not labels) is
 //!   flattened once per resource; a record's own metadata is written into a reused arena;
 //! - each entry is encoded once into an arena (protobuf: as its whole `entries` field,
-//!   sizes computed first), then the arena is sorted by stream and timestamp (indices
-//!   only) and copied out once, in runs of entries that already follow each other;
-//! - the arena, scratch and body buffers are kept per thread between batches (the body is
+//!   written in place, see `fast_proto`), then the arena is sorted by stream and timestamp
+//!   (indices only) and read out once, in runs of entries that already follow each other:
+//!   copied into the body, or for [`Format::ProtobufSnappy`] (the exporter's) compressed
+//!   from the arena block by block, so no uncompressed body is laid out (`fast_body`);
+//! - the arena, scratch and body buffers are kept per thread between batches (a body is
 //!   given back by the exporter once snappy has compressed it, [`recycle_body`]).
 //!
 //! Decoded and raw batches take the same code: records are read through
@@ -32,7 +34,7 @@ use super::encode::{
     EncodeOptions, LineFormat, Stats, TenantRule, flatten, json_line, limit_metadata, logfmt_line,
 };
 use super::labels::{label_string, normalize_into, normalize_name};
-use super::proto::wire::{bytes_field, entry_field, field_len, tag_len};
+use super::proto::wire::entry_field;
 use crate::data::view::{AnyRef, LogView};
 use crate::data::view_logs::{LogsView, ScopeView};
 use crate::data::{Batch, InstrumentationScope, KeyValue, Signal};
@@ -230,7 +232,7 @@ pub fn encode_direct_counted(
             }
         }
     }
-    let out = finish(tenant, streams, &mut entries, &arena, stats, format);
+    let out = fast_body::finish(tenant, streams, &mut entries, &arena, stats, format);
     POOL.with(|p| *p.borrow_mut() = (arena, entries, s));
     let skipped = Skipped {
         records: view.dropped,
@@ -252,71 +254,6 @@ pub fn recycle_body(body: Vec<u8>) {
     BODY.set(body);
 }
 
-fn finish(
-    tenant: &Option<String>,
-    streams: Vec<StreamAcc>,
-    entries: &mut [EntryRef],
-    arena: &[u8],
-    stats: Stats,
-    format: Format,
-) -> Option<Encoded> {
-    if entries.is_empty() {
-        return None;
-    }
-    // Streams in label-string order, entries by timestamp within each (stable).
-    let mut rank: Vec<u32> = (0..streams.len() as u32).collect();
-    rank.sort_by(|a, b| {
-        streams[*a as usize]
-            .labels
-            .cmp(&streams[*b as usize].labels)
-    });
-    let mut pos = vec![0u32; streams.len()];
-    for (p, si) in rank.iter().enumerate() {
-        pos[*si as usize] = p as u32;
-    }
-    entries.sort_by_key(|e| (pos[e.stream as usize], e.ts_ns));
-    let mut error = None;
-    let body = match format {
-        Format::Json => {
-            let mut body = BODY.take();
-            body.clear();
-            body.reserve(arena.len() + streams.len() * 128 + 64);
-            write_json(&mut body, &streams, &rank, entries, arena);
-            body
-        }
-        Format::Protobuf | Format::ProtobufSnappy => {
-            let mut heads = Vec::with_capacity(streams.len() * 128);
-            let mut runs = Vec::new();
-            proto_runs(&mut heads, &mut runs, &streams, &rank, entries);
-            let pieces = runs.iter().map(|r| match *r {
-                Run::Head(a, b) => &heads[a as usize..b as usize],
-                Run::Arena(a, b) => &arena[a as usize..b as usize],
-            });
-            let total = pieces.clone().map(<[u8]>::len).sum::<usize>();
-            if format == Format::ProtobufSnappy {
-                super::proto::snappy_pieces(total, pieces).unwrap_or_else(|e| {
-                    error = Some(e.to_string());
-                    Vec::new()
-                })
-            } else {
-                let mut body = BODY.take();
-                body.clear();
-                body.reserve(total);
-                pieces.for_each(|p| body.extend_from_slice(p));
-                body
-            }
-        }
-    };
-    Some(Encoded {
-        tenant: tenant.clone(),
-        body,
-        error,
-        stats,
-        entry_count: entries.len(),
-        entries_by_stream: streams.into_iter().map(|s| (s.labels, s.entries)).collect(),
-    })
-}
-
 fn labels_object(out: &mut Vec<u8>, labels: &std::collections::BTreeMap<String, String>) {
     out.push(b'{');
     for (i, (k, v)) in labels.iter().enumerate() {
@@ -327,83 +264,6 @@ fn labels_object(out: &mut Vec<u8>, labels: &std::collections::BTreeMap<String, 
         jsonw::string(out, v);
     }
     out.push(b'}');
-}
-
-/// A piece of the protobuf body: stream headers (in their own buffer) or a run of entries
-/// of the arena, as byte ranges.
-enum Run {
-    Head(u32, u32),
-    Arena(u32, u32),
-}
-
-/// The protobuf body as pieces, in order: each stream's header and its entries' runs.
-fn proto_runs(
-    heads: &mut Vec<u8>,
-    runs: &mut Vec<Run>,
-    streams: &[StreamAcc],
-    rank: &[u32],
-    entries: &[EntryRef],
-) {
-    let mut i = 0;
-    for si in rank {
-        let st = &streams[*si as usize];
-        let group = &entries[i..i + st.entries];
-        i += st.entries;
-        // Each entry is its whole `entries` field already (see `entry`).
-        let mut len = field_len(st.labels.len());
-        for e in group {
-            len += (e.end - e.start) as usize;
-        }
-        let h = heads.len() as u32;
-        tag_len(heads, 1, len);
-        bytes_field(heads, 1, st.labels.as_bytes());
-        runs.push(Run::Head(h, heads.len() as u32));
-        // Entries that follow each other in the arena make one run.
-        let mut run: Option<(u32, u32)> = None;
-        for e in group {
-            run = match run {
-                Some((a, b)) if b == e.start => Some((a, e.end)),
-                _ => {
-                    if let Some((a, b)) = run {
-                        runs.push(Run::Arena(a, b));
-                    }
-                    Some((e.start, e.end))
-                }
-            };
-        }
-        if let Some((a, b)) = run {
-            runs.push(Run::Arena(a, b));
-        }
-    }
-}
-
-fn write_json(
-    out: &mut Vec<u8>,
-    streams: &[StreamAcc],
-    rank: &[u32],
-    entries: &[EntryRef],
-    arena: &[u8],
-) {
-    out.extend_from_slice(b"{\"streams\":[");
-    let mut i = 0;
-    for (n, si) in rank.iter().enumerate() {
-        let st = &streams[*si as usize];
-        if n > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(b"{\"stream\":");
-        out.extend_from_slice(&st.labels_json);
-        out.extend_from_slice(b",\"values\":[");
-        for (k, e) in entries[i..i + st.entries].iter().enumerate() {
-            if k > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(&arena[e.start as usize..e.end as usize]);
-        }
-        i += st.entries;
-        out.extend_from_slice(b"]}");
-    }
-    out.extend_from_slice(b"]}");
 }
 
 /// One entry, appended to `arena`: the `EntryAdapter` message body, or the JSON
@@ -624,6 +484,8 @@ fn line(
     }
 }
 
+#[path = "fast_body.rs"]
+mod fast_body;
 #[path = "fast_proto.rs"]
 mod fast_proto;
 
