@@ -181,10 +181,21 @@ pub(crate) fn read_log<'a>(
                 body = true;
                 v.body = check_any(s, 1)?;
             }
-            (6, Field::Len(s)) => kvs.push(WireKv {
-                kv: check_kv(s, 1)?,
-                raw: s,
-            }),
+            // The common string attribute pushed as built (no `KvRef` merged from the two
+            // reads first: that went through the stack).
+            (6, Field::Len(s)) => match string_kv(s) {
+                Some((key, value)) => kvs.push(WireKv {
+                    kv: KvRef {
+                        key: utf8(key)?,
+                        value: Some(AnyRef::Str(utf8(value)?)),
+                    },
+                    raw: s,
+                }),
+                None => kvs.push(WireKv {
+                    kv: check_kv_walk(s, 1)?,
+                    raw: s,
+                }),
+            },
             (1..=3 | 5..=12, _) => return Err(Malformed),
             _ => {}
         }
