@@ -100,6 +100,10 @@ fn bench(c: &mut Criterion) {
             snappy.compress(&e.body, &mut out).unwrap_or(0)
         })
     });
+    // What the exporter does: compressed block by block from the encoder's arena.
+    g.bench_function("raw_direct_protobuf_snappy_arena_1000_records", |x| {
+        x.iter(|| encode_direct(&raw, &opts, 0, Format::ProtobufSnappy).map(|e| e.body.len()))
+    });
     g.bench_function("raw_direct_protobuf_1000_records", |x| {
         x.iter(|| encode_direct(&raw, &opts, 0, Format::Protobuf).map(|e| e.body.len()))
     });

@@ -10,9 +10,11 @@
 //! - structured metadata of the resource (the attributes that are not labels) is
 //!   flattened once per resource; a record's own metadata is written into a reused arena;
 //! - each entry is encoded once into an arena (protobuf: as its whole `entries` field,
-//!   sizes computed first), then the arena is sorted by stream and timestamp (indices
-//!   only) and copied out once, in runs of entries that already follow each other;
-//! - the arena, scratch and body buffers are kept per thread between batches (the body is
+//!   written in place, see `fast_proto`), then the arena is sorted by stream and timestamp
+//!   (indices only) and read out once, in runs of entries that already follow each other:
+//!   copied into the body, or for [`Format::ProtobufSnappy`] (the exporter's) compressed
+//!   from the arena block by block, so no uncompressed body is laid out (`fast_body`);
+//! - the arena, scratch and body buffers are kept per thread between batches (a body is
 //!   given back by the exporter once snappy has compressed it, [`recycle_body`]).
 //!
 //! Decoded and raw batches take the same code: records are read through
@@ -32,7 +34,7 @@ use super::encode::{
     EncodeOptions, LineFormat, Stats, TenantRule, flatten, json_line, limit_metadata, logfmt_line,
 };
 use super::labels::{label_string, normalize_into, normalize_name};
-use super::proto::wire::{bytes_field, entry_field, field_len, tag_len};
+use super::proto::wire::entry_field;
 use crate::data::view::{AnyRef, LogView};
 use crate::data::view_logs::{LogsView, ScopeView};
 use crate::data::{Batch, InstrumentationScope, KeyValue, Signal};
@@ -45,6 +47,9 @@ const UNKNOWN_SERVICE_JSON: &[u8] = br#"{"service_name":"unknown_service"}"#;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Protobuf,
+    /// Protobuf, snappy-compressed as Loki wants it (compressed block by block from the
+    /// encoder's arena: the uncompressed body is never laid out).
+    ProtobufSnappy,
     Json,
 }
 
@@ -52,8 +57,10 @@ pub enum Format {
 #[derive(Debug, Clone, Default)]
 pub struct Encoded {
     pub tenant: Option<String>,
-    /// Uncompressed protobuf or JSON.
+    /// Uncompressed protobuf or JSON; compressed for [`Format::ProtobufSnappy`] (empty
+    /// when that failed, with `error` saying why).
     pub body: Vec<u8>,
+    pub error: Option<String>,
     pub stats: Stats,
     pub entry_count: usize,
     /// Entries per label string (to count what Loki rejects stream by stream).
@@ -85,6 +92,8 @@ struct ResourceCtx<'a> {
     attrs: &'a [KeyValue],
     used: std::collections::BTreeSet<String>,
     md: Vec<(String, String)>,
+    /// `md` as encoded protobuf pairs (protobuf only).
+    md_wire: fast_proto::ResMd,
     /// (level, stream index, label values truncated)
     variants: Vec<(Option<&'static str>, u32, u64)>,
 }
@@ -147,6 +156,7 @@ pub fn encode_direct_counted(
         let mut res = ResourceCtx {
             attrs,
             md: Vec::new(),
+            md_wire: Default::default(),
             used: base.used_resource,
             variants: Vec::new(),
         };
@@ -155,6 +165,9 @@ pub fn encode_direct_counted(
                 if let Some(v) = kv.value.as_ref().and_then(|v| v.value.as_ref()) {
                     flatten(&normalize_name(&kv.key), v, &mut res.md);
                 }
+            }
+            if format != Format::Json {
+                res.md_wire = fast_proto::ResMd::new(&res.md);
             }
         }
         for sv in rv.scopes() {
@@ -195,9 +208,21 @@ pub fn encode_direct_counted(
                     .find(|t| *t != 0)
                     .unwrap_or(0);
                 let start = arena.len() as u32;
-                entry(
-                    &mut arena, &mut s, &res, &sv, &rec, ts_ns, opts, format, &mut stats,
-                );
+                let direct = format != Format::Json
+                    && fast_proto::entry_proto(
+                        &mut arena,
+                        &mut s.name,
+                        &res,
+                        &sv,
+                        &rec,
+                        ts_ns,
+                        opts,
+                    );
+                if !direct {
+                    entry(
+                        &mut arena, &mut s, &res, &sv, &rec, ts_ns, opts, format, &mut stats,
+                    );
+                }
                 entries.push(EntryRef {
                     stream,
                     ts_ns,
@@ -207,7 +232,7 @@ pub fn encode_direct_counted(
             }
         }
     }
-    let out = finish(tenant, streams, &mut entries, &arena, stats, format);
+    let out = fast_body::finish(tenant, streams, &mut entries, &arena, stats, format);
     POOL.with(|p| *p.borrow_mut() = (arena, entries, s));
     let skipped = Skipped {
         records: view.dropped,
@@ -229,45 +254,6 @@ pub fn recycle_body(body: Vec<u8>) {
     BODY.set(body);
 }
 
-fn finish(
-    tenant: &Option<String>,
-    streams: Vec<StreamAcc>,
-    entries: &mut [EntryRef],
-    arena: &[u8],
-    stats: Stats,
-    format: Format,
-) -> Option<Encoded> {
-    if entries.is_empty() {
-        return None;
-    }
-    // Streams in label-string order, entries by timestamp within each (stable).
-    let mut rank: Vec<u32> = (0..streams.len() as u32).collect();
-    rank.sort_by(|a, b| {
-        streams[*a as usize]
-            .labels
-            .cmp(&streams[*b as usize].labels)
-    });
-    let mut pos = vec![0u32; streams.len()];
-    for (p, si) in rank.iter().enumerate() {
-        pos[*si as usize] = p as u32;
-    }
-    entries.sort_by_key(|e| (pos[e.stream as usize], e.ts_ns));
-    let mut body = BODY.take();
-    body.clear();
-    body.reserve(arena.len() + streams.len() * 128 + 64);
-    match format {
-        Format::Protobuf => write_proto(&mut body, &streams, &rank, entries, arena),
-        Format::Json => write_json(&mut body, &streams, &rank, entries, arena),
-    }
-    Some(Encoded {
-        tenant: tenant.clone(),
-        body,
-        stats,
-        entry_count: entries.len(),
-        entries_by_stream: streams.into_iter().map(|s| (s.labels, s.entries)).collect(),
-    })
-}
-
 fn labels_object(out: &mut Vec<u8>, labels: &std::collections::BTreeMap<String, String>) {
     out.push(b'{');
     for (i, (k, v)) in labels.iter().enumerate() {
@@ -278,73 +264,6 @@ fn labels_object(out: &mut Vec<u8>, labels: &std::collections::BTreeMap<String, 
         jsonw::string(out, v);
     }
     out.push(b'}');
-}
-
-fn write_proto(
-    out: &mut Vec<u8>,
-    streams: &[StreamAcc],
-    rank: &[u32],
-    entries: &[EntryRef],
-    arena: &[u8],
-) {
-    let mut i = 0;
-    for si in rank {
-        let st = &streams[*si as usize];
-        let group = &entries[i..i + st.entries];
-        i += st.entries;
-        // Each entry is its whole `entries` field already (see `entry`).
-        let mut len = field_len(st.labels.len());
-        for e in group {
-            len += (e.end - e.start) as usize;
-        }
-        tag_len(out, 1, len);
-        bytes_field(out, 1, st.labels.as_bytes());
-        // Entries that follow each other in the arena are copied in one run.
-        let mut run: Option<(u32, u32)> = None;
-        for e in group {
-            run = match run {
-                Some((a, b)) if b == e.start => Some((a, e.end)),
-                _ => {
-                    if let Some((a, b)) = run {
-                        out.extend_from_slice(&arena[a as usize..b as usize]);
-                    }
-                    Some((e.start, e.end))
-                }
-            };
-        }
-        if let Some((a, b)) = run {
-            out.extend_from_slice(&arena[a as usize..b as usize]);
-        }
-    }
-}
-
-fn write_json(
-    out: &mut Vec<u8>,
-    streams: &[StreamAcc],
-    rank: &[u32],
-    entries: &[EntryRef],
-    arena: &[u8],
-) {
-    out.extend_from_slice(b"{\"streams\":[");
-    let mut i = 0;
-    for (n, si) in rank.iter().enumerate() {
-        let st = &streams[*si as usize];
-        if n > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(b"{\"stream\":");
-        out.extend_from_slice(&st.labels_json);
-        out.extend_from_slice(b",\"values\":[");
-        for (k, e) in entries[i..i + st.entries].iter().enumerate() {
-            if k > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(&arena[e.start as usize..e.end as usize]);
-        }
-        i += st.entries;
-        out.extend_from_slice(b"]}");
-    }
-    out.extend_from_slice(b"]}");
 }
 
 /// One entry, appended to `arena`: the `EntryAdapter` message body, or the JSON
@@ -385,9 +304,9 @@ fn entry(
         }
     }
     s.line.clear();
-    line(s, res, sl, rec, opts);
+    line(&mut s.line, res, sl, rec, opts);
     match format {
-        Format::Protobuf => {
+        Format::Protobuf | Format::ProtobufSnappy => {
             // With its field header: the body's entries are copied out in runs.
             let pairs = (0..s.pairs.len()).map(|i| pair(s, i));
             entry_field(arena, ts_ns, &s.line, pairs);
@@ -525,7 +444,7 @@ fn flatten_into(s: &mut Scratch, name: &mut Vec<u8>, v: AnyRef<'_>) {
 }
 
 fn line(
-    s: &mut Scratch,
+    out: &mut Vec<u8>,
     res: &ResourceCtx<'_>,
     sl: &ScopeView<'_>,
     rec: &LogView<'_>,
@@ -535,16 +454,16 @@ fn line(
     match (o.line_format, o.structured_metadata) {
         (LineFormat::Raw, _) => {
             if let Some(b) = body {
-                jsonw::any_text(&mut s.line, b);
+                jsonw::any_text(out, b);
             }
         }
         (LineFormat::Json, true) => {
-            s.line.push(b'{');
+            out.push(b'{');
             if let Some(b) = body {
-                s.line.extend_from_slice(b"\"body\":");
-                jsonw::any(&mut s.line, b);
+                out.extend_from_slice(b"\"body\":");
+                jsonw::any(out, b);
             }
-            s.line.push(b'}');
+            out.push(b'}');
         }
         (LineFormat::Json, false) | (LineFormat::Logfmt, _) => {
             // Not the default: the reference line builders, on prost types.
@@ -560,10 +479,15 @@ fn line(
             } else {
                 logfmt_line(&rec, &rec_attrs, &res_attrs, o.structured_metadata)
             };
-            s.line.extend_from_slice(text.as_bytes());
+            out.extend_from_slice(text.as_bytes());
         }
     }
 }
+
+#[path = "fast_body.rs"]
+mod fast_body;
+#[path = "fast_proto.rs"]
+mod fast_proto;
 
 #[cfg(test)]
 #[path = "fast_tests.rs"]

@@ -127,6 +127,9 @@ fn direct_bodies_equal_the_reference_bytes() {
             "round {round}"
         );
         assert_eq!(proto.body, want.encode_to_vec(), "round {round}");
+        let snappy = encode_direct(&b, &opts, 99, Format::ProtobufSnappy).unwrap();
+        let compressed = snap::raw::Encoder::new().compress_vec(&proto.body).unwrap();
+        assert_eq!(snappy.body, compressed, "round {round}");
         assert_eq!(
             String::from_utf8(json.body.clone()).unwrap(),
             String::from_utf8(r.to_json()).unwrap(),
@@ -167,4 +170,110 @@ fn attribute_tenants_and_record_labels_take_the_reference_path() {
         2048,
     );
     assert!(!applies(&o));
+}
+
+/// Lengths around the varint widths the direct protobuf writer guesses (one byte for a
+/// pair, its name and value and the line; two for an entry): every field still has
+/// prost's minimal length.
+#[test]
+fn direct_protobuf_lengths_around_varint_widths_equal_the_reference() {
+    let mut rng = fastrand::Rng::with_seed(5);
+    let text = |rng: &mut fastrand::Rng| -> String {
+        let n = [
+            0, 1, 99, 100, 125, 126, 127, 128, 129, 300, 16_383, 16_384, 20_000,
+        ][rng.usize(0..13)];
+        (0..n).map(|_| rng.alphanumeric()).collect()
+    };
+    for round in 0..300 {
+        let mut opts = options(&mut rng);
+        opts.limits = Limits::default();
+        let record = |rng: &mut fastrand::Rng| LogRecord {
+            time_unix_nano: [0, 5, 1_700_000_000_123_456_789][rng.usize(0..3)],
+            body: rng.bool().then(|| AnyValue {
+                value: Some(string_value(text(rng))),
+            }),
+            attributes: (0..rng.usize(0..3))
+                .map(|_| {
+                    let key = text(rng);
+                    kv(&key, string_value(text(rng)))
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let b = Batch::Logs(vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![kv(&text(&mut rng), string_value(text(&mut rng)))],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: (0..rng.usize(1..4)).map(|_| record(&mut rng)).collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }]);
+        let reference = encode(&b, &opts, 99);
+        let want = reference[0].to_proto().encode_to_vec();
+        let got = encode_direct(&b, &opts, 99, Format::Protobuf).unwrap();
+        assert_eq!(got.body, want, "round {round}");
+        let (raw, _) = encode_direct_counted(&raw_of(&b, false), &opts, 99, Format::Protobuf);
+        assert_eq!(raw.unwrap().body, want, "round {round}, raw");
+    }
+}
+
+/// Bodies from empty-ish to several snappy blocks (64 KiB), with streams interleaved and
+/// timestamps out of order, so the arena is copied out in many runs: the blockwise snappy
+/// body is snappy's compression of the protobuf body, and decompresses to it.
+#[test]
+fn direct_snappy_bodies_are_the_compressed_protobuf_bodies() {
+    let mut rng = fastrand::Rng::with_seed(9);
+    let opts = EncodeOptions {
+        labels: LabelRules::new(&LabelsConfig::default(), 2048),
+        line_format: LineFormat::Raw,
+        structured_metadata: true,
+        limits: Limits::default(),
+        tenant: TenantRule::Fixed(None),
+    };
+    for n in [1, 2, 50, 200, 700, 3000] {
+        let b = Batch::Logs(
+            (0..n)
+                .map(|i| ResourceLogs {
+                    resource: Some(Resource {
+                        attributes: vec![kv("service.name", string_value(["a", "b", "c"][i % 3]))],
+                        ..Default::default()
+                    }),
+                    scope_logs: vec![ScopeLogs {
+                        log_records: vec![LogRecord {
+                            time_unix_nano: rng.u64(1..1000),
+                            body: Some(AnyValue {
+                                value: Some(string_value(
+                                    (0..rng.usize(0..200))
+                                        .map(|_| rng.alphanumeric())
+                                        .collect::<String>(),
+                                )),
+                            }),
+                            attributes: vec![kv("k", string_value("v".repeat(i % 50)))],
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                })
+                .collect(),
+        );
+        let plain = encode_direct(&b, &opts, 1, Format::Protobuf).unwrap();
+        for batch in [b.clone(), raw_of(&b, rng.bool())] {
+            let snappy = encode_direct(&batch, &opts, 1, Format::ProtobufSnappy).unwrap();
+            assert_eq!(snappy.error, None);
+            let back = snap::raw::Decoder::new()
+                .decompress_vec(&snappy.body)
+                .unwrap();
+            assert_eq!(back, plain.body, "{n} records");
+            let want = snap::raw::Encoder::new().compress_vec(&plain.body).unwrap();
+            assert_eq!(snappy.body, want, "{n} records");
+            assert_eq!(snappy.entry_count, n);
+        }
+        if n == 3000 {
+            assert!(plain.body.len() > 3 * 65536, "{}", plain.body.len());
+        }
+    }
 }

@@ -355,13 +355,15 @@ impl LokiExporter {
     /// records left out as unreadable.
     fn prepare(&self, batch: &Batch) -> (Vec<Prepared>, fast::Skipped) {
         let format = match self.encoding {
-            Encoding::Protobuf => fast::Format::Protobuf,
+            Encoding::Protobuf => fast::Format::ProtobufSnappy,
             Encoding::Json => fast::Format::Json,
         };
         if fast::applies(&self.opts) {
             let (e, skipped) = fast::encode_direct_counted(batch, &self.opts, now_ns(), format);
             return (
-                e.map(|e| self.finish(e, None)).into_iter().collect(),
+                e.map(|e| self.finish(e, None, format == fast::Format::ProtobufSnappy))
+                    .into_iter()
+                    .collect(),
                 skipped,
             );
         }
@@ -392,9 +394,10 @@ impl LokiExporter {
                     entries_by_stream: push.entries_by_stream(),
                     tenant: push.tenant,
                     body,
+                    error: None,
                     stats: push.stats,
                 };
-                self.finish(e, push.records)
+                self.finish(e, push.records, false)
             })
             .collect();
         (pushes, skipped)
@@ -424,9 +427,13 @@ impl LokiExporter {
         Ok(())
     }
 
-    /// Compresses an encoded body as the encoding wants it.
-    fn finish(&self, e: fast::Encoded, records: Option<Batch>) -> Prepared {
+    /// Compresses an encoded body as the encoding wants it (unless `compressed` already).
+    fn finish(&self, e: fast::Encoded, records: Option<Batch>, compressed: bool) -> Prepared {
         let body = match self.encoding {
+            Encoding::Protobuf if compressed => match e.error {
+                Some(error) => Err(error),
+                None => Ok((e.body, "application/x-protobuf", None)),
+            },
             Encoding::Protobuf => {
                 let compressed = proto::snappy(&e.body);
                 fast::recycle_body(e.body);

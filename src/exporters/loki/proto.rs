@@ -89,6 +89,102 @@ pub fn snappy(body: &[u8]) -> Result<Vec<u8>, snap::Error> {
     })
 }
 
+/// Snappy's block size: its encoder compresses its input 64 KiB at a time, each block on
+/// its own.
+const SNAPPY_BLOCK: usize = 1 << 16;
+
+/// [`snappy`] of the concatenation of `pieces` (`total` bytes in all), without
+/// concatenating them: compressed block by block, as snappy's encoder splits its input
+/// (the stream is the varint of the total length followed by each block's elements), each
+/// block straight from its piece when it lies within one, else from a copy of the block.
+/// The same bytes as [`snappy`] of the concatenated body.
+pub fn snappy_pieces<'p>(
+    total: usize,
+    pieces: impl IntoIterator<Item = &'p [u8]>,
+) -> Result<Vec<u8>, snap::Error> {
+    if snap::raw::max_compress_len(total) == 0 {
+        return Err(snap::Error::TooBig {
+            given: total as u64,
+            max: u64::from(u32::MAX),
+        });
+    }
+    SNAPPY_PIECES.with(|s| {
+        let (enc, out, block) = &mut *s.borrow_mut();
+        let mut head = Vec::with_capacity(10);
+        wire::varint(&mut head, total as u64);
+        if out.len() < head.len() {
+            out.resize(head.len(), 0);
+        }
+        out[..head.len()].copy_from_slice(&head);
+        let mut d = head.len();
+        let mut seen = 0;
+        block.clear();
+        for mut p in pieces {
+            seen += p.len();
+            if seen > total {
+                return Err(snap::Error::HeaderMismatch {
+                    expected_len: total as u64,
+                    got_len: seen as u64,
+                });
+            }
+            while !p.is_empty() {
+                if block.is_empty() && p.len() >= SNAPPY_BLOCK {
+                    let (b, rest) = p.split_at(SNAPPY_BLOCK);
+                    d = snappy_block(enc, out, d, b)?;
+                    p = rest;
+                    continue;
+                }
+                let take = p.len().min(SNAPPY_BLOCK - block.len());
+                block.extend_from_slice(&p[..take]);
+                p = &p[take..];
+                if block.len() == SNAPPY_BLOCK {
+                    d = snappy_block(enc, out, d, block)?;
+                    block.clear();
+                }
+            }
+        }
+        if !block.is_empty() {
+            d = snappy_block(enc, out, d, block)?;
+        }
+        if seen != total {
+            return Err(snap::Error::HeaderMismatch {
+                expected_len: total as u64,
+                got_len: seen as u64,
+            });
+        }
+        Ok(out.get(..d).unwrap_or_default().to_vec())
+    })
+}
+
+/// Appends one block's elements at `out[d..]`; returns the new end. The encoder writes
+/// the block's own length header first: it is written over the bytes just before `d`
+/// (at most 3; the stream's header is at least as long as any block's), which are put
+/// back after.
+fn snappy_block(
+    enc: &mut snap::raw::Encoder,
+    out: &mut Vec<u8>,
+    d: usize,
+    block: &[u8],
+) -> Result<usize, snap::Error> {
+    let head = wire::varint_len(block.len() as u64);
+    let at = d - head;
+    let need = at + snap::raw::max_compress_len(block.len());
+    if out.len() < need {
+        out.resize(need, 0);
+    }
+    let mut saved = [0u8; 10];
+    saved[..head].copy_from_slice(&out[at..d]);
+    let n = enc.compress(block, &mut out[at..])?;
+    out[at..d].copy_from_slice(&saved[..head]);
+    Ok(at + n)
+}
+
+thread_local! {
+    /// [`snappy_pieces`]'s encoder, output buffer (grown, zeroed once) and block copy.
+    static SNAPPY_PIECES: std::cell::RefCell<(snap::raw::Encoder, Vec<u8>, Vec<u8>)> =
+        std::cell::RefCell::new((snap::raw::Encoder::new(), Vec::new(), Vec::new()));
+}
+
 /// Protobuf wire-format writers for the direct encoder ([`super::fast`]), which lays out
 /// `PushRequest` bytes itself (exactly as prost would encode the messages above).
 pub mod wire {
@@ -246,6 +342,62 @@ mod tests {
             wire::entry_field(&mut got, ts_ns, line.as_bytes(), it);
             assert_eq!(got, want);
         }
+    }
+
+    #[test]
+    fn snappy_of_pieces_is_snappy_of_their_concatenation() {
+        let mut rng = fastrand::Rng::with_seed(6);
+        const B: usize = SNAPPY_BLOCK;
+        let sizes = [
+            0,
+            1,
+            16,
+            17,
+            100,
+            B - 1,
+            B,
+            B + 1,
+            2 * B,
+            3 * B + 5,
+            300_000,
+        ];
+        for round in 0..200 {
+            // Compressible and incompressible runs, cut into pieces of any size.
+            let n = sizes[rng.usize(0..sizes.len())];
+            let body: Vec<u8> = (0..n)
+                .map(|i| {
+                    if (i / 1000) % 2 == 0 {
+                        rng.u8(..)
+                    } else {
+                        b'a' + (i % 7) as u8
+                    }
+                })
+                .collect();
+            let mut pieces = Vec::new();
+            let mut rest = &body[..];
+            while !rest.is_empty() {
+                let cut = [0, 1, 40, 600, B - 3, B, B + 9, rest.len()][rng.usize(0..8)];
+                let (p, r) = rest.split_at(cut.min(rest.len()));
+                pieces.push(p);
+                rest = r;
+            }
+            if rng.bool() {
+                pieces.insert(rng.usize(0..=pieces.len()), &[]);
+            }
+            let got = snappy_pieces(n, pieces.iter().copied()).unwrap();
+            let want = snap::raw::Encoder::new().compress_vec(&body).unwrap();
+            assert_eq!(
+                got,
+                want,
+                "round {round}: {n} bytes in {} pieces",
+                pieces.len()
+            );
+            let back = snap::raw::Decoder::new().decompress_vec(&got).unwrap();
+            assert_eq!(back, body);
+        }
+        assert_eq!(snappy_pieces(0, []).unwrap(), vec![0]);
+        assert!(snappy_pieces(3, [&b"ab"[..]]).is_err());
+        assert!(snappy_pieces(3, [&[7u8; 200][..]]).is_err());
     }
 
     #[test]
