@@ -427,6 +427,14 @@ fn record_metadata(
 
 /// [`flatten`] into the arena: maps become `parent_child` names.
 fn flatten_into(s: &mut Scratch, name: &mut Vec<u8>, v: AnyRef<'_>) {
+    flatten_walk(name, v, &mut |name, leaf| {
+        push_pair(s, name, |o| jsonw::any_text(o, leaf))
+    });
+}
+
+/// Walks a value as [`flatten`] does: `leaf` gets each scalar (or array) with its name,
+/// maps' keys appended to `name` as `_child` (normalized).
+fn flatten_walk<'a>(name: &mut Vec<u8>, v: AnyRef<'a>, leaf: &mut impl FnMut(&[u8], AnyRef<'a>)) {
     match v {
         AnyRef::Kvlist(kvs) => {
             for kv in kvs.iter() {
@@ -434,12 +442,12 @@ fn flatten_into(s: &mut Scratch, name: &mut Vec<u8>, v: AnyRef<'_>) {
                     let len = name.len();
                     name.push(b'_');
                     normalize_into(name, kv.key);
-                    flatten_into(s, name, inner);
+                    flatten_walk(name, inner, leaf);
                     name.truncate(len);
                 }
             }
         }
-        other => push_pair(s, name, |o| jsonw::any_text(o, other)),
+        other => leaf(name, other),
     }
 }
 

@@ -15,7 +15,7 @@ use super::{EncodeOptions, ResourceCtx, ScopeView, line};
 use crate::data::view::{AnyRef, Attrs, KvRef, LogView};
 use crate::exporters::jsonw;
 use crate::exporters::loki::labels::normalize_into;
-use crate::exporters::loki::proto::wire::{varint, varint_len};
+use crate::exporters::loki::proto::wire::{timestamp_fields, varint, varint_len};
 
 /// A resource's metadata pairs as encoded `structuredMetadata` fields, with their count
 /// and size (names + values, as Loki's limits count them).
@@ -121,14 +121,7 @@ pub(super) fn entry_proto(
     // google.protobuf.Timestamp: at most 17 bytes, its length one byte.
     let (secs, nanos) = (ts_ns / 1_000_000_000, ts_ns % 1_000_000_000);
     let ts = open(arena, 1, 1);
-    if secs != 0 {
-        arena.push(0x08);
-        varint(arena, secs);
-    }
-    if nanos != 0 {
-        arena.push(0x10);
-        varint(arena, nanos);
-    }
+    timestamp_fields(arena, secs, nanos);
     close(arena, ts, 1);
     // The line (left out when empty); its length guessed from a string body.
     let guess = match rec.body {
@@ -218,19 +211,8 @@ fn attribute(out: &mut Vec<u8>, name: &mut Vec<u8>, kv: KvRef<'_>, n: &mut Count
 /// [`super::flatten_into`], as encoded pairs.
 #[inline(never)]
 fn flatten(out: &mut Vec<u8>, name: &mut Vec<u8>, v: AnyRef<'_>, n: &mut Count) {
-    match v {
+    super::flatten_walk(name, v, &mut |name, leaf| match leaf {
         AnyRef::Str(s) => pair(out, name, n, |o| o.extend_from_slice(s.as_bytes())),
-        AnyRef::Kvlist(kvs) => {
-            for kv in kvs.iter() {
-                if let Some(inner) = kv.value {
-                    let len = name.len();
-                    name.push(b'_');
-                    normalize_into(name, kv.key);
-                    flatten(out, name, inner, n);
-                    name.truncate(len);
-                }
-            }
-        }
         other => pair(out, name, n, |o| jsonw::any_text(o, other)),
-    }
+    });
 }

@@ -224,6 +224,19 @@ pub mod wire {
         out.extend_from_slice(bytes);
     }
 
+    /// A `google.protobuf.Timestamp`'s fields (each left out when zero).
+    #[inline]
+    pub fn timestamp_fields(out: &mut Vec<u8>, secs: u64, nanos: u64) {
+        if secs != 0 {
+            out.push(0x08);
+            varint(out, secs);
+        }
+        if nanos != 0 {
+            out.push(0x10);
+            varint(out, nanos);
+        }
+    }
+
     /// The size of a `string` field that is left out when empty (proto3).
     #[inline]
     fn opt_len(b: &[u8]) -> usize {
@@ -256,14 +269,7 @@ pub mod wire {
         out.reserve(1 + varint_len(len as u64) + len);
         tag_len(out, 2, len);
         tag_len(out, 1, ts_len);
-        if secs != 0 {
-            out.push(0x08);
-            varint(out, secs);
-        }
-        if nanos != 0 {
-            out.push(0x10);
-            varint(out, nanos);
-        }
+        timestamp_fields(out, secs, nanos);
         if !line.is_empty() {
             bytes_field(out, 2, line);
         }
