@@ -42,6 +42,19 @@ use crate::data::{
     ScopeSpans, Signal, attr_str, hex,
 };
 
+/// A document's content id: the first 128 bits of SHA-256 over its index, `\n` and its
+/// source (see the module doc).
+pub fn content_id(index: &str, source: &[u8]) -> [u8; 16] {
+    let mut h = Sha256::new();
+    h.update(index.as_bytes());
+    h.update(b"\n");
+    h.update(source);
+    let d = h.finalize();
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&d[..16]);
+    id
+}
+
 /// The bulk action of a document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -178,13 +191,7 @@ impl Encoder {
         let id = match self.document_id {
             DocumentId::Auto => None,
             DocumentId::ContentHash if signal == Signal::Metrics && data_stream => None,
-            DocumentId::ContentHash => {
-                let mut h = Sha256::new();
-                h.update(index.as_bytes());
-                h.update(b"\n");
-                h.update(source_json.as_bytes());
-                Some(hex(&h.finalize()[..16]))
-            }
+            DocumentId::ContentHash => Some(hex(&content_id(&index, source_json.as_bytes()))),
         };
         Doc {
             index,

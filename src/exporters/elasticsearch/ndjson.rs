@@ -15,9 +15,7 @@
 //! raw resource that cannot be decoded at all are left out and counted in
 //! [`BulkBody::malformed`] (see [`crate::data::view_logs`]).
 
-use sha2::{Digest, Sha256};
-
-use super::bulk::{DocumentId, Encoder, Op, Target, is_data_stream_name};
+use super::bulk::{DocumentId, Encoder, Op, Target, content_id, is_data_stream_name};
 use super::mapping::{Context, DataStream, Mode, ROUTING_KEYS};
 use crate::data::view::{AnyRef, Attrs, KvRef, LogView};
 use crate::data::view_logs::LogsView;
@@ -207,11 +205,8 @@ impl Encoder {
         let start = b.len();
         source(b);
         if let Some(at) = id_at {
-            let mut h = Sha256::new();
-            h.update(index.as_bytes());
-            h.update(b"\n");
-            h.update(&b[start..]);
-            jsonw::hex_fill(&mut b[at..at + 32], &h.finalize()[..16]);
+            let id = content_id(index, &b[start..]);
+            jsonw::hex_fill(&mut b[at..at + 32], &id);
         }
         b.push(b'\n');
         out.ends.push(out.body.len());

@@ -35,7 +35,7 @@ use super::encode::{
 };
 use super::labels::{label_string, normalize_into, normalize_name};
 use super::proto::wire::entry_field;
-use crate::data::view::{AnyRef, LogView};
+use crate::data::view::{AnyRef, Attrs, KvRef, LogView};
 use crate::data::view_logs::{LogsView, ScopeView};
 use crate::data::{Batch, InstrumentationScope, KeyValue, Signal};
 use crate::exporters::jsonw;
@@ -385,56 +385,92 @@ fn push_pair(s: &mut Scratch, name: &[u8], value: impl FnOnce(&mut Vec<u8>)) {
     s.pairs.push((ne as u32, s.md.len() as u32));
 }
 
-/// Metadata in the reference order: trace context, severity, scope, the record's
-/// attributes, then the resource's (precomputed).
+/// Where a record's metadata pairs go: the scratch (JSON, and records over Loki's
+/// limits) or straight into the protobuf entry (`fast_proto`). A pair whose value
+/// writes nothing is left out.
+trait PairSink {
+    fn pair(&mut self, name: &[u8], value: impl FnOnce(&mut Vec<u8>));
+}
+
+impl PairSink for Scratch {
+    #[inline(always)]
+    fn pair(&mut self, name: &[u8], value: impl FnOnce(&mut Vec<u8>)) {
+        push_pair(self, name, value)
+    }
+}
+
+/// Metadata in the reference order: the record's own pairs, then the resource's
+/// (precomputed).
 fn record_metadata(
     s: &mut Scratch,
     res: &ResourceCtx<'_>,
     scope: Option<&InstrumentationScope>,
     rec: &LogView<'_>,
 ) {
-    push_pair(s, b"trace_id", |o| jsonw::hex_into(o, rec.trace_id));
-    push_pair(s, b"span_id", |o| jsonw::hex_into(o, rec.span_id));
-    push_pair(s, b"severity_text", |o| {
-        o.extend_from_slice(rec.severity_text.as_bytes())
-    });
-    if rec.severity_number != 0 {
-        push_pair(s, b"severity_number", |o| {
-            jsonw::int(o, rec.severity_number as i64)
-        });
-    }
-    if let Some(scope) = scope {
-        push_pair(s, b"scope_name", |o| {
-            o.extend_from_slice(scope.name.as_bytes())
-        });
-        push_pair(s, b"scope_version", |o| {
-            o.extend_from_slice(scope.version.as_bytes())
-        });
-    }
-    for kv in rec.attributes.iter() {
-        if let Some(v) = kv.value {
-            let mut name = std::mem::take(&mut s.name);
-            name.clear();
-            normalize_into(&mut name, kv.key);
-            flatten_into(s, &mut name, v);
-            s.name = name;
-        }
-    }
+    let mut name = std::mem::take(&mut s.name);
+    record_pairs(s, &mut name, scope, rec);
+    s.name = name;
     for (k, v) in &res.md {
         push_pair(s, k.as_bytes(), |o| o.extend_from_slice(v.as_bytes()));
     }
 }
 
-/// [`flatten`] into the arena: maps become `parent_child` names.
-fn flatten_into(s: &mut Scratch, name: &mut Vec<u8>, v: AnyRef<'_>) {
-    flatten_walk(name, v, &mut |name, leaf| {
-        push_pair(s, name, |o| jsonw::any_text(o, leaf))
+/// A record's own metadata pairs in the reference order: trace context, severity, scope,
+/// then its attributes (maps flattened to `parent_child` names). `name` is scratch.
+#[inline(always)]
+fn record_pairs(
+    out: &mut impl PairSink,
+    name: &mut Vec<u8>,
+    scope: Option<&InstrumentationScope>,
+    rec: &LogView<'_>,
+) {
+    out.pair(b"trace_id", |o| jsonw::hex_into(o, rec.trace_id));
+    out.pair(b"span_id", |o| jsonw::hex_into(o, rec.span_id));
+    out.pair(b"severity_text", |o| {
+        o.extend_from_slice(rec.severity_text.as_bytes())
     });
+    if rec.severity_number != 0 {
+        out.pair(b"severity_number", |o| {
+            jsonw::int(o, rec.severity_number as i64)
+        });
+    }
+    if let Some(scope) = scope {
+        out.pair(b"scope_name", |o| {
+            o.extend_from_slice(scope.name.as_bytes())
+        });
+        out.pair(b"scope_version", |o| {
+            o.extend_from_slice(scope.version.as_bytes())
+        });
+    }
+    // A raw record's attributes as the check read them: the slice itself (no iterator
+    // call per attribute).
+    if let Attrs::Checked(kvs) = rec.attributes {
+        for w in kvs {
+            attribute(out, name, w.kv);
+        }
+    } else {
+        for kv in rec.attributes.iter() {
+            attribute(out, name, kv);
+        }
+    }
 }
 
-/// Walks a value as [`flatten`] does: `leaf` gets each scalar (or array) with its name,
-/// maps' keys appended to `name` as `_child` (normalized).
-fn flatten_walk<'a>(name: &mut Vec<u8>, v: AnyRef<'a>, leaf: &mut impl FnMut(&[u8], AnyRef<'a>)) {
+#[inline(always)]
+fn attribute(out: &mut impl PairSink, name: &mut Vec<u8>, kv: KvRef<'_>) {
+    let Some(v) = kv.value else {
+        return;
+    };
+    name.clear();
+    normalize_into(name, kv.key);
+    match v {
+        AnyRef::Str(s) => out.pair(name, |o| o.extend_from_slice(s.as_bytes())),
+        other => flatten_into(out, name, other),
+    }
+}
+
+/// [`flatten`] as pairs: maps become `parent_child` names.
+#[inline(never)]
+fn flatten_into(out: &mut impl PairSink, name: &mut Vec<u8>, v: AnyRef<'_>) {
     match v {
         AnyRef::Kvlist(kvs) => {
             for kv in kvs.iter() {
@@ -442,12 +478,12 @@ fn flatten_walk<'a>(name: &mut Vec<u8>, v: AnyRef<'a>, leaf: &mut impl FnMut(&[u
                     let len = name.len();
                     name.push(b'_');
                     normalize_into(name, kv.key);
-                    flatten_walk(name, inner, leaf);
+                    flatten_into(out, name, inner);
                     name.truncate(len);
                 }
             }
         }
-        other => leaf(name, other),
+        other => out.pair(name, |o| jsonw::any_text(o, other)),
     }
 }
 

@@ -9,12 +9,11 @@
 //! own metadata pairs, the same for all its records, are encoded once per resource
 //! ([`ResMd`]) and appended to each record's. A record whose metadata is over Loki's
 //! limits is left to the caller ([`entry_proto`] returns `false`), which cuts it with the
-//! reference rules.
+//! reference rules. The record's own pairs are listed by [`super::record_pairs`], the
+//! same walk that fills the scratch.
 
-use super::{EncodeOptions, ResourceCtx, ScopeView, line};
-use crate::data::view::{AnyRef, Attrs, KvRef, LogView};
-use crate::exporters::jsonw;
-use crate::exporters::loki::labels::normalize_into;
+use super::{EncodeOptions, PairSink, ResourceCtx, ScopeView, line, record_pairs};
+use crate::data::view::{AnyRef, LogView};
 use crate::exporters::loki::proto::wire::{timestamp_fields, varint, varint_len};
 
 /// A resource's metadata pairs as encoded `structuredMetadata` fields, with their count
@@ -79,6 +78,19 @@ fn close_resized(out: &mut Vec<u8>, start: usize, guess: usize, len: usize) {
     out.splice(start - guess..start, head);
 }
 
+/// Encoded `structuredMetadata` pairs appended to `out`, counted in `n`.
+struct Pairs<'o> {
+    out: &'o mut Vec<u8>,
+    n: &'o mut Count,
+}
+
+impl PairSink for Pairs<'_> {
+    #[inline(always)]
+    fn pair(&mut self, name: &[u8], value: impl FnOnce(&mut Vec<u8>)) {
+        pair(self.out, name, self.n, value)
+    }
+}
+
 /// One `structuredMetadata` pair (`LabelPairAdapter{name, value}`) with the value
 /// `value` writes; left out when the value is empty (as the reference drops it).
 #[inline(always)]
@@ -137,7 +149,15 @@ pub(super) fn entry_proto(
     }
     let mut n = Count::default();
     if opts.structured_metadata {
-        record_pairs(arena, name, sl, rec, &mut n);
+        record_pairs(
+            &mut Pairs {
+                out: arena,
+                n: &mut n,
+            },
+            name,
+            sl.scope,
+            rec,
+        );
         arena.extend_from_slice(&res.md_wire.bytes);
         n.pairs += res.md_wire.count;
         n.size += res.md_wire.size;
@@ -153,66 +173,4 @@ pub(super) fn entry_proto(
     }
     close(arena, entry, 2);
     true
-}
-
-/// The record's own metadata pairs in the reference order ([`super::record_metadata`]):
-/// trace context, severity, scope, then its attributes (maps flattened).
-fn record_pairs(
-    out: &mut Vec<u8>,
-    name: &mut Vec<u8>,
-    sl: &ScopeView<'_>,
-    rec: &LogView<'_>,
-    n: &mut Count,
-) {
-    pair(out, b"trace_id", n, |o| jsonw::hex_into(o, rec.trace_id));
-    pair(out, b"span_id", n, |o| jsonw::hex_into(o, rec.span_id));
-    pair(out, b"severity_text", n, |o| {
-        o.extend_from_slice(rec.severity_text.as_bytes())
-    });
-    if rec.severity_number != 0 {
-        pair(out, b"severity_number", n, |o| {
-            jsonw::int(o, rec.severity_number as i64)
-        });
-    }
-    if let Some(scope) = sl.scope {
-        pair(out, b"scope_name", n, |o| {
-            o.extend_from_slice(scope.name.as_bytes())
-        });
-        pair(out, b"scope_version", n, |o| {
-            o.extend_from_slice(scope.version.as_bytes())
-        });
-    }
-    // A raw record's attributes as the check read them: the slice itself (no iterator
-    // call per attribute).
-    if let Attrs::Checked(kvs) = rec.attributes {
-        for w in kvs {
-            attribute(out, name, w.kv, n);
-        }
-    } else {
-        for kv in rec.attributes.iter() {
-            attribute(out, name, kv, n);
-        }
-    }
-}
-
-#[inline(always)]
-fn attribute(out: &mut Vec<u8>, name: &mut Vec<u8>, kv: KvRef<'_>, n: &mut Count) {
-    let Some(v) = kv.value else {
-        return;
-    };
-    name.clear();
-    normalize_into(name, kv.key);
-    match v {
-        AnyRef::Str(s) => pair(out, name, n, |o| o.extend_from_slice(s.as_bytes())),
-        other => flatten(out, name, other, n),
-    }
-}
-
-/// [`super::flatten_into`], as encoded pairs.
-#[inline(never)]
-fn flatten(out: &mut Vec<u8>, name: &mut Vec<u8>, v: AnyRef<'_>, n: &mut Count) {
-    super::flatten_walk(name, v, &mut |name, leaf| match leaf {
-        AnyRef::Str(s) => pair(out, name, n, |o| o.extend_from_slice(s.as_bytes())),
-        other => pair(out, name, n, |o| jsonw::any_text(o, other)),
-    });
 }

@@ -66,27 +66,11 @@ pub fn encode_snappy(req: &PushRequest) -> Result<Vec<u8>, snap::Error> {
     snap::raw::Encoder::new().compress_vec(&req.encode_to_vec())
 }
 
-thread_local! {
-    /// Snappy's encoder (it keeps a hash table) and an output buffer as large as the
-    /// largest body yet, zeroed once, reused per thread across requests.
-    static SNAPPY: std::cell::RefCell<(snap::raw::Encoder, Vec<u8>)> =
-        std::cell::RefCell::new((snap::raw::Encoder::new(), Vec::new()));
-}
-
-/// [`encode_snappy`] of an encoded body, into an exactly sized buffer: what
-/// `compress_vec` gives, without zeroing (and faulting in) a fresh worst-case buffer
-/// per request.
+/// [`encode_snappy`] of an encoded body: what `compress_vec` gives, through the
+/// per-thread encoder and output buffer of [`snappy_pieces`] (no fresh worst-case buffer
+/// zeroed and faulted in per request).
 pub fn snappy(body: &[u8]) -> Result<Vec<u8>, snap::Error> {
-    SNAPPY.with(|s| {
-        let (enc, out) = &mut *s.borrow_mut();
-        // (0 for a body too large for snappy: `compress` says so.)
-        let max = snap::raw::max_compress_len(body.len());
-        if out.len() < max {
-            out.resize(max, 0);
-        }
-        let n = enc.compress(body, out)?;
-        Ok(out.get(..n).unwrap_or_default().to_vec())
-    })
+    snappy_pieces(body.len(), [body])
 }
 
 /// Snappy's block size: its encoder compresses its input 64 KiB at a time, each block on
@@ -180,7 +164,8 @@ fn snappy_block(
 }
 
 thread_local! {
-    /// [`snappy_pieces`]'s encoder, output buffer (grown, zeroed once) and block copy.
+    /// Snappy's encoder (it keeps a hash table), an output buffer as large as the largest
+    /// body yet (zeroed once) and the copy of a block that spans pieces, per thread.
     static SNAPPY_PIECES: std::cell::RefCell<(snap::raw::Encoder, Vec<u8>, Vec<u8>)> =
         std::cell::RefCell::new((snap::raw::Encoder::new(), Vec::new(), Vec::new()));
 }
