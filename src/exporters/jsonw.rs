@@ -51,16 +51,84 @@ pub fn escaped(out: &mut Vec<u8>, s: &str) {
 }
 
 /// [`escaped`] for UTF-8 held as bytes (bytes from 0x80 up pass through unchanged).
+///
+/// The common string needs no escape at all: it is scanned a word (8 bytes) at a time,
+/// the last word overlapping the one before it (a string shorter than a word is padded
+/// with spaces, which need no escape), and then copied in one append. A string with
+/// something to escape goes through [`escape_from`] from the first word that has it.
 pub fn escaped_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    let n = bytes.len();
+    let mut words = bytes.chunks_exact(8);
+    let mut clean = 0;
+    for w in &mut words {
+        if chunk_needs_escape(word(w)) {
+            break;
+        }
+        clean += 8;
+    }
+    if clean == n {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    if clean + 8 > n {
+        // Only a tail of fewer than 8 bytes is left unchecked.
+        let last = if n >= 8 {
+            word(&bytes[n - 8..])
+        } else {
+            short_word(bytes)
+        };
+        if !chunk_needs_escape(last) {
+            out.extend_from_slice(bytes);
+            return;
+        }
+    }
+    out.extend_from_slice(&bytes[..clean]);
+    escape_from(out, &bytes[clean..]);
+}
+
+/// Eight bytes as a word (`w` is at least 8 bytes long).
+#[inline]
+fn word(w: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&w[..8]);
+    u64::from_le_bytes(a)
+}
+
+/// The bytes of a string shorter than 8 as a word that has every one of them and is
+/// otherwise spaces, which need no escape. Built from overlapping loads, not by copying
+/// into a padded buffer: reading that buffer back as a word stalls on the byte stores
+/// (store-to-load forwarding fails), which cost more than the check itself.
+#[inline]
+fn short_word(b: &[u8]) -> u64 {
+    let n = b.len();
+    if n >= 4 {
+        let lo = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let hi = u32::from_le_bytes([b[n - 4], b[n - 3], b[n - 2], b[n - 1]]);
+        u64::from(lo) | (u64::from(hi) << 32)
+    } else if n > 0 {
+        // b[0], b[n / 2] and b[n - 1] are all of 1, 2 or 3 bytes.
+        u64::from(b[0])
+            | (u64::from(b[n / 2]) << 8)
+            | (u64::from(b[n - 1]) << 16)
+            | 0x2020_2020_2000_0000
+    } else {
+        0x2020_2020_2020_2020
+    }
+}
+
+/// The escaping loop for a string that has something to escape in its first word.
+fn escape_from(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
-        // Eight bytes at a time; a shorter tail (all of a short key) is padded with spaces,
-        // which need no escape.
+        // Eight bytes at a time; a shorter tail as a word padded with spaces.
         let n = (bytes.len() - i).min(8);
-        let mut w = [b' '; 8];
-        w[..n].copy_from_slice(&bytes[i..i + n]);
-        if !chunk_needs_escape(u64::from_le_bytes(w)) {
+        let w = if n == 8 {
+            word(&bytes[i..])
+        } else {
+            short_word(&bytes[i..])
+        };
+        if !chunk_needs_escape(w) {
             i += n;
             continue;
         }
@@ -355,9 +423,9 @@ pub(crate) mod tests {
         }
         let all: String = (0u32..0x80).filter_map(char::from_u32).collect();
         assert_eq!(s(|o| string(o, &all)), serde_json::to_string(&all).unwrap());
-        // Every length around the 8-byte steps, with each character that needs an escape
+        // Every length over four 8-byte steps, with each character that needs an escape
         // (and a space, the tail's padding) at every position: full words and padded tails.
-        for len in 0..=17 {
+        for len in 0..=33 {
             for at in 0..len {
                 for c in ['"', '\\', '\n', '\u{1}', '\u{1f}', ' ', '\u{7f}', 'é'] {
                     let v: String = (0..len).map(|i| if i == at { c } else { 'a' }).collect();
