@@ -40,174 +40,37 @@
 //! counted in `weft_exporter_loki_dropped_log_records_total{component, reason}`, logged at
 //! most once per [`LOG_INTERVAL`], never retried. 429 and 5xx are retried by delivery.
 
+pub mod config;
 pub mod encode;
 pub mod fast;
 pub mod labels;
 pub mod proto;
 pub mod send;
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reqwest::header::HeaderMap;
-use serde::Deserialize;
 use serde_json::Value;
 
 use prost::Message;
 
-use self::encode::{EncodeOptions, Limits, LineFormat, TenantRule};
-use self::labels::{LabelRules, LabelsConfig};
+pub use self::config::{
+    AuthConfig, BasicAuth, BearerAuth, Compression, Encoding, LokiConfig, TenantConfig,
+    TenantSource, parse, validate,
+};
+use self::encode::{EncodeOptions, TenantRule};
+use self::labels::LabelRules;
 use self::send::{PushRequestParts, PushResult};
-use super::http_client::{TlsClientConfig, build_client, gzip, header_map};
+use super::http_client::{build_client, gzip, header_map};
 use super::{BoxFuture, ExportError, Exporter};
 use crate::admin::Metrics;
 use crate::components::{BuildContext, BuildError};
-use crate::config::{FieldError, parse_component};
 use crate::data::{Batch, Signal};
 
 pub const PUSH_PATH: &str = "/loki/api/v1/push";
 /// Rejections by Loki are logged at most this often (with a count of what was suppressed).
 pub const LOG_INTERVAL: Duration = Duration::from_secs(10);
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LokiConfig {
-    pub endpoint: String,
-    #[serde(default)]
-    pub tenant_id: Option<String>,
-    #[serde(default)]
-    pub tenant: Option<TenantConfig>,
-    #[serde(default)]
-    pub auth: AuthConfig,
-    #[serde(default)]
-    pub tls: TlsClientConfig,
-    #[serde(default)]
-    pub encoding: Encoding,
-    #[serde(default)]
-    pub compression: Option<Compression>,
-    #[serde(default)]
-    pub labels: LabelsConfig,
-    #[serde(default)]
-    pub line_format: LineFormat,
-    #[serde(default = "yes")]
-    pub structured_metadata: bool,
-    #[serde(default)]
-    pub limits: Limits,
-}
-
-fn yes() -> bool {
-    true
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TenantConfig {
-    pub source: TenantSource,
-    pub key: String,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum TenantSource {
-    Attribute,
-}
-
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
-    pub basic: Option<BasicAuth>,
-    pub bearer: Option<BearerAuth>,
-    pub headers: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BasicAuth {
-    pub username: String,
-    #[serde(default)]
-    pub password: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BearerAuth {
-    pub token: String,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Encoding {
-    #[default]
-    Protobuf,
-    Json,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    Gzip,
-    None,
-}
-
-fn field_error(path: &[&str], message: impl Into<String>) -> FieldError {
-    FieldError {
-        path: path.iter().map(|s| s.to_string()).collect(),
-        message: message.into(),
-        suggestion: None,
-    }
-}
-
-/// Parses and checks what serde cannot: combinations and non-empty values.
-pub fn parse(v: &Value) -> Result<LokiConfig, FieldError> {
-    let cfg: LokiConfig = parse_component(v)?;
-    let url = reqwest::Url::parse(cfg.endpoint.trim()).map_err(|e| {
-        field_error(
-            &["endpoint"],
-            format!("invalid URL {:?}: {e}", cfg.endpoint),
-        )
-    })?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(field_error(
-            &["endpoint"],
-            "the endpoint must be an http:// or https:// URL",
-        ));
-    }
-    if cfg.encoding == Encoding::Protobuf && cfg.compression == Some(Compression::Gzip) {
-        return Err(field_error(
-            &["compression"],
-            "compression applies to encoding: json; protobuf bodies are always snappy-compressed",
-        ));
-    }
-    if cfg.auth.basic.is_some() && cfg.auth.bearer.is_some() {
-        return Err(field_error(
-            &["auth"],
-            "set either auth.basic or auth.bearer, not both",
-        ));
-    }
-    if let Some(t) = &cfg.tenant
-        && t.key.trim().is_empty()
-    {
-        return Err(field_error(
-            &["tenant", "key"],
-            "tenant.key must name an attribute",
-        ));
-    }
-    for (from, name) in &cfg.labels.rename {
-        if name.trim().is_empty() {
-            return Err(field_error(
-                &["labels", "rename", from],
-                "a label cannot be renamed to an empty name",
-            ));
-        }
-    }
-    header_map(&cfg.auth.headers).map_err(|e| field_error(&["auth", "headers"], e))?;
-    Ok(cfg)
-}
-
-pub fn validate(v: &Value) -> Result<(), FieldError> {
-    parse(v).map(|_| ())
-}
 
 pub fn build(v: &Value, ctx: &BuildContext) -> Result<Arc<dyn Exporter>, BuildError> {
     let cfg = parse(v)

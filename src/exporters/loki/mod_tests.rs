@@ -1,6 +1,8 @@
 //! Unit tests of the `loki` exporter module (config, URL, auth, log gate).
 
+use self::encode::LineFormat;
 use super::*;
+use crate::config::FieldError;
 
 fn cfg(yaml_json: Value) -> Result<LokiConfig, FieldError> {
     parse(&yaml_json)
