@@ -262,13 +262,28 @@ impl<'o> Fields<'o> {
 
     /// `"attributes":{…}` unless no attribute is left once routing keys are taken out.
     fn attributes<'a>(&mut self, attrs: Attrs<'a>, kept: &mut Vec<KvRef<'a>>) {
-        jsonw::sorted_unique_view(attrs, |kv| not_routing_key(kv.key), kept);
-        if kept.is_empty() {
+        // A raw record's checked attributes that are already in key order, one per key,
+        // none of them a routing key (the usual case) are written as they are, without
+        // being gathered and sorted first.
+        if let Attrs::Checked(kvs) = attrs
+            && !kvs.is_empty()
+            && kvs.windows(2).all(|w| w[0].kv.key < w[1].kv.key)
+            && kvs.iter().all(|w| not_routing_key(w.kv.key))
+        {
+            self.attribute_object(kvs.iter().map(|w| &w.kv));
             return;
         }
+        jsonw::sorted_unique_view(attrs, |kv| not_routing_key(kv.key), kept);
+        if !kept.is_empty() {
+            self.attribute_object(kept.iter());
+        }
+    }
+
+    /// `"attributes":{…}` of attributes in the order given.
+    fn attribute_object<'k, 'a: 'k>(&mut self, kvs: impl Iterator<Item = &'k KvRef<'a>>) {
         let out = self.key("attributes");
         out.push(b'{');
-        for (n, kv) in kept.iter().enumerate() {
+        for (n, kv) in kvs.enumerate() {
             if n > 0 {
                 out.push(b',');
             }
