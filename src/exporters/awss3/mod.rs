@@ -59,7 +59,7 @@ pub mod upload;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -68,7 +68,7 @@ use tokio::sync::OnceCell;
 use self::key::PartitionFormat;
 use self::marshal::{Compression, MarshalError, Marshaler};
 use self::upload::{ClientSettings, Failure, Put};
-use super::{BoxFuture, ExportError, Exporter};
+use super::{Accumulate, BoxFuture, ExportError, Exporter};
 use crate::admin::{Counter, Telemetry};
 use crate::components::{BuildContext, BuildError};
 use crate::config::{Dur, FieldError, parse_component};
@@ -173,6 +173,8 @@ pub struct Settings {
     pub storage_class: Option<String>,
     pub acl: Option<String>,
     pub max_object_bytes: usize,
+    /// Zero: every queued batch is sent (becomes objects) on its own.
+    pub flush_interval: Duration,
     pub client: ClientSettings,
 }
 
@@ -257,6 +259,7 @@ impl Settings {
             acl: u.acl.clone().filter(|a| !a.is_empty()),
             max_object_bytes: usize::try_from(c.max_object_size_mib.saturating_mul(1024 * 1024))
                 .unwrap_or(usize::MAX),
+            flush_interval: c.flush_interval.get(),
             client: ClientSettings {
                 region: u.region.clone(),
                 endpoint,
@@ -456,6 +459,13 @@ impl AwsS3Exporter {
 impl Exporter for AwsS3Exporter {
     fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
         Box::pin(self.send_batch(batch))
+    }
+
+    fn accumulate(&self) -> Option<Accumulate> {
+        Some(Accumulate {
+            interval: self.settings.flush_interval,
+            max_bytes: self.settings.max_object_bytes,
+        })
     }
 
     fn start(&self) -> BoxFuture<'_, Result<(), ExportError>> {
