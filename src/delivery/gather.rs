@@ -1,14 +1,17 @@
-//! Gathering: for an exporter that asks for it ([`Exporter::accumulate`], e.g. `awss3`'s
+//! Gathering: for an exporter that asks for it
+//! ([`Exporter::accumulate`](crate::exporters::Exporter::accumulate), e.g. `awss3`'s
 //! `flush_interval` and `max_object_size_mib`), the queue's consumers merge queued batches
 //! into one before sending, so the backend gets few, large requests (objects) instead of
 //! one per `batch` processor timeout.
 //!
-//! What is gathered stays the queue's, never the exporter's: each batch keeps its share of
-//! the capacity (`queue_size`; the `weft_exporter_queue_size` gauge still counts it) and its
-//! WAL record until the merged batch's delivery is over; only then are all its records
-//! acknowledged. A crash, or the shutdown deadline, before that replays every one of them at
+//! What is gathered stays the queue's, never the exporter's: while gathered, each batch
+//! keeps its share of the capacity (`queue_size`; the `weft_exporter_queue_size` gauge still
+//! counts it), and its WAL record stays until the merged batch's delivery is over (sent, or
+//! failed permanently and counted); only then are all its records acknowledged. A crash, or the shutdown deadline, before that replays every one of them at
 //! the next start (persistent queue) or counts them dropped (in memory) — as for a batch
-//! still waiting in the queue.
+//! still waiting in the queue. A merged batch being sent no longer counts against the
+//! capacity (as any batch a consumer took), so up to `num_consumers` of them are in memory
+//! on top of `queue_size`.
 //!
 //! Design: the batches being gathered live next to the channel, behind the consumers' one
 //! lock ([`Inbox`]). The consumer holding the lock takes batches into the gathering of their
@@ -18,8 +21,11 @@
 //! gives its capacity back, releases the lock and sends it once through the normal retry
 //! path; the next consumer takes the lock and carries on with what is left. So one consumer
 //! gathers at a time (the others wait for the lock, as they wait for the channel without
-//! gathering) while the others send. Taking from the channel is cheap, so holding the lock
-//! for the whole interval costs nothing: no other consumer could take anything else.
+//! gathering) while the others send. Holding the lock through the interval takes nothing
+//! from the others: every batch they could take belongs in a gathering anyway. Sends of
+//! merged batches still overlap (up to `num_consumers`), so a slow upload does not stop the
+//! next gathering. Batches already queued join before any deadline is looked at, so how
+//! fast the loop runs never splits what was pushed together.
 //!
 //! A gathering is due when
 //! - its serialized size (OTLP protobuf, [`Batch::encoded_len`]) reaches `max_bytes`,
