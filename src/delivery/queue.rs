@@ -7,10 +7,8 @@
 //! queue, written to the WAL per the fsync policy), so a client's request is answered
 //! after its data is safe by the queue's guarantee.
 //!
-//! An exporter that asks for it ([`Exporter::accumulate`]) has its queued batches merged
-//! into fewer sends by its consumers; the merged data stays in the queue's accounting and
-//! WAL until delivered (see `gather.rs`). For every other exporter a consumer takes and
-//! sends one batch at a time.
+//! A consumer takes and sends one batch at a time, or, for an exporter that asks for it
+//! ([`Exporter::accumulate`]), merges queued batches into fewer sends (`gather.rs`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -488,21 +486,19 @@ async fn deliver(s: &Shared, item: Item, seed: u64) {
 async fn ack<R>(s: &Shared, records: R)
 where
     R: IntoIterator<Item = RecordId> + Send + 'static,
-    R::IntoIter: Send,
 {
     let Some(w) = s.wal.clone() else {
         return;
     };
-    let mut records = records.into_iter().peekable();
-    if records.peek().is_none() {
-        return;
-    }
-    // Every record is tried; the first failure is reported.
-    let r = tokio::task::spawn_blocking(move || {
-        records.fold(Ok(()), |first, rid| first.and(w.ack(rid)))
+    // Every record is tried, whatever an earlier one did.
+    let failed = tokio::task::spawn_blocking(move || {
+        records
+            .into_iter()
+            .filter_map(|rid| w.ack(rid).err())
+            .last()
     })
     .await;
-    if let Ok(Err(e)) = r {
+    if let Ok(Some(e)) = failed {
         tracing::warn!(exporter = %s.id, "cannot acknowledge WAL record: {e}");
     }
 }
