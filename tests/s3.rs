@@ -202,7 +202,11 @@ async fn delivery_recovers_after_the_server_was_down() {
     server.set_down(true);
     let t = Telemetry::new();
     let id = "awss3/archive";
-    let cfg = server.exporter_config("archive", serde_json::json!({"marshaler": "otlp_proto"}));
+    // A short flush_interval: this test is about retries, not about gathering.
+    let cfg = server.exporter_config(
+        "archive",
+        serde_json::json!({"marshaler": "otlp_proto", "flush_interval": "100ms"}),
+    );
     let dcfg = DeliveryConfig {
         sending_queue: QueueConfig {
             num_consumers: 2,
@@ -268,6 +272,142 @@ async fn delivery_recovers_after_the_server_was_down() {
         &[("component", id)],
     );
     assert_eq!(sent.get(), 2);
+}
+
+/// Five log batches, three records each, one partition: `(batches, every record)`.
+fn five_small_batches() -> (Vec<Batch>, Vec<weft::data::LogRecord>) {
+    let batches: Vec<Batch> = (0..5u64)
+        .map(|i| {
+            let times: Vec<u64> = (0..3).map(|j| T10 + (i * 3 + j) * 1_000_000_000).collect();
+            Batch::Logs(vec![logs("checkout", &times)])
+        })
+        .collect();
+    let mut all: Vec<_> = batches.iter().flat_map(records).collect();
+    all.sort_by_key(|r| r.time_unix_nano);
+    (batches, all)
+}
+
+/// Every log record in the objects under `prefix`, sorted by time.
+async fn archived(server: &S3Server, prefix: &str) -> Vec<weft::data::LogRecord> {
+    let mut back = Vec::new();
+    for k in server.keys("archive", prefix).await {
+        back.extend(archived_logs(server, &k).await);
+    }
+    back.sort_by_key(|r| r.time_unix_nano);
+    back
+}
+
+async fn gathering_delivery(
+    server: &S3Server,
+    id: &str,
+    prefix: &str,
+    flush_interval: &str,
+    t: &Telemetry,
+) -> Delivery {
+    let cfg = server.exporter_config(
+        "archive",
+        serde_json::json!({
+            "marshaler": "otlp_proto",
+            "flush_interval": flush_interval,
+            "s3uploader": {"s3_prefix": prefix, "s3_partition_format": "hour=%H"},
+        }),
+    );
+    let dcfg = DeliveryConfig {
+        timeout: Some(Dur::secs(30)),
+        ..Default::default()
+    };
+    Delivery::start(id, exporter(&cfg, id, t), dcfg, None, t)
+        .await
+        .unwrap()
+}
+
+/// `flush_interval` through the delivery layer: batches queued within one interval become
+/// one object per partition, written when the interval has passed (not at shutdown).
+#[tokio::test(flavor = "multi_thread")]
+async fn flush_interval_writes_fewer_objects_than_batches() {
+    let server = S3Server::start().await;
+    server.create_bucket("archive").await;
+    let t = Telemetry::new();
+    let id = "awss3/gathered";
+    // The five pushes below are in-memory and take microseconds; the interval is seconds.
+    let delivery = gathering_delivery(&server, id, "gathered", "2s", &t).await;
+    let (batches, want) = five_small_batches();
+    let h = delivery.handle();
+    for b in &batches {
+        h.push(Arc::new(b.clone()), false).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while archived(&server, "gathered/").await.len() < want.len() {
+        assert!(Instant::now() < deadline, "not written after the interval");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let keys = server.keys("archive", "gathered/").await;
+    assert!(
+        keys.len() < batches.len(),
+        "{} objects for {} batches",
+        keys.len(),
+        batches.len()
+    );
+    assert_eq!(
+        archived(&server, "gathered/").await,
+        want,
+        "every record once"
+    );
+    let objects = t
+        .metrics
+        .value("weft_exporter_s3_objects_total", &[("component", id)]);
+    assert_eq!(objects, Some(keys.len() as f64));
+    drop(h);
+    delivery
+        .shutdown(Instant::now() + Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        server.keys("archive", "gathered/").await,
+        keys,
+        "nothing more"
+    );
+}
+
+/// Shutdown does not wait for `flush_interval`: what is gathered is written at once, one
+/// object per signal and partition, nothing lost or doubled.
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_writes_what_flush_interval_gathered() {
+    let server = S3Server::start().await;
+    server.create_bucket("archive").await;
+    let t = Telemetry::new();
+    let id = "awss3/gathered";
+    let delivery = gathering_delivery(&server, id, "held", "1h", &t).await;
+    let (batches, want) = five_small_batches();
+    let spans_batch = Batch::Traces(vec![spans("payment", &[T10])]);
+    let h = delivery.handle();
+    for b in batches.iter().chain([&spans_batch]) {
+        h.push(Arc::new(b.clone()), false).await.unwrap();
+    }
+    drop(h);
+    delivery
+        .shutdown(Instant::now() + Duration::from_secs(30))
+        .await;
+    let keys = server.keys("archive", "held/").await;
+    assert_eq!(keys.len(), 2, "one logs and one traces object: {keys:?}");
+    let (log_keys, span_keys): (Vec<_>, Vec<_>) = keys.iter().partition(|k| k.contains("/logs_"));
+    assert_eq!(log_keys.len(), 1, "{keys:?}");
+    assert_eq!(archived_logs(&server, log_keys[0]).await, want);
+    let k = span_keys[0];
+    assert_eq!(
+        decode(&server.get("archive", k).await, k, Signal::Traces),
+        spans_batch
+    );
+}
+
+/// The log records of one object, sorted by time.
+async fn archived_logs(server: &S3Server, key: &str) -> Vec<weft::data::LogRecord> {
+    let mut back = records(&decode(
+        &server.get("archive", key).await,
+        key,
+        Signal::Logs,
+    ));
+    back.sort_by_key(|r| r.time_unix_nano);
+    back
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -376,7 +516,7 @@ async fn service_from_yaml_archives_otlp_logs_and_spans() {
     let server = S3Server::start().await;
     server.create_bucket("archive").await;
     let exporters = format!(
-        "  awss3:\n    s3uploader:\n      region: us-east-1\n      s3_bucket: archive\n      s3_prefix: otel\n      endpoint: {}\n      s3_force_path_style: true\n      s3_partition_format: \"service=%{{service.name}}/year=%Y/month=%m/day=%d/hour=%H\"\n      compression: zstd\n    marshaler: otlp_proto\n    timeout: 30s\n",
+        "  awss3:\n    s3uploader:\n      region: us-east-1\n      s3_bucket: archive\n      s3_prefix: otel\n      endpoint: {}\n      s3_force_path_style: true\n      s3_partition_format: \"service=%{{service.name}}/year=%Y/month=%m/day=%d/hour=%H\"\n      compression: zstd\n    marshaler: otlp_proto\n    flush_interval: 200ms\n    timeout: 30s\n",
         server.endpoint()
     );
     let yaml = support::weft::config(

@@ -17,9 +17,16 @@
 //! Extension `file_storage`: `directory` (required), `fsync` (`always` | `interval` |
 //! `never`, default `interval`), `fsync_interval` (1s), `max_size_mib` (1024).
 //!
-//! Shutdown order: the pipeline stops pushing, consumers drain the queue until the
-//! deadline; then in-memory leftovers are counted as dropped, persistent ones stay on disk
-//! and are replayed at the next start.
+//! Gathering: an exporter may ask ([`crate::exporters::Exporter::accumulate`]; `awss3`
+//! does, from `flush_interval` and `max_object_size_mib`) for its queued batches to be
+//! merged into fewer sends: per signal, until an interval after the first batch, a
+//! serialized size, more than half of `queue_size` gathered, or shutdown. Gathered data
+//! stays in the queue's capacity and WAL until the merged send is delivered; every other
+//! exporter's consumers send batch by batch as before (see `gather.rs`).
+//!
+//! Shutdown order: the pipeline stops pushing, consumers drain the queue (sending what is
+//! gathered at once) until the deadline; then in-memory leftovers, gathered or queued, are
+//! counted as dropped, persistent ones stay on disk and are replayed at the next start.
 
 pub mod backoff;
 pub mod queue;

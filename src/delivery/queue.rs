@@ -6,6 +6,9 @@
 //! was counted. Pushing returns only after the item is enqueued (and, with a persistent
 //! queue, written to the WAL per the fsync policy), so a client's request is answered
 //! after its data is safe by the queue's guarantee.
+//!
+//! A consumer takes and sends one batch at a time, or, for an exporter that asks for it
+//! ([`Exporter::accumulate`]), merges queued batches into fewer sends (`gather.rs`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,6 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, watch};
 use tokio::task::JoinHandle;
 
+use self::gather::Inbox;
 use super::backoff::Backoff;
 use super::wal::{FsyncPolicy, RecordId, Wal, WalError, WalOptions};
 use super::{DeliveryConfig, FileStorageConfig, FsyncMode, Sizer};
@@ -68,7 +72,7 @@ pub struct Delivery {
     handle: DeliveryHandle,
     workers: Vec<JoinHandle<()>>,
     abort_tx: watch::Sender<bool>,
-    rx: Arc<Mutex<mpsc::UnboundedReceiver<Item>>>,
+    rx: Arc<Mutex<Inbox>>,
     fsync_task: Option<JoinHandle<()>>,
 }
 
@@ -208,7 +212,11 @@ impl Delivery {
             }
         }
         shared.queue_size.set(level(&shared));
-        let rx = Arc::new(Mutex::new(rx));
+        let rx = Arc::new(Mutex::new(Inbox::new(rx, capacity)));
+        // A zero interval or size would send every batch alone anyway.
+        let accumulate = exporter
+            .accumulate()
+            .filter(|a| !a.interval.is_zero() && a.max_bytes > 0);
         let consumers = if shared.cfg.sending_queue.enabled {
             shared.cfg.sending_queue.num_consumers.max(1)
         } else {
@@ -218,7 +226,10 @@ impl Delivery {
             .map(|n| {
                 let shared = shared.clone();
                 let rx = rx.clone();
-                tokio::spawn(async move { consume(shared, rx, n as u64).await })
+                match accumulate {
+                    Some(acc) => tokio::spawn(gather::consume(shared, rx, acc, n as u64)),
+                    None => tokio::spawn(async move { consume(shared, rx, n as u64).await }),
+                }
             })
             .collect();
         let fsync_task = wal.as_ref().and_then(|w| {
@@ -290,16 +301,8 @@ impl Delivery {
             }
         }
         // Whatever is still queued was not delivered in time.
-        let mut rx = self.rx.lock().await;
-        rx.close();
         shared.budget.close();
-        let mut left = 0usize;
-        while let Ok(item) = rx.try_recv() {
-            left += item.batch.item_count();
-            if item.record.is_none() {
-                count(&shared, &item.batch, "dropped", Some("shutdown_timeout"));
-            }
-        }
+        let left = self.rx.lock().await.drain(&shared);
         if left > 0 {
             if shared.wal.is_some() {
                 tracing::warn!(exporter = %id, items = left, "shutdown timeout: undelivered data stays in the persistent queue and is sent after restart");
@@ -439,15 +442,15 @@ fn count(s: &Shared, batch: &Batch, what: &str, reason: Option<&str>) {
     c.add(batch.item_count() as u64);
 }
 
-async fn consume(shared: Arc<Shared>, rx: Arc<Mutex<mpsc::UnboundedReceiver<Item>>>, n: u64) {
+async fn consume(shared: Arc<Shared>, inbox: Arc<Mutex<Inbox>>, n: u64) {
     loop {
         // The item's share of the capacity is given back under the same lock, so the level
         // read here is consistent.
         let (item, left) = {
-            let mut rx = rx.lock().await;
+            let mut inbox = inbox.lock().await;
             let mut abort = shared.abort.clone();
             let item = tokio::select! {
-                item = rx.recv() => item,
+                item = inbox.rx.recv() => item,
                 _ = abort.wait_for(|a| *a) => None,
             };
             let item = item.map(|mut i| {
@@ -474,17 +477,29 @@ enum Outcome {
 /// shutdown deadline aborts it.
 async fn deliver(s: &Shared, item: Item, seed: u64) {
     let record = item.record;
-    let outcome = deliver_batch(s, item.batch, seed).await;
-    match (outcome, record, &s.wal) {
-        (Outcome::Done, Some(rid), Some(w)) => {
-            let w = w.clone();
-            let r = tokio::task::spawn_blocking(move || w.ack(rid)).await;
-            if let Ok(Err(e)) = r {
-                tracing::warn!(exporter = %s.id, "cannot acknowledge WAL record: {e}");
-            }
-        }
-        (Outcome::Aborted, None, _) => {}
-        _ => {}
+    if let Outcome::Done = deliver_batch(s, item.batch, seed).await {
+        ack(s, record).await;
+    }
+}
+
+/// Frees delivered records in the WAL (none for an in-memory queue).
+async fn ack<R>(s: &Shared, records: R)
+where
+    R: IntoIterator<Item = RecordId> + Send + 'static,
+{
+    let Some(w) = s.wal.clone() else {
+        return;
+    };
+    // Every record is tried, whatever an earlier one did.
+    let failed = tokio::task::spawn_blocking(move || {
+        records
+            .into_iter()
+            .filter_map(|rid| w.ack(rid).err())
+            .last()
+    })
+    .await;
+    if let Ok(Some(e)) = failed {
+        tracing::warn!(exporter = %s.id, "cannot acknowledge WAL record: {e}");
     }
 }
 
@@ -577,6 +592,9 @@ async fn deliver_batch(s: &Shared, mut batch: Arc<Batch>, seed: u64) -> Outcome 
         }
     }
 }
+
+#[path = "gather.rs"]
+mod gather;
 
 #[cfg(test)]
 #[path = "queue_tests.rs"]

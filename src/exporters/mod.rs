@@ -113,6 +113,23 @@ pub trait Exporter: Send + Sync + 'static {
     fn accepts_raw(&self) -> bool {
         false
     }
+
+    /// Whether the delivery layer should gather queued batches into fewer, larger sends
+    /// (see "Gathering" in [`crate::delivery`]). `None` (the default): every queued batch is
+    /// sent as it is. The gathered data stays in the queue (its capacity and its write-ahead
+    /// log) until the merged batch is delivered, so an exporter never holds data itself.
+    fn accumulate(&self) -> Option<Accumulate> {
+        None
+    }
+}
+
+/// How an exporter wants its queued batches gathered before a send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accumulate {
+    /// The longest a gathered batch waits, counted from its first queued batch.
+    pub interval: Duration,
+    /// Send once the gathered batches' serialized (OTLP protobuf) size reaches this.
+    pub max_bytes: usize,
 }
 
 #[cfg(test)]

@@ -12,8 +12,9 @@
 //! see [`crate::pipeline::context`]) ends here: processors after `batch` see none, or with
 //! `metadata_keys` only those keys' values.
 //!
-//! [`Batcher`] is the one batching state machine in weft; the delivery queue's
-//! `sending_queue.batch` reuses it. It never drops: `flush` returns everything held.
+//! [`Batcher`] is the one batching state machine in weft; the delivery queue's gathering
+//! (`src/delivery/gather.rs`, behind `awss3`'s `flush_interval`) reuses it for the merged
+//! batch and its deadline. It never drops: `flush` returns everything held.
 
 use std::time::{Duration, Instant};
 

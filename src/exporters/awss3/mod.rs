@@ -20,19 +20,36 @@
 //!     (IRSA) or a profile, which the AWS chain handles.
 //! - `marshaler`: `otlp_json` (default), `otlp_proto`, `parquet` (logs and traces; see
 //!   `parquet.rs` for the schemas).
-//! - `max_object_size_mib` (64): a batch whose object would be larger is split into several
-//!   objects (by halving its records), so no object exceeds it unless one record does.
-//! - `flush_interval` (5m): the intended time between objects. The exporter itself holds no
-//!   data (a buffer inside an exporter would acknowledge data the persistent queue then
-//!   forgets on a crash), so the cadence comes from the `batch` processor of the pipeline
-//!   that feeds this exporter: give the archive its own pipeline with `batch: {timeout: 5m,
-//!   send_batch_size: ..., send_batch_max_size: ...}` as `pipelines/loki-s3-tiering.yaml`
-//!   does. The key is validated so Collector configs load.
+//! - `flush_interval` (5m) and `max_object_size_mib` (64): the exporter asks the delivery
+//!   layer to gather its queued batches ([`Exporter::accumulate`]; see
+//!   `src/delivery/gather.rs`), one gathering per signal, and to send the merged batch once
+//!   `flush_interval` has passed since its first batch was taken, or once its serialized
+//!   OTLP protobuf size reaches `max_object_size_mib`, whichever comes first. So the archive
+//!   gets objects every few minutes instead of one per `batch` processor timeout (200ms by
+//!   default). `flush_interval: 0s` sends every batch on its own.
+//!   The exporter itself still holds no data (a buffer inside an exporter would acknowledge
+//!   data the persistent queue then forgets on a crash): gathered batches stay in the
+//!   sending queue — in its WAL with `sending_queue.storage`, whose records are freed only
+//!   after the merged batch is written — and count against `queue_size`. Gathering stops
+//!   early when it holds more than half of `queue_size`, so upstream is not refused for
+//!   minutes: with the default `sizer: requests` and `queue_size: 1000` that is 500
+//!   batches; for big archives use `sizer: bytes` and a `queue_size` above twice
+//!   `max_object_size_mib`; merged batches being uploaded (up to `num_consumers`) are in
+//!   memory on top of it. Shutdown sends what is gathered at once. Without a queue
+//!   (`sending_queue.enabled: false`) nothing can be gathered. The pipeline's `batch`
+//!   processor only shapes what is queued: keep its short default timeout (a long one holds
+//!   data in memory, outside the WAL, before the queue even sees it).
+//!   Objects are split by halving their records when the marshaled object would exceed
+//!   `max_object_size_mib` (JSON is larger than protobuf; Parquet and compressed objects
+//!   are smaller), so no object exceeds it unless one record does.
 //!
-//! Framework keys (`sending_queue`, `retry_on_failure`, `timeout`) are the delivery layer's;
-//! raise `timeout` (5s per attempt) for large objects on slow links.
+//! Framework keys (`sending_queue`, `retry_on_failure`, `timeout`) are the delivery layer's.
+//! One attempt writes every object of a gathered batch, so raise `timeout` (5s per attempt)
+//! to what `max_object_size_mib` of uploads takes on your link (e.g. 60s): an attempt that
+//! times out is retried whole (same keys, so no duplicates, but the work is redone).
 //!
-//! Objects: one per partition per batch (more when split at `max_object_size_mib`), key
+//! Objects: one per partition per gathered batch (more when split at
+//! `max_object_size_mib`), key
 //! `{s3_prefix}/{partition}/{file_prefix}{signal}_{content id}.{ext}` (see `key.rs`). Above
 //! 8 MiB an object goes up in multipart upload (aborted on failure). A retried batch writes
 //! the same keys, so a retry overwrites instead of duplicating; objects that made it are
@@ -59,7 +76,7 @@ pub mod upload;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -68,7 +85,7 @@ use tokio::sync::OnceCell;
 use self::key::PartitionFormat;
 use self::marshal::{Compression, MarshalError, Marshaler};
 use self::upload::{ClientSettings, Failure, Put};
-use super::{BoxFuture, ExportError, Exporter};
+use super::{Accumulate, BoxFuture, ExportError, Exporter};
 use crate::admin::{Counter, Telemetry};
 use crate::components::{BuildContext, BuildError};
 use crate::config::{Dur, FieldError, parse_component};
@@ -173,6 +190,8 @@ pub struct Settings {
     pub storage_class: Option<String>,
     pub acl: Option<String>,
     pub max_object_bytes: usize,
+    /// Zero: every queued batch is sent (becomes objects) on its own.
+    pub flush_interval: Duration,
     pub client: ClientSettings,
 }
 
@@ -257,6 +276,7 @@ impl Settings {
             acl: u.acl.clone().filter(|a| !a.is_empty()),
             max_object_bytes: usize::try_from(c.max_object_size_mib.saturating_mul(1024 * 1024))
                 .unwrap_or(usize::MAX),
+            flush_interval: c.flush_interval.get(),
             client: ClientSettings {
                 region: u.region.clone(),
                 endpoint,
@@ -456,6 +476,13 @@ impl AwsS3Exporter {
 impl Exporter for AwsS3Exporter {
     fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
         Box::pin(self.send_batch(batch))
+    }
+
+    fn accumulate(&self) -> Option<Accumulate> {
+        Some(Accumulate {
+            interval: self.settings.flush_interval,
+            max_bytes: self.settings.max_object_bytes,
+        })
     }
 
     fn start(&self) -> BoxFuture<'_, Result<(), ExportError>> {
