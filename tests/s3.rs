@@ -195,6 +195,55 @@ async fn throttled_partition_is_retried_alone_under_the_same_key() {
     assert_eq!(server.keys("archive", "").await, keys);
 }
 
+/// S3 refuses one object for itself (a 4xx such as a key too long): that object's records
+/// are dropped and counted, the batch's other objects are still written, and nothing is
+/// retried. When it refuses every object, the batch fails permanently.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_object_does_not_drop_the_others() {
+    let server = S3Server::start().await;
+    server.create_bucket("archive").await;
+    let t = Telemetry::new();
+    let cfg = server.exporter_config(
+        "archive",
+        serde_json::json!({"s3uploader": {"s3_partition_format": "hour=%H"}}),
+    );
+    let e = exporter(&cfg, "awss3", &t);
+    // Three partitions; the middle one (in key order) is refused.
+    let batch = Batch::Logs(vec![logs(
+        "checkout",
+        &[T10 - 2 * HOUR, T10 - HOUR, T10, T10 + 1],
+    )]);
+    server.reject(Some("hour=09"));
+    e.send(&batch).await.unwrap();
+    let keys = server.keys("archive", "").await;
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys.iter().any(|k| k.starts_with("hour=08/")), "{keys:?}");
+    assert!(keys.iter().any(|k| k.starts_with("hour=10/")), "{keys:?}");
+    let rejected = |code| {
+        t.metrics.value(
+            "weft_exporter_s3_rejected_log_records_total",
+            &[("component", "awss3"), ("code", code)],
+        )
+    };
+    assert_eq!(rejected("KeyTooLongError"), Some(1.0));
+    assert_eq!(
+        t.metrics
+            .value("weft_exporter_s3_objects_total", &[("component", "awss3")]),
+        Some(2.0)
+    );
+
+    // Every object refused: a permanent error for the delivery layer to count.
+    server.reject(Some("hour="));
+    match e.send(&batch).await {
+        Err(ExportError::Permanent { reason, message }) => {
+            assert_eq!(reason, "KeyTooLongError");
+            assert!(message.contains("rejected"), "{message}");
+        }
+        other => panic!("expected a permanent error, got {other:?}"),
+    }
+    assert_eq!(rejected("KeyTooLongError"), Some(1.0));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn delivery_recovers_after_the_server_was_down() {
     let server = S3Server::start().await;

@@ -60,6 +60,9 @@ struct BucketMustExist {
     root: PathBuf,
     /// Writes to keys containing this text are answered `503 SlowDown` (fault injection).
     slow_down: Arc<Mutex<Option<String>>>,
+    /// Writes to keys containing this text are answered `400 KeyTooLongError`, as S3
+    /// answers a key over 1024 bytes (fault injection: a refusal of one object).
+    reject: Arc<Mutex<Option<String>>>,
 }
 
 // `S3Access` is an `async_trait`; this is its expansion, written out so the tests need no
@@ -95,6 +98,13 @@ impl S3Access for BucketMustExist {
             {
                 return Err(s3_error!(SlowDown, "Please reduce your request rate."));
             }
+            let reject = self.reject.lock().unwrap().clone();
+            if let (Some(part), S3Path::Object { key, .. }) = (reject, cx.s3_path())
+                && cx.method() != http::Method::GET
+                && key.contains(part.as_str())
+            {
+                return Err(s3_error!(KeyTooLongError, "Your key is too long"));
+            }
             Ok(())
         })
     }
@@ -105,6 +115,7 @@ pub struct S3Server {
     pub root: tempfile::TempDir,
     down: Arc<AtomicBool>,
     slow_down: Arc<Mutex<Option<String>>>,
+    reject: Arc<Mutex<Option<String>>>,
     conns: Arc<Mutex<Vec<AbortHandle>>>,
     accept: JoinHandle<()>,
 }
@@ -117,9 +128,11 @@ impl S3Server {
         let mut b = S3ServiceBuilder::new(fs);
         b.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
         let slow_down: Arc<Mutex<Option<String>>> = Arc::default();
+        let reject: Arc<Mutex<Option<String>>> = Arc::default();
         b.set_access(BucketMustExist {
             root: root.path().to_path_buf(),
             slow_down: slow_down.clone(),
+            reject: reject.clone(),
         });
         let service = b.build();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -150,6 +163,7 @@ impl S3Server {
             root,
             down,
             slow_down,
+            reject,
             conns,
             accept,
         }
@@ -162,6 +176,11 @@ impl S3Server {
     /// Answers writes to keys containing `part` with `503 SlowDown` (None: stop).
     pub fn slow_down(&self, part: Option<&str>) {
         *self.slow_down.lock().unwrap() = part.map(str::to_string);
+    }
+
+    /// Answers writes to keys containing `part` with `400 KeyTooLongError` (None: stop).
+    pub fn reject(&self, part: Option<&str>) {
+        *self.reject.lock().unwrap() = part.map(str::to_string);
     }
 
     pub fn set_down(&self, down: bool) {

@@ -61,11 +61,16 @@
 //!
 //! Errors: NoSuchBucket, AccessDenied, InvalidAccessKeyId (and the like) are permanent,
 //! counted and named by `/health/ready` until an upload succeeds again; SlowDown, 5xx and
-//! network errors are retryable; other 4xx drop the batch (counted). A metrics batch with
-//! the parquet marshaler is a permanent error, also named by readiness.
+//! network errors are retryable (only the objects that failed are retried); another 4xx
+//! drops that object only: its items are counted in
+//! `weft_exporter_s3_rejected_<items>_total{code}` and logged, and the batch's other objects
+//! are still written (when every object is refused, the batch fails permanently and the
+//! delivery layer counts it). A metrics batch with the parquet marshaler is a permanent
+//! error, also named by readiness.
 //!
 //! Metrics: `weft_exporter_s3_objects_total`, `weft_exporter_s3_bytes_total` (after
-//! compression) and `weft_exporter_s3_permanent_errors_total{code}`, next to the delivery
+//! compression), `weft_exporter_s3_permanent_errors_total{code}` and
+//! `weft_exporter_s3_rejected_<items>_total{code}`, next to the delivery
 //! layer's sent/failed/retry counters.
 
 pub mod key;
@@ -411,6 +416,20 @@ impl AwsS3Exporter {
         ExportError::permanent(code, message)
     }
 
+    /// Counts and logs the items of one object S3 refused while others were written.
+    fn note_rejected(&self, code: &str, message: &str, batch: &Batch) {
+        let item = batch.signal().item_name();
+        self.telemetry
+            .metrics
+            .counter(
+                &format!("weft_exporter_s3_rejected_{item}_total"),
+                "Items of objects S3 refused (dropped) while the batch's other objects were written, by S3 error code",
+                &[("component", &self.id), ("code", code)],
+            )
+            .add(batch.item_count() as u64);
+        tracing::warn!(exporter = %self.id, code, items = batch.item_count(), "object refused, its items are dropped: {message}");
+    }
+
     async fn send_batch(&self, batch: &Batch) -> Result<(), ExportError> {
         let objects = match plan_objects(batch, &self.settings, now_nanos()) {
             Ok(o) => o,
@@ -421,6 +440,10 @@ impl AwsS3Exporter {
         let mut retry: Option<Batch> = None;
         let mut last_reason = String::new();
         let mut written = 0usize;
+        // Objects S3 refused for themselves (a 4xx other than the bucket's or the
+        // credentials'): counted and dropped here, while the batch's other objects are
+        // still written — with `flush_interval` gathering, one batch is minutes of data.
+        let mut rejected: Vec<(String, String, Batch)> = Vec::new();
         for obj in objects {
             let len = obj.body.len() as u64;
             let put = Put {
@@ -442,10 +465,7 @@ impl AwsS3Exporter {
                     return Err(self.broken(&code, &message));
                 }
                 Err(Failure::Rejected { code, message }) => {
-                    return Err(ExportError::permanent(
-                        code,
-                        format!("{} rejected: {message}", obj.key),
-                    ));
+                    rejected.push((code, format!("{} rejected: {message}", obj.key), obj.batch));
                 }
                 Err(Failure::Retryable { reason }) => {
                     last_reason = reason;
@@ -455,6 +475,15 @@ impl AwsS3Exporter {
                     }
                 }
             }
+        }
+        if written == 0 && retry.is_none() && !rejected.is_empty() {
+            // Every object refused: the delivery layer counts the batch as failed (under
+            // the first refusal's code) and logs it.
+            let (code, message, _) = rejected.swap_remove(0);
+            return Err(ExportError::permanent(code, message));
+        }
+        for (code, message, b) in &rejected {
+            self.note_rejected(code, message, b);
         }
         match retry {
             None => {
