@@ -220,6 +220,12 @@ impl Delivery {
         let consumers = if shared.cfg.sending_queue.enabled {
             shared.cfg.sending_queue.num_consumers.max(1)
         } else {
+            if accumulate.is_some() {
+                tracing::warn!(
+                    exporter = id,
+                    "sending_queue is disabled, so nothing is gathered: every batch is sent alone (flush_interval needs the queue)"
+                );
+            }
             0
         };
         let workers = (0..consumers)

@@ -26,7 +26,8 @@
 //!   `flush_interval` has passed since its first batch was taken, or once its serialized
 //!   OTLP protobuf size reaches `max_object_size_mib`, whichever comes first. So the archive
 //!   gets objects every few minutes instead of one per `batch` processor timeout (200ms by
-//!   default). `flush_interval: 0s` sends every batch on its own.
+//!   default). `flush_interval: 0s` sends every batch on its own, and so does a disabled
+//!   `sending_queue` (a warning at start says so).
 //!   The exporter itself still holds no data (a buffer inside an exporter would acknowledge
 //!   data the persistent queue then forgets on a crash): gathered batches stay in the
 //!   sending queue — in its WAL with `sending_queue.storage`, whose records are freed only
