@@ -152,10 +152,9 @@ async fn objects_over_8_mib_use_multipart_upload() {
     assert!(etag.trim_matches('"').ends_with("-2"), "etag {etag}");
 }
 
-/// Throttling on one partition: the others are written, only the throttled records come
-/// back for a retry (`Partial`), and the retry writes the key the first attempt would have.
-#[tokio::test(flavor = "multi_thread")]
-async fn throttled_partition_is_retried_alone_under_the_same_key() {
+/// An S3 server with the bucket `archive` and an `awss3` exporter (id `awss3`) writing
+/// into it with one partition per hour (`hour=%H`).
+async fn hourly_archive() -> (S3Server, Telemetry, Arc<dyn weft::exporters::Exporter>) {
     let server = S3Server::start().await;
     server.create_bucket("archive").await;
     let t = Telemetry::new();
@@ -164,6 +163,14 @@ async fn throttled_partition_is_retried_alone_under_the_same_key() {
         serde_json::json!({"s3uploader": {"s3_partition_format": "hour=%H"}}),
     );
     let e = exporter(&cfg, "awss3", &t);
+    (server, t, e)
+}
+
+/// Throttling on one partition: the others are written, only the throttled records come
+/// back for a retry (`Partial`), and the retry writes the key the first attempt would have.
+#[tokio::test(flavor = "multi_thread")]
+async fn throttled_partition_is_retried_alone_under_the_same_key() {
+    let (server, _t, e) = hourly_archive().await;
     let batch = Batch::Logs(vec![logs("checkout", &[T10, T10 - 2 * HOUR, T10 + 1])]);
     server.slow_down(Some("hour=08"));
     let retry = match e.send(&batch).await {
@@ -200,14 +207,7 @@ async fn throttled_partition_is_retried_alone_under_the_same_key() {
 /// retried. When it refuses every object, the batch fails permanently.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_object_does_not_drop_the_others() {
-    let server = S3Server::start().await;
-    server.create_bucket("archive").await;
-    let t = Telemetry::new();
-    let cfg = server.exporter_config(
-        "archive",
-        serde_json::json!({"s3uploader": {"s3_partition_format": "hour=%H"}}),
-    );
-    let e = exporter(&cfg, "awss3", &t);
+    let (server, t, e) = hourly_archive().await;
     // Three partitions; the middle one (in key order) is refused.
     let batch = Batch::Logs(vec![logs(
         "checkout",

@@ -485,11 +485,15 @@ async fn without_accumulate_every_batch_is_sent_alone() {
     );
 }
 
-#[tokio::test]
-async fn in_memory_gathered_data_aborted_by_the_deadline_is_counted_dropped() {
+/// Gathers five records with an hour to go, lets the shutdown deadline strike while
+/// gathering (a second handle keeps the queue open), checks nothing was sent and returns
+/// how many records were counted dropped.
+async fn abort_while_gathering(
+    cfg: DeliveryConfig,
+    storage: Option<&FileStorageConfig>,
+) -> Option<f64> {
     let (e, _told) = recording(every(HOUR, 1 << 20), vec![]);
-    let (d, h, t) = start(e.clone(), DeliveryConfig::default(), None).await;
-    // A second handle keeps the queue open, so the deadline strikes while gathering.
+    let (d, h, t) = start(e.clone(), cfg, storage).await;
     let keep_open = h.clone();
     push(&h, logs(0..3)).await;
     push(&h, logs(3..5)).await;
@@ -497,11 +501,18 @@ async fn in_memory_gathered_data_aborted_by_the_deadline_is_counted_dropped() {
     d.shutdown(deadline(Duration::from_millis(100))).await;
     drop(keep_open);
     assert!(e.attempts.lock().unwrap().is_empty());
-    let dropped = t.metrics.value(
+    t.metrics.value(
         "weft_exporter_dropped_log_records_total",
         &[("component", "s3"), ("reason", "shutdown_timeout")],
+    )
+}
+
+#[tokio::test]
+async fn in_memory_gathered_data_aborted_by_the_deadline_is_counted_dropped() {
+    assert_eq!(
+        abort_while_gathering(DeliveryConfig::default(), None).await,
+        Some(5.0)
     );
-    assert_eq!(dropped, Some(5.0));
 }
 
 mod persistent {
@@ -576,20 +587,7 @@ mod persistent {
     #[tokio::test]
     async fn aborted_while_gathering_keeps_the_records() {
         let dir = tempfile::tempdir().unwrap();
-        let (e, _told) = recording(every(HOUR, 1 << 20), vec![]);
-        let (d, h, t) = start(e.clone(), cfg(), Some(&storage(dir.path()))).await;
-        // A second handle keeps the queue open, so the deadline strikes while gathering.
-        let keep_open = h.clone();
-        push(&h, logs(0..3)).await;
-        push(&h, logs(3..5)).await;
-        drop(h);
-        d.shutdown(deadline(Duration::from_millis(100))).await;
-        drop(keep_open);
-        assert!(e.attempts.lock().unwrap().is_empty());
-        let dropped = t.metrics.value(
-            "weft_exporter_dropped_log_records_total",
-            &[("component", "s3"), ("reason", "shutdown_timeout")],
-        );
+        let dropped = abort_while_gathering(cfg(), Some(&storage(dir.path()))).await;
         assert_eq!(dropped, None, "persistent records are not dropped");
         assert_eq!(replayed(dir.path()).await, (0..5).collect::<Vec<_>>());
     }
