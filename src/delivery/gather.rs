@@ -28,7 +28,9 @@
 //! fast the loop runs never splits what was pushed together.
 //!
 //! A gathering is due when
-//! - its serialized size (OTLP protobuf, [`Batch::encoded_len`]) reaches `max_bytes`,
+//! - its size in the gathering's sizer units reaches `flush_size` (awss3: serialized OTLP
+//!   protobuf bytes, [`Batch::encoded_len`], up to `max_object_size_mib`;
+//!   `sending_queue.batch`: its `min_size` in `items` or `bytes`),
 //! - `interval` has passed since its first batch was taken (the `batch` processor's
 //!   [`Batcher`], weft's one batching state machine, holds the merged batch and this
 //!   deadline),
@@ -46,6 +48,7 @@ use std::time::Instant;
 
 use tokio::sync::{Mutex, OwnedSemaphorePermit, mpsc};
 
+use super::Sizer;
 use super::{Item, Outcome, Shared, ack, count, deliver_batch, level};
 use crate::data::{Batch, Signal};
 use crate::delivery::wal::RecordId;
@@ -76,7 +79,9 @@ struct Gathering {
     records: Vec<RecordId>,
     /// The gathered batches' shares of the queue's capacity, as one permit.
     permit: Option<OwnedSemaphorePermit>,
-    bytes: usize,
+    /// What is gathered, in `sizer` units.
+    size: usize,
+    sizer: Sizer,
     full: bool,
 }
 
@@ -89,7 +94,8 @@ impl Gathering {
             spilled: None,
             records: Vec::new(),
             permit: None,
-            bytes: 0,
+            size: 0,
+            sizer: acc.sizer,
             full: false,
         }
     }
@@ -104,7 +110,7 @@ impl Gathering {
     }
 
     fn add(&mut self, item: Item, now: Instant) {
-        self.bytes = self.bytes.saturating_add(item.batch.encoded_len());
+        self.size = self.size.saturating_add(self.sizer.size_of(&item.batch));
         self.records.extend(item.record);
         match (&mut self.permit, item.permit) {
             (Some(p), Some(q)) => p.merge(q),
@@ -157,7 +163,7 @@ impl Inbox {
         };
         let g = &mut self.open[i];
         g.add(item, now);
-        if g.bytes >= acc.max_bytes {
+        if g.size >= acc.flush_size {
             g.full = true;
         }
         let held: usize = self.open.iter().map(Gathering::held).sum();
@@ -264,14 +270,32 @@ pub(super) async fn consume(
         };
         shared.queue_size.set(left);
         let (batch, records) = gathered.into_parts();
-        let outcome = match batch {
-            Some(b) => deliver_batch(&shared, Arc::new(b), n).await,
-            None => Outcome::Done,
-        };
+        let mut outcome = Outcome::Done;
+        for piece in pieces(batch, acc.max_items) {
+            outcome = deliver_batch(&shared, Arc::new(piece), n).await;
+            if matches!(outcome, Outcome::Aborted) {
+                break;
+            }
+        }
         if matches!(outcome, Outcome::Done) {
             ack(&shared, records).await;
         }
     }
+}
+
+/// A merged batch as sends of at most `max_items` items each (0: one send). Its records
+/// are acknowledged once every piece is done, so an abort in between replays all of them
+/// (at least once, as any retry).
+fn pieces(batch: Option<Batch>, max_items: usize) -> Vec<Batch> {
+    let Some(mut b) = batch else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    while max_items > 0 && b.item_count() > max_items {
+        out.push(b.split_front(max_items));
+    }
+    out.push(b);
+    out
 }
 
 #[cfg(test)]

@@ -90,7 +90,9 @@ fn recording(
 fn every(interval: Duration, max_bytes: usize) -> Option<Accumulate> {
     Some(Accumulate {
         interval,
-        max_bytes,
+        flush_size: max_bytes,
+        sizer: Sizer::Bytes,
+        max_items: 0,
     })
 }
 
@@ -592,3 +594,6 @@ mod persistent {
         assert_eq!(replayed(dir.path()).await, (0..5).collect::<Vec<_>>());
     }
 }
+
+#[path = "gather_config_tests.rs"]
+mod sending_queue_batch;

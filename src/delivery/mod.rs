@@ -8,7 +8,10 @@
 //!   in `sizer` units), `sizer` (`requests` = batches, `items` = spans/log records/data
 //!   points, or `bytes` = serialized size; see [`sizer`]), `block_on_overflow` (false: a
 //!   full queue refuses upstream with a retryable error and counts it; never a silent
-//!   drop), `storage` (id of a `file_storage` extension).
+//!   drop), `storage` (id of a `file_storage` extension), `batch` (off by default; `{}`
+//!   turns it on with `flush_timeout` 200ms, `min_size` 8192, `max_size` 0, `sizer` items:
+//!   queued batches are gathered into larger sends, see [`QueueBatchConfig`] and "Gathering"
+//!   below).
 //! - `retry_on_failure`: `enabled` (true), `initial_interval` (5s), `max_interval` (30s),
 //!   `max_elapsed_time` (300s; 0 = retry forever), `multiplier` (1.5),
 //!   `randomization_factor` (0.5).
@@ -60,6 +63,100 @@ pub struct QueueConfig {
     pub sizer: Sizer,
     /// Accepted for Collector compatibility (deprecated alias of block_on_overflow).
     pub blocking: Option<bool>,
+    /// Gathering queued batches into larger sends (off unless set; `batch: {}` for the
+    /// defaults). See [`QueueBatchConfig`].
+    pub batch: Option<QueueBatchConfig>,
+}
+
+/// `sending_queue.batch`, the Collector exporterhelper's batching keys: queued batches are
+/// gathered (`gather.rs`) until `min_size` (in `sizer` units: `items`, the default, or
+/// `bytes`) or `flush_timeout` since the first of them, and sent as one; with `max_size`
+/// (items; 0 = no limit) a larger merged batch is sent in pieces. Unlike the `batch`
+/// processor, what is gathered stays in the queue — in its WAL with `storage` — until it
+/// is delivered. An exporter that gathers by itself (`awss3`'s `flush_interval`) keeps its
+/// own settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawQueueBatch")]
+pub struct QueueBatchConfig {
+    pub flush_timeout: Dur,
+    pub min_size: usize,
+    pub max_size: usize,
+    pub sizer: Sizer,
+}
+
+impl Default for QueueBatchConfig {
+    fn default() -> Self {
+        QueueBatchConfig {
+            flush_timeout: Dur::millis(200),
+            min_size: 8192,
+            max_size: 0,
+            sizer: Sizer::Items,
+        }
+    }
+}
+
+impl QueueBatchConfig {
+    pub fn accumulate(&self) -> crate::exporters::Accumulate {
+        crate::exporters::Accumulate {
+            interval: self.flush_timeout.get(),
+            flush_size: self.min_size.max(1),
+            sizer: self.sizer,
+            max_items: self.max_size,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQueueBatch {
+    #[serde(default = "default_flush_timeout")]
+    flush_timeout: Dur,
+    #[serde(default = "default_min_size")]
+    min_size: usize,
+    #[serde(default)]
+    max_size: usize,
+    #[serde(default = "default_batch_sizer")]
+    sizer: Sizer,
+}
+
+fn default_flush_timeout() -> Dur {
+    Dur::millis(200)
+}
+fn default_min_size() -> usize {
+    8192
+}
+fn default_batch_sizer() -> Sizer {
+    Sizer::Items
+}
+
+impl TryFrom<RawQueueBatch> for QueueBatchConfig {
+    type Error = String;
+    fn try_from(r: RawQueueBatch) -> Result<Self, String> {
+        if r.flush_timeout.get().is_zero() {
+            return Err("batch.flush_timeout must be greater than zero".into());
+        }
+        if r.sizer == Sizer::Requests {
+            return Err("batch.sizer must be `items` or `bytes`".into());
+        }
+        if r.max_size > 0 && r.sizer == Sizer::Bytes {
+            return Err(
+                "batch.max_size is supported with `sizer: items` only (a gathered batch is split by items)"
+                    .into(),
+            );
+        }
+        if r.max_size > 0 && r.max_size < r.min_size {
+            return Err(format!(
+                "batch.max_size ({}) must be 0 or at least batch.min_size ({})",
+                r.max_size, r.min_size
+            ));
+        }
+        Ok(QueueBatchConfig {
+            flush_timeout: r.flush_timeout,
+            min_size: r.min_size,
+            max_size: r.max_size,
+            sizer: r.sizer,
+        })
+    }
 }
 
 impl Default for QueueConfig {
@@ -72,6 +169,7 @@ impl Default for QueueConfig {
             storage: None,
             sizer: Sizer::Requests,
             blocking: None,
+            batch: None,
         }
     }
 }

@@ -213,10 +213,12 @@ impl Delivery {
         }
         shared.queue_size.set(level(&shared));
         let rx = Arc::new(Mutex::new(Inbox::new(rx, capacity)));
-        // A zero interval or size would send every batch alone anyway.
+        // The exporter's own request wins over `sending_queue.batch`; a zero interval or
+        // size would send every batch alone anyway.
         let accumulate = exporter
             .accumulate()
-            .filter(|a| !a.interval.is_zero() && a.max_bytes > 0);
+            .or_else(|| shared.cfg.sending_queue.batch.map(|b| b.accumulate()))
+            .filter(|a| !a.interval.is_zero() && a.flush_size > 0);
         let consumers = if shared.cfg.sending_queue.enabled {
             shared.cfg.sending_queue.num_consumers.max(1)
         } else {

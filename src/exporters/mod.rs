@@ -123,13 +123,17 @@ pub trait Exporter: Send + Sync + 'static {
     }
 }
 
-/// How an exporter wants its queued batches gathered before a send.
+/// How queued batches are gathered before a send: asked by an exporter
+/// ([`Exporter::accumulate`]) or configured (`sending_queue.batch`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Accumulate {
     /// The longest a gathered batch waits, counted from its first queued batch.
     pub interval: Duration,
-    /// Send once the gathered batches' serialized (OTLP protobuf) size reaches this.
-    pub max_bytes: usize,
+    /// Send once the gathered batches' size, in `sizer` units, reaches this.
+    pub flush_size: usize,
+    pub sizer: crate::delivery::Sizer,
+    /// Items per send at most (0: no limit): a larger merged batch is sent in pieces.
+    pub max_items: usize,
 }
 
 #[cfg(test)]

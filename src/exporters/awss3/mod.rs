@@ -511,7 +511,9 @@ impl Exporter for AwsS3Exporter {
     fn accumulate(&self) -> Option<Accumulate> {
         Some(Accumulate {
             interval: self.settings.flush_interval,
-            max_bytes: self.settings.max_object_bytes,
+            flush_size: self.settings.max_object_bytes,
+            sizer: crate::delivery::Sizer::Bytes,
+            max_items: 0,
         })
     }
 
