@@ -204,7 +204,8 @@ async fn throttled_partition_is_retried_alone_under_the_same_key() {
 
 /// S3 refuses one object for itself (a 4xx such as a key too long): that object's records
 /// are dropped and counted, the batch's other objects are still written, and nothing is
-/// retried. When it refuses every object, the batch fails permanently.
+/// retried (also when another object is throttled and none was written). When it refuses
+/// every object, the batch fails permanently.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_object_does_not_drop_the_others() {
     let (server, t, e) = hourly_archive().await;
@@ -232,6 +233,21 @@ async fn a_refused_object_does_not_drop_the_others() {
         Some(2.0)
     );
 
+    // One object refused, the other throttled, nothing written: only the throttled
+    // records come back for a retry, not the refused ones.
+    server.slow_down(Some("hour=10"));
+    let two = Batch::Logs(vec![logs("checkout", &[T10 - HOUR, T10])]);
+    match e.send(&two).await {
+        Err(ExportError::Partial { retry, .. }) => {
+            let r = records(&retry);
+            assert_eq!(r.len(), 1);
+            assert_eq!(r[0].time_unix_nano, T10);
+        }
+        other => panic!("expected a partial failure, got {other:?}"),
+    }
+    assert_eq!(rejected("KeyTooLongError"), Some(2.0));
+    server.slow_down(None);
+
     // Every object refused: a permanent error for the delivery layer to count.
     server.reject(Some("hour="));
     match e.send(&batch).await {
@@ -241,7 +257,7 @@ async fn a_refused_object_does_not_drop_the_others() {
         }
         other => panic!("expected a permanent error, got {other:?}"),
     }
-    assert_eq!(rejected("KeyTooLongError"), Some(1.0));
+    assert_eq!(rejected("KeyTooLongError"), Some(2.0));
 }
 
 #[tokio::test(flavor = "multi_thread")]

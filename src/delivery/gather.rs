@@ -48,7 +48,6 @@ use std::time::Instant;
 
 use tokio::sync::{Mutex, OwnedSemaphorePermit, mpsc};
 
-use super::Sizer;
 use super::{Item, Outcome, Shared, ack, count, deliver_batch, level};
 use crate::data::{Batch, Signal};
 use crate::delivery::wal::RecordId;
@@ -79,9 +78,8 @@ struct Gathering {
     records: Vec<RecordId>,
     /// The gathered batches' shares of the queue's capacity, as one permit.
     permit: Option<OwnedSemaphorePermit>,
-    /// What is gathered, in `sizer` units.
+    /// What is gathered, in the [`Accumulate`]'s sizer units.
     size: usize,
-    sizer: Sizer,
     full: bool,
 }
 
@@ -95,7 +93,6 @@ impl Gathering {
             records: Vec::new(),
             permit: None,
             size: 0,
-            sizer: acc.sizer,
             full: false,
         }
     }
@@ -110,7 +107,6 @@ impl Gathering {
     }
 
     fn add(&mut self, item: Item, now: Instant) {
-        self.size = self.size.saturating_add(self.sizer.size_of(&item.batch));
         self.records.extend(item.record);
         match (&mut self.permit, item.permit) {
             (Some(p), Some(q)) => p.merge(q),
@@ -162,6 +158,7 @@ impl Inbox {
             }
         };
         let g = &mut self.open[i];
+        g.size = g.size.saturating_add(acc.sizer.size_of(&item.batch));
         g.add(item, now);
         if g.size >= acc.flush_size {
             g.full = true;

@@ -84,17 +84,6 @@ pub struct QueueBatchConfig {
     pub sizer: Sizer,
 }
 
-impl Default for QueueBatchConfig {
-    fn default() -> Self {
-        QueueBatchConfig {
-            flush_timeout: Dur::millis(200),
-            min_size: 8192,
-            max_size: 0,
-            sizer: Sizer::Items,
-        }
-    }
-}
-
 impl QueueBatchConfig {
     pub fn accumulate(&self) -> crate::exporters::Accumulate {
         crate::exporters::Accumulate {
@@ -106,27 +95,26 @@ impl QueueBatchConfig {
     }
 }
 
+/// The keys as written, checked into a [`QueueBatchConfig`]; missing keys take the
+/// Collector's defaults.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 struct RawQueueBatch {
-    #[serde(default = "default_flush_timeout")]
     flush_timeout: Dur,
-    #[serde(default = "default_min_size")]
     min_size: usize,
-    #[serde(default)]
     max_size: usize,
-    #[serde(default = "default_batch_sizer")]
     sizer: Sizer,
 }
 
-fn default_flush_timeout() -> Dur {
-    Dur::millis(200)
-}
-fn default_min_size() -> usize {
-    8192
-}
-fn default_batch_sizer() -> Sizer {
-    Sizer::Items
+impl Default for RawQueueBatch {
+    fn default() -> Self {
+        RawQueueBatch {
+            flush_timeout: Dur::millis(200),
+            min_size: 8192,
+            max_size: 0,
+            sizer: Sizer::Items,
+        }
+    }
 }
 
 impl TryFrom<RawQueueBatch> for QueueBatchConfig {

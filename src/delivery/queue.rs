@@ -225,7 +225,7 @@ impl Delivery {
             if accumulate.is_some() {
                 tracing::warn!(
                     exporter = id,
-                    "sending_queue is disabled, so nothing is gathered: every batch is sent alone (flush_interval needs the queue)"
+                    "sending_queue is disabled, so nothing is gathered: every batch is sent alone (flush_interval and sending_queue.batch need the queue)"
                 );
             }
             0

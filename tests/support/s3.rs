@@ -91,18 +91,16 @@ impl S3Access for BucketMustExist {
                     "The specified bucket does not exist"
                 ));
             }
-            let slow = self.slow_down.lock().unwrap().clone();
-            if let (Some(part), S3Path::Object { key, .. }) = (slow, cx.s3_path())
-                && cx.method() != http::Method::GET
-                && key.contains(part.as_str())
-            {
+            // Injected faults apply to writes of keys containing the configured text.
+            let hit = |fault: &Mutex<Option<String>>| {
+                let part = fault.lock().unwrap().clone();
+                matches!((part, cx.s3_path()), (Some(p), S3Path::Object { key, .. }) if key.contains(p.as_str()))
+                    && cx.method() != http::Method::GET
+            };
+            if hit(&self.slow_down) {
                 return Err(s3_error!(SlowDown, "Please reduce your request rate."));
             }
-            let reject = self.reject.lock().unwrap().clone();
-            if let (Some(part), S3Path::Object { key, .. }) = (reject, cx.s3_path())
-                && cx.method() != http::Method::GET
-                && key.contains(part.as_str())
-            {
+            if hit(&self.reject) {
                 return Err(s3_error!(KeyTooLongError, "Your key is too long"));
             }
             Ok(())

@@ -493,7 +493,9 @@ impl AwsS3Exporter {
                 }
                 Ok(())
             }
-            Some(r) if written > 0 => Err(ExportError::Partial {
+            // Only the failed objects' records are retried: not those of objects that
+            // were written, nor those of objects S3 refused (dropped and counted above).
+            Some(r) if written > 0 || !rejected.is_empty() => Err(ExportError::Partial {
                 retry: r,
                 reason: last_reason,
                 after: None,
