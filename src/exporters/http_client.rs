@@ -3,7 +3,6 @@
 //! the delivery layer's retry decision.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -76,17 +75,10 @@ pub fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, Strin
     Ok(m)
 }
 
+/// `bytes` as one gzip member, from weft's own fast DEFLATE encoder
+/// ([`super::deflate`]): about twice zlib's level 1 speed, at a better ratio on telemetry.
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {
-    // Room for half the input: telemetry compresses better than that at level 1, so the
-    // output is not copied into a grown buffer part way (it was, at a quarter, for logs
-    // with random attribute values: ~36%).
-    let mut e = flate2::write::GzEncoder::new(
-        Vec::with_capacity(bytes.len() / 2 + 1024),
-        flate2::Compression::fast(),
-    );
-    // Writing into a Vec cannot fail.
-    let _ = e.write_all(bytes);
-    e.finish().unwrap_or_default()
+    super::deflate::gzip(bytes)
 }
 
 pub fn retry_after(h: &HeaderMap) -> Option<Duration> {

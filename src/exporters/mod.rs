@@ -10,6 +10,7 @@ use crate::data::Batch;
 pub mod awss3;
 pub mod coalesce;
 pub mod debug;
+pub mod deflate;
 pub mod elasticsearch;
 pub mod file;
 pub mod grpc_unary;

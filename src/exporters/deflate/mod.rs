@@ -1,0 +1,302 @@
+//! A fast gzip (RFC 1952) / DEFLATE (RFC 1951) encoder for the bodies exporters send.
+//!
+//! Why our own: an exporter compresses every byte it sends, and on the Elasticsearch path
+//! deflate was more than half of weft's CPU time. zlib-rs, miniz_oxide and libdeflate at
+//! their fastest levels all ran at ~200–240 MB/s on the benchmark's `_bulk` bodies on the
+//! reference machine (README, Performance). This encoder makes the trade-offs of a
+//! "fastest level" for that kind of input — JSON/NDJSON/protobuf, where most redundancy is
+//! short repeats of keys and structure a document or two back:
+//! - **Greedy LZ77 with one candidate per hash** (no chains, no lazy matching): a 4-byte
+//!   hash indexes the most recent position with that prefix; a candidate within the 32 KiB
+//!   window that really starts with those 4 bytes is extended 8 bytes at a time, up to 258.
+//!   After a match only its last position is hashed.
+//! - **Dynamic Huffman codes per block** (two passes over a block's tokens: count, then
+//!   write), so literals cost their entropy, not the fixed code's 8–9 bits. Each block is
+//!   written as whichever of fixed-Huffman, dynamic-Huffman or stored is smallest, so
+//!   incompressible input grows by a few bytes per 64 KiB, never more.
+//! - A 64-bit bit buffer, 32 bits flushed at a time.
+//!
+//! The output is plain DEFLATE that any inflater reads; the gzip trailer's CRC-32 (of the
+//! input, via `crc32fast`) lets the receiver detect any corruption. The tests decode every
+//! output with flate2 and compare it byte for byte with the input.
+
+mod bits;
+mod huffman;
+mod tables;
+#[cfg(test)]
+mod tests;
+
+use bits::Bits;
+use huffman::{DynHeader, canonical, huffman_lengths};
+use tables::{DIST_BASE, DIST_EXTRA, FIXED_LIT_LEN, LEN_BASE, LEN_EXTRA, LEN_SYM, dist_code};
+
+/// Tokens per block: large enough that a dynamic block's header (~60–90 bytes) is noise,
+/// small enough that the codes follow the data.
+const BLOCK_TOKENS: usize = 1 << 15;
+const WINDOW: usize = 32 * 1024;
+const MIN_MATCH: usize = 4;
+const MAX_MATCH: usize = 258;
+const HASH_BITS: u32 = 12;
+
+/// `input` compressed as one gzip member, appended to `out`.
+pub fn gzip_into(input: &[u8], out: &mut Vec<u8>) {
+    // Header: magic, CM=8 (deflate), no flags, no mtime, XFL=4 (fastest), OS=255.
+    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255]);
+    deflate_into(input, out);
+    out.extend_from_slice(&crc32fast::hash(input).to_le_bytes());
+    out.extend_from_slice(&(input.len() as u32).to_le_bytes());
+}
+
+/// `input` compressed as a gzip member.
+pub fn gzip(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len() / 2 + 64);
+    gzip_into(input, &mut out);
+    out
+}
+
+/// Raw DEFLATE of `input`, appended to `out`.
+pub fn deflate_into(input: &[u8], out: &mut Vec<u8>) {
+    let mut w = Bits::new(out);
+    let mut table: Box<Table> = Box::new([0; 1 << HASH_BITS]);
+    let mut block = Block::default();
+    let mut p = 0;
+    loop {
+        let start = p;
+        p = block.parse(input, p, &mut table);
+        let last = p >= input.len();
+        block.write(&mut w, &input[start..p], last);
+        if last {
+            break;
+        }
+    }
+    w.finish();
+}
+
+/// A token: a run of `n` literal bytes (`n` < 2^31), or `MATCH | (distance - 1) << 8 |
+/// (length - 3)`.
+const MATCH: u32 = 1 << 31;
+
+/// Records a run of literals: one token per 2^16 bytes, each byte counted.
+fn literals(tokens: &mut Vec<u32>, lit: &mut [u32; 512], run: &[u8]) {
+    for chunk in run.chunks(1 << 16) {
+        tokens.push(chunk.len() as u32);
+        for &b in chunk {
+            lit[b as usize] += 1;
+        }
+    }
+}
+
+struct Block {
+    tokens: Vec<u32>,
+    /// Symbol counts; only the first 286 and 30 are symbols, the rest let an index be
+    /// masked instead of checked.
+    lit: [u32; 512],
+    dist: [u32; 32],
+}
+
+impl Default for Block {
+    fn default() -> Self {
+        Block {
+            tokens: Vec::with_capacity(BLOCK_TOKENS),
+            lit: [0; 512],
+            dist: [0; 32],
+        }
+    }
+}
+
+#[inline(always)]
+fn read32(b: &[u8], i: usize) -> u32 {
+    let w: [u8; 4] = b[i..i + 4].try_into().unwrap_or_default();
+    u32::from_le_bytes(w)
+}
+
+#[inline(always)]
+fn read64(b: &[u8], i: usize) -> u64 {
+    let w: [u8; 8] = b[i..i + 8].try_into().unwrap_or_default();
+    u64::from_le_bytes(w)
+}
+
+#[inline(always)]
+fn hash(v: u32) -> usize {
+    (v.wrapping_mul(0x9E37_79B1) >> (32 - HASH_BITS)) as usize
+}
+
+/// How many bytes from `a` and `b` (`a < b`) are equal, up to `max`.
+#[inline(always)]
+fn common(input: &[u8], a: usize, b: usize, max: usize) -> usize {
+    let mut n = 0;
+    while n + 8 <= max {
+        let x = read64(input, a + n) ^ read64(input, b + n);
+        if x != 0 {
+            return n + (x.trailing_zeros() / 8) as usize;
+        }
+        n += 8;
+    }
+    while n < max && input[a + n] == input[b + n] {
+        n += 1;
+    }
+    n
+}
+
+type Table = [u32; 1 << HASH_BITS];
+
+impl Block {
+    /// Tokenizes `input` from `p` until the block is full or the input ends; returns
+    /// where it stopped.
+    #[inline(never)]
+    fn parse(&mut self, input: &[u8], mut p: usize, table: &mut Table) -> usize {
+        self.tokens.clear();
+        self.lit = [0; 512];
+        self.dist = [0; 32];
+        let end = input.len();
+        // Positions from which 4 bytes can be hashed.
+        let hash_end = end.saturating_sub(MIN_MATCH - 1);
+        let mut run = p;
+        while p < hash_end && self.tokens.len() < BLOCK_TOKENS {
+            let v = read32(input, p);
+            let h = hash(v);
+            let c = table[h] as usize;
+            table[h] = p as u32;
+            if c < p && p - c <= WINDOW && read32(input, c) == v {
+                p = self.matched(input, &mut run, p, c);
+                if p - 1 < hash_end {
+                    table[hash(read32(input, p - 1))] = (p - 1) as u32;
+                }
+            } else {
+                p += 1;
+            }
+        }
+        if self.tokens.len() < BLOCK_TOKENS {
+            p = end;
+        }
+        if run < p {
+            literals(&mut self.tokens, &mut self.lit, &input[run..p]);
+        }
+        self.lit[256] += 1;
+        p
+    }
+
+    /// Records the literals pending since `run` and a match at `p` of the bytes at `c`;
+    /// returns where the match ends.
+    #[inline(always)]
+    fn matched(&mut self, input: &[u8], run: &mut usize, p: usize, c: usize) -> usize {
+        if *run < p {
+            literals(&mut self.tokens, &mut self.lit, &input[*run..p]);
+        }
+        let max = (input.len() - p).min(MAX_MATCH);
+        let len = MIN_MATCH + common(input, c + MIN_MATCH, p + MIN_MATCH, max - MIN_MATCH);
+        let d = p - c;
+        self.tokens
+            .push(MATCH | ((d as u32 - 1) << 8) | (len as u32 - 3));
+        self.lit[(LEN_SYM[(len - 3) & 0xff] & 0x1ff) as usize] += 1;
+        self.dist[dist_code(d - 1) & 31] += 1;
+        *run = p + len;
+        p + len
+    }
+
+    /// Writes the tokens as one block of whichever kind is smallest; `raw` is the input
+    /// they encode (for a stored block).
+    fn write(&mut self, w: &mut Bits<'_>, raw: &[u8], last: bool) {
+        let (lit, dist) = (&self.lit[..286], &self.dist[..30]);
+        let lit_len = huffman_lengths(lit, 15);
+        let dist_len = huffman_lengths(dist, 15);
+        let header = DynHeader::new(&lit_len, &dist_len);
+        let mut extra = 0u64;
+        for (i, &f) in lit.iter().enumerate().skip(257) {
+            extra += f as u64 * LEN_EXTRA[i - 257] as u64;
+        }
+        for (i, &f) in dist.iter().enumerate() {
+            extra += f as u64 * DIST_EXTRA[i] as u64;
+        }
+        let cost = |ll: &[u8], dl: &[u8]| -> u64 {
+            let a: u64 = lit.iter().zip(ll).map(|(&f, &l)| f as u64 * l as u64).sum();
+            let b: u64 = dist
+                .iter()
+                .zip(dl)
+                .map(|(&f, &l)| f as u64 * l as u64)
+                .sum();
+            a + b + extra
+        };
+        let dynamic = 3 + header.bits() + cost(&lit_len, &dist_len);
+        let fixed = 3 + cost(&FIXED_LIT_LEN, &[5u8; 30]);
+        // Stored: per 65,535 bytes a 3-bit header padded to a byte plus LEN and NLEN.
+        let stored = (raw.len().div_ceil(65535).max(1) as u64) * (5 * 8 + 7) + 8 * raw.len() as u64;
+        if stored < dynamic.min(fixed) {
+            w.stored(raw, last);
+        } else if fixed <= dynamic {
+            w.room(fixed + 64);
+            w.put(u64::from(last) | 1 << 1, 3);
+            let codes = Codes::new(&FIXED_LIT_LEN, &[5u8; 30]);
+            codes.write_tokens(w, &self.tokens, raw);
+        } else {
+            w.room(dynamic + 64);
+            w.put(u64::from(last) | 2 << 1, 3);
+            header.write(w);
+            let codes = Codes::new(&lit_len, &dist_len);
+            codes.write_tokens(w, &self.tokens, raw);
+        }
+    }
+}
+
+/// The bit-reversed canonical codes of both alphabets, with extra bits folded in where
+/// they are fixed per symbol.
+struct Codes {
+    lit: [(u32, u8); 286],
+    dist: [(u32, u8); 30],
+}
+
+impl Codes {
+    fn new(lit_len: &[u8], dist_len: &[u8]) -> Self {
+        let mut lit = [(0, 0); 286];
+        for ((slot, c), &l) in lit.iter_mut().zip(canonical(lit_len)).zip(lit_len) {
+            *slot = (c, l);
+        }
+        let mut dist = [(0, 0); 30];
+        for ((slot, c), &l) in dist.iter_mut().zip(canonical(dist_len)).zip(dist_len) {
+            *slot = (c, l);
+        }
+        Codes { lit, dist }
+    }
+
+    #[inline(never)]
+    fn write_tokens(&self, w: &mut Bits<'_>, tokens: &[u32], raw: &[u8]) {
+        let mut at = 0;
+        for &t in tokens {
+            if t & MATCH == 0 {
+                let n = t as usize;
+                let run = &raw[at..at + n];
+                let mut triples = run.chunks_exact(3);
+                for t in &mut triples {
+                    for &b in t {
+                        let (c, l) = self.lit[b as usize];
+                        w.add(c as u64, l as u32);
+                    }
+                    w.flush();
+                }
+                for &b in triples.remainder() {
+                    let (c, l) = self.lit[b as usize];
+                    w.add(c as u64, l as u32);
+                }
+                w.flush();
+                at += n;
+            } else {
+                let len3 = (t & 0xff) as usize;
+                let d1 = ((t >> 8) & 0x7fff) as usize;
+                let sym = LEN_SYM[len3] as usize;
+                let (c, l) = self.lit[sym % 286];
+                let xb = LEN_EXTRA[(sym - 257) % 29] as u32;
+                let xv = (len3 + 3 - LEN_BASE[(sym - 257) % 29] as usize) as u64;
+                let dc = dist_code(d1) % 30;
+                let (dcode, dl) = self.dist[dc];
+                let db = DIST_EXTRA[dc] as u32;
+                let dv = (d1 + 1 - DIST_BASE[dc] as usize) as u64;
+                w.add(c as u64 | xv << l, l as u32 + xb);
+                w.add(dcode as u64 | dv << dl, dl as u32 + db);
+                w.flush();
+                at += len3 + 3;
+            }
+        }
+        let (c, l) = self.lit[256];
+        w.put(c as u64, l as u32);
+    }
+}

@@ -1,0 +1,203 @@
+//! Every output is decoded by an independent inflater (flate2's miniz_oxide) and compared
+//! with the input byte for byte; gzip's CRC-32 and length are checked by the decoder.
+
+use super::huffman::huffman_lengths;
+use super::*;
+use std::io::Read;
+
+fn inflate_gzip(z: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(z)
+        .read_to_end(&mut out)
+        .expect("a valid gzip member");
+    out
+}
+
+fn round_trip(data: &[u8]) -> usize {
+    let z = gzip(data);
+    assert!(
+        inflate_gzip(&z) == data,
+        "round trip differs for {} bytes",
+        data.len()
+    );
+    z.len()
+}
+
+/// A deterministic xorshift stream.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn bytes(&mut self, n: usize, alphabet: u64) -> Vec<u8> {
+        (0..n).map(|_| (self.next() % alphabet) as u8).collect()
+    }
+}
+
+/// NDJSON like the Elasticsearch exporter's: repeated keys and structure around random
+/// values, so matches, literals and several dynamic blocks all occur.
+fn ndjson(rng: &mut Rng, docs: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in 0..docs {
+        let v: String = (0..24)
+            .map(|_| char::from(b'a' + (rng.next() % 26) as u8))
+            .collect();
+        let line = format!(
+            "{{\"create\":{{\"_index\":\"logs-generic-default\"}}}}\n{{\"@timestamp\":\"2026-11-26T10:00:{:02}.{:09}Z\",\"attributes\":{{\"attr.{}\":\"{v}\"}},\"body\":{{\"text\":\"order {i} processed\"}},\"severity_text\":\"INFO\"}}\n",
+            i % 60,
+            rng.next() % 1_000_000_000,
+            i % 10
+        );
+        out.extend_from_slice(line.as_bytes());
+    }
+    out
+}
+
+/// The BTYPE of the first block of a raw DEFLATE stream: 0 stored, 1 fixed, 2 dynamic.
+fn first_block_type(input: &[u8]) -> u8 {
+    let mut out = Vec::new();
+    deflate_into(input, &mut out);
+    (out[0] >> 1) & 3
+}
+
+#[test]
+fn every_short_length_round_trips() {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for n in 0..=300 {
+        round_trip(&rng.bytes(n, 4));
+        round_trip(&rng.bytes(n, 256));
+    }
+    round_trip(b"");
+    round_trip(b"a");
+}
+
+#[test]
+fn incompressible_input_is_stored_and_barely_grows() {
+    let mut rng = Rng(7);
+    for n in [1_000, 65_535, 65_536, 200_000] {
+        let data = rng.bytes(n, 256);
+        let z = round_trip(&data);
+        // gzip's 18 bytes plus 5 per stored block of at most 65,535 bytes.
+        assert!(
+            z <= n + 18 + 5 * n.div_ceil(65_535),
+            "{n} bytes grew to {z}"
+        );
+        assert_eq!(first_block_type(&data), 0);
+    }
+}
+
+#[test]
+fn runs_and_long_matches_round_trip() {
+    round_trip(&[7u8; 100_000]);
+    let mut data = b"abc".repeat(50_000);
+    data.extend_from_slice(&[0u8; 1000]);
+    let z = round_trip(&data);
+    assert!(
+        z < data.len() / 50,
+        "{} bytes of repeats compressed to {z}",
+        data.len()
+    );
+}
+
+#[test]
+fn documents_compress_in_several_dynamic_blocks() {
+    let mut rng = Rng(42);
+    // ~4.8 MB: far more than one block's 32,768 tokens.
+    let data = ndjson(&mut rng, 20_000);
+    let z = round_trip(&data);
+    assert!(
+        z * 3 < data.len(),
+        "NDJSON compressed to {z} of {}",
+        data.len()
+    );
+    assert_eq!(first_block_type(&data), 2);
+    // Any cut of it, so blocks and matches end at arbitrary places.
+    for _ in 0..40 {
+        let a = (rng.next() as usize) % data.len();
+        let b = a + (rng.next() as usize) % (data.len() - a).min(300_000);
+        round_trip(&data[a..b]);
+    }
+}
+
+#[test]
+fn short_text_takes_the_fixed_code() {
+    let data = b"hello hello hello hello";
+    round_trip(data);
+    assert_eq!(first_block_type(data), 1);
+}
+
+#[test]
+fn matches_reach_exactly_the_window() {
+    for gap in [WINDOW - 8, WINDOW - 9, WINDOW - 7] {
+        // A marker, zeros (which match only themselves, one byte back, and hash to one
+        // table slot, so the marker's stays), then the marker again `gap + 8` bytes on.
+        let mut data = b"MARKER!!".to_vec();
+        data.resize(8 + gap, 0);
+        data.extend_from_slice(b"MARKER!!");
+        round_trip(&data);
+        let mut block = Block::default();
+        let mut table: Box<Table> = Box::new([0; 1 << HASH_BITS]);
+        block.parse(&data, 0, &mut table);
+        let far = block
+            .tokens
+            .iter()
+            .filter(|t| **t & MATCH != 0)
+            .map(|t| ((t >> 8) & 0x7fff) as usize + 1)
+            .max();
+        let reached = far == Some(gap + 8);
+        assert_eq!(
+            reached,
+            gap + 8 <= WINDOW,
+            "gap {gap}: farthest match {far:?}"
+        );
+    }
+}
+
+fn kraft(lengths: &[u8], limit: u8) -> u64 {
+    lengths
+        .iter()
+        .filter(|l| **l > 0)
+        .map(|&l| 1u64 << (limit - l))
+        .sum()
+}
+
+#[test]
+fn huffman_lengths_are_complete_and_limited() {
+    // Fibonacci frequencies make the unlimited tree ~30 deep.
+    let mut fib = vec![1u32, 1];
+    while fib.len() < 30 {
+        let n = fib[fib.len() - 1] + fib[fib.len() - 2];
+        fib.push(n);
+    }
+    let l = huffman_lengths(&fib, 15);
+    assert!(l.iter().all(|&x| (1..=15).contains(&x)), "{l:?}");
+    assert_eq!(kraft(&l, 15), 1 << 15);
+    let l7 = huffman_lengths(&fib[..19], 7);
+    assert!(l7.iter().all(|&x| (1..=7).contains(&x)), "{l7:?}");
+    assert_eq!(kraft(&l7, 7), 1 << 7);
+    // Unlimited case: the optimal code.
+    assert_eq!(huffman_lengths(&[1, 1, 2], 15), vec![2, 2, 1]);
+    // No symbol or one symbol still gives two codes, so the code is complete.
+    for freq in [vec![0u32; 30], {
+        let mut f = vec![0u32; 30];
+        f[5] = 9;
+        f
+    }] {
+        let l = huffman_lengths(&freq, 15);
+        assert_eq!(l.iter().filter(|x| **x > 0).count(), 2, "{l:?}");
+        assert_eq!(kraft(&l, 15), 1 << 15);
+    }
+}
+
+#[test]
+fn gzip_into_appends_after_existing_bytes() {
+    let mut out = b"prefix".to_vec();
+    gzip_into(b"payload payload payload", &mut out);
+    assert_eq!(&out[..6], b"prefix");
+    assert_eq!(inflate_gzip(&out[6..]), b"payload payload payload");
+}
