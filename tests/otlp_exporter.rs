@@ -153,7 +153,7 @@ async fn trailers_only_answers_and_bare_http_errors_map_per_the_grpc_spec() {
         (200, None),       // a stream that ends without any status: UNKNOWN
     ];
     let mut results = Vec::new();
-    for compression in ["none", "gzip"] {
+    for compression in ["none", "gzip", "zstd"] {
         let (url, seen) = http2_stand_in(answers.clone()).await;
         let e = exporter(&url, compression);
         let mut got = Vec::new();
@@ -166,15 +166,23 @@ async fn trailers_only_answers_and_bare_http_errors_map_per_the_grpc_spec() {
         assert_eq!(h["content-type"], "application/grpc", "{compression}");
         assert_eq!(h["te"], "trailers", "{compression}");
         assert_eq!(h["x-tenant"], "shop-eu", "{compression}");
+        // The gRPC frame: compressed flag, big-endian length, then the request.
+        let body = &seen.bodies[0];
+        let msg = batch.encode_proto();
+        assert_eq!(&body[1..5], &((body.len() - 5) as u32).to_be_bytes());
         if compression == "none" {
-            // The gRPC frame: uncompressed flag, big-endian length, then the request.
-            let body = &seen.bodies[0];
-            let msg = batch.encode_proto();
             assert_eq!(body[0], 0);
-            assert_eq!(&body[1..5], &(msg.len() as u32).to_be_bytes());
             assert_eq!(&body[5..], &msg[..]);
             assert!(!h.contains_key("grpc-encoding"));
+        } else if compression == "zstd" {
+            assert_eq!(body[0], 1);
+            assert_eq!(h["grpc-encoding"], "zstd");
         } else {
+            assert_eq!(body[0], 1);
+            let mut plain = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[5..]), &mut plain)
+                .expect("a gzip message");
+            assert_eq!(plain, msg);
             assert_eq!(h["grpc-encoding"], "gzip");
         }
     }
@@ -191,10 +199,12 @@ async fn trailers_only_answers_and_bare_http_errors_map_per_the_grpc_spec() {
             "permanent grpc_unknown",
         ]
     );
-    // The one difference: tonic's client insists on a response message even when the
-    // status is OK, and reports a trailers-only OK as INTERNAL ("Missing response
-    // message"); weft's uncompressed path takes the server at its word (OTLP's response
-    // carries nothing needed), so the batch is not dropped as failed.
-    assert_eq!(results[1][0], "permanent grpc_internal");
-    assert_eq!(results[0][1..], results[1][1..], "none vs gzip");
+    // tonic's client insists on a response message even when the status is OK, and
+    // reports a trailers-only OK as INTERNAL ("Missing response message"); weft's own
+    // path (uncompressed and gzip) takes the server at its word (OTLP's response carries
+    // nothing needed), so the batch is not dropped as failed. zstd still goes through
+    // tonic.
+    assert_eq!(results[0], results[1], "none vs gzip");
+    assert_eq!(results[2][0], "permanent grpc_internal");
+    assert_eq!(results[0][1..], results[2][1..], "none vs zstd");
 }

@@ -1,5 +1,6 @@
-//! An uncompressed gRPC unary call whose request message is written as the byte chunks it
-//! already is: the `otlp` exporter's send path when `compression: none`.
+//! A gRPC unary call whose request message is written as the byte chunks it already is,
+//! or gzipped by weft's own encoder: the `otlp` exporter's send path for `compression:
+//! none` and `gzip` (its default, as in the Collector).
 //!
 //! tonic's client encodes every message into one buffer before framing it, so a raw batch
 //! (the requests as they arrived, [`crate::data::raw`]) was copied once more on its way out,
@@ -7,6 +8,12 @@
 //! path, plus the page faults of that buffer). Here the HTTP/2 request body yields the
 //! 5-byte gRPC message prefix and then each chunk as its own DATA payload; h2 sends them
 //! from the shared [`Bytes`] without copying.
+//!
+//! With gzip the chunks are joined and compressed with [`crate::exporters::deflate`]
+//! into one message with the compressed flag and `grpc-encoding: gzip`. tonic compresses
+//! at flate2's level 6 and offers no other level; on the benchmark's spans that cost
+//! ~4× the CPU of weft's encoder, which also compresses them smaller (README,
+//! Performance).
 //!
 //! The answer is read as tonic reads it: `grpc-status` (and `grpc-message`,
 //! `grpc-status-details-bin`) from the trailers, or from the headers of a trailers-only
@@ -56,19 +63,32 @@ impl Body for Chunks {
     }
 }
 
-/// Calls `path` on `channel` with the message made of `message` (chunks concatenated)
-/// and the given request headers (metadata); the response message is not needed
-/// (OTLP's `Export*ServiceResponse` partial-success details are only informational).
+/// Calls `path` on `channel` with the message made of `message` (chunks concatenated),
+/// gzipped when `gzip`, and the given request headers (metadata); the response message
+/// is not needed (OTLP's `Export*ServiceResponse` partial-success details are only
+/// informational).
 pub async fn call(
     channel: Channel,
     path: &'static str,
     mut headers: http::HeaderMap,
     message: Vec<Bytes>,
+    gzip: bool,
 ) -> Result<(), Status> {
+    let message = if gzip {
+        headers.insert("grpc-encoding", HeaderValue::from_static("gzip"));
+        let raw = match &message[..] {
+            [one] => crate::exporters::deflate::gzip(one),
+            chunks => crate::exporters::deflate::gzip(&chunks.concat()),
+        };
+        vec![Bytes::from(raw)]
+    } else {
+        message
+    };
     let len: usize = message.iter().map(Bytes::len).sum();
     let len32 = u32::try_from(len)
         .map_err(|_| Status::resource_exhausted(format!("message of {len} bytes exceeds 4 GiB")))?;
     let mut prefix = [0u8; 5];
+    prefix[0] = u8::from(gzip);
     prefix[1..].copy_from_slice(&len32.to_be_bytes());
     let mut chunks = Vec::with_capacity(message.len() + 1);
     chunks.push(Bytes::copy_from_slice(&prefix));

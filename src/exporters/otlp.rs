@@ -233,10 +233,12 @@ impl OtlpGrpcExporter {
             Batch::Raw(r) => r.chunks().cloned().collect(),
             b => vec![bytes::Bytes::from(b.encode_proto())],
         };
-        if self.compression.is_none() {
-            // Uncompressed: the chunks go out as they are (see `grpc_unary`).
+        let gzip = self.compression == Some(CompressionEncoding::Gzip);
+        if self.compression.is_none() || gzip {
+            // Uncompressed, the chunks go out as they are; gzip is weft's own encoder
+            // (see `grpc_unary`). zstd goes through tonic.
             let headers = self.headers.clone().into_headers();
-            return super::grpc_unary::call(self.channel.clone(), path, headers, body).await;
+            return super::grpc_unary::call(self.channel.clone(), path, headers, body, gzip).await;
         }
         let mut grpc = tonic::client::Grpc::new(self.channel.clone())
             .max_decoding_message_size(64 * 1024 * 1024)

@@ -600,6 +600,7 @@ mod send {
                         grpc_path(o.signal),
                         http::HeaderMap::new(),
                         vec![bytes::Bytes::from(body)],
+                        false,
                     )
                     .await;
                     match r {
