@@ -74,6 +74,14 @@ fn every_short_length_round_trips() {
     }
     round_trip(b"");
     round_trip(b"a");
+    // Runs of the bytes an empty or zeroed hash table entry would claim to hold.
+    for b in [0u8, 0xff] {
+        for n in [4, 5, 9, 300] {
+            let mut v = vec![b; n];
+            v.push(1);
+            round_trip(&v);
+        }
+    }
 }
 
 #[test]
@@ -141,7 +149,7 @@ fn matches_reach_exactly_the_window() {
         data.extend_from_slice(b"MARKER!!");
         round_trip(&data);
         let mut block = Block::default();
-        let mut table: Box<Table> = Box::new([0; 1 << HASH_BITS]);
+        let mut table: Box<Table> = Box::new([u64::MAX; 1 << HASH_BITS]);
         block.parse(&data, 0, &mut table);
         let far = block
             .tokens
