@@ -220,7 +220,7 @@ pub static FACTORIES: &[Factory] = &[
         ty: "otlp",
         aliases: &["otlp_grpc"],
         signals: ALL,
-        validate: validate_as::<exporters::otlp::OtlpGrpcConfig>,
+        validate: exporters::otlp::validate,
         construct: Constructor::Exporter(exporters::otlp::build),
     },
     Factory {
@@ -228,7 +228,7 @@ pub static FACTORIES: &[Factory] = &[
         ty: "jaeger",
         aliases: &[],
         signals: TRACES,
-        validate: validate_as::<exporters::otlp::JaegerConfig>,
+        validate: exporters::otlp::validate_jaeger,
         construct: Constructor::Exporter(exporters::otlp::build_jaeger),
     },
     Factory {
@@ -244,7 +244,7 @@ pub static FACTORIES: &[Factory] = &[
         ty: "otlphttp",
         aliases: &["otlp_http"],
         signals: ALL,
-        validate: validate_as::<exporters::otlphttp::OtlpHttpConfig>,
+        validate: exporters::otlphttp::validate,
         construct: Constructor::Exporter(exporters::otlphttp::build),
     },
     Factory {

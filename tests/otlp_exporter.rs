@@ -17,10 +17,16 @@ use weft::data::*;
 use weft::exporters::otlp::{OtlpGrpcConfig, OtlpGrpcExporter, build_from};
 use weft::exporters::{ExportError, Exporter};
 
+/// `compression` may carry a gzip level after a colon (`gzip:9`): `compression_params`.
 fn exporter(endpoint: &str, compression: &str) -> OtlpGrpcExporter {
+    let (compression, level) = match compression.split_once(':') {
+        Some((c, l)) => (c, serde_json::json!({"level": l.parse::<i32>().unwrap()})),
+        None => (compression, serde_json::json!({})),
+    };
     let cfg: OtlpGrpcConfig = serde_json::from_value(serde_json::json!({
         "endpoint": endpoint,
         "compression": compression,
+        "compression_params": level,
         "tls": {"insecure": true},
         "headers": {"X-Tenant": "shop-eu"},
     }))
@@ -49,7 +55,7 @@ fn kind(r: &Result<(), ExportError>) -> String {
 async fn every_compression_delivers_decoded_and_raw_batches_intact() {
     let sink = Sink::start().await;
     let (a, b) = (samples::traces(1, 3, 4), samples::traces(10, 2, 5));
-    for compression in ["none", "gzip", "zstd"] {
+    for compression in ["none", "gzip", "gzip:9", "gzip:-1", "zstd"] {
         let e = exporter(&sink.endpoint(), compression);
         let before = sink.batches().len();
         e.send(&a).await.unwrap();
@@ -61,6 +67,29 @@ async fn every_compression_delivers_decoded_and_raw_batches_intact() {
         merged.merge(b.clone());
         assert_eq!(got[before + 1], merged, "{compression}: raw batch");
     }
+}
+
+#[tokio::test]
+async fn compression_params_level_is_checked_at_build() {
+    let build = |v: serde_json::Value| {
+        let cfg: OtlpGrpcConfig = serde_json::from_value(v).unwrap();
+        build_from(&cfg, "otlp/test").err().map(|e| e.to_string())
+    };
+    let ok = build(
+        serde_json::json!({"endpoint": "127.0.0.1:4317", "compression_params": {"level": 6}}),
+    );
+    assert_eq!(ok, None);
+    let e = build(
+        serde_json::json!({"endpoint": "127.0.0.1:4317", "compression_params": {"level": 0}}),
+    );
+    assert!(
+        e.unwrap()
+            .contains("compression_params.level 0 is not a gzip level")
+    );
+    let e = build(
+        serde_json::json!({"endpoint": "127.0.0.1:4317", "compression": "zstd", "compression_params": {"level": 3}}),
+    );
+    assert!(e.unwrap().contains("supported with compression: gzip only"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

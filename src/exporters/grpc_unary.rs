@@ -9,8 +9,8 @@
 //! 5-byte gRPC message prefix and then each chunk as its own DATA payload; h2 sends them
 //! from the shared [`Bytes`] without copying.
 //!
-//! With gzip the chunks are joined and compressed with [`crate::exporters::deflate`]
-//! into one message with the compressed flag and `grpc-encoding: gzip`. tonic compresses
+//! With gzip the chunks are joined and compressed with [`crate::exporters::deflate`] (or
+//! zlib, at a `compression_params.level` of 2–9) into one message with the compressed flag and `grpc-encoding: gzip`. tonic compresses
 //! at flate2's level 6 and offers no other level; on the benchmark's spans that cost
 //! ~4× the CPU of weft's encoder, which also compresses them smaller (README,
 //! Performance).
@@ -35,6 +35,8 @@ use http_body::{Body, Frame, SizeHint};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tower::{Service, ServiceExt};
+
+use crate::exporters::http_client::GzipLevel;
 
 /// A request body of known chunks: the gRPC prefix, then the message's chunks.
 struct Chunks {
@@ -64,7 +66,7 @@ impl Body for Chunks {
 }
 
 /// Calls `path` on `channel` with the message made of `message` (chunks concatenated),
-/// gzipped when `gzip`, and the given request headers (metadata); the response message
+/// gzipped at that level when `gzip` is set, and the given request headers (metadata); the response message
 /// is not needed (OTLP's `Export*ServiceResponse` partial-success details are only
 /// informational).
 pub async fn call(
@@ -72,13 +74,13 @@ pub async fn call(
     path: &'static str,
     mut headers: http::HeaderMap,
     message: Vec<Bytes>,
-    gzip: bool,
+    gzip: Option<GzipLevel>,
 ) -> Result<(), Status> {
-    let message = if gzip {
+    let message = if let Some(level) = gzip {
         headers.insert("grpc-encoding", HeaderValue::from_static("gzip"));
         let raw = match &message[..] {
-            [one] => crate::exporters::deflate::gzip(one),
-            chunks => crate::exporters::deflate::gzip(&chunks.concat()),
+            [one] => level.gzip(one),
+            chunks => level.gzip(&chunks.concat()),
         };
         vec![Bytes::from(raw)]
     } else {
@@ -88,7 +90,7 @@ pub async fn call(
     let len32 = u32::try_from(len)
         .map_err(|_| Status::resource_exhausted(format!("message of {len} bytes exceeds 4 GiB")))?;
     let mut prefix = [0u8; 5];
-    prefix[0] = u8::from(gzip);
+    prefix[0] = u8::from(gzip.is_some());
     prefix[1..].copy_from_slice(&len32.to_be_bytes());
     let mut chunks = Vec::with_capacity(message.len() + 1);
     chunks.push(Bytes::copy_from_slice(&prefix));

@@ -81,6 +81,90 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     super::deflate::gzip(bytes)
 }
 
+/// `compression_params` (the Collector's key) of the exporters that gzip: `level`.
+/// Unset or 1: weft's own encoder (the fastest, [`super::deflate`]); 2–9: zlib's levels
+/// (flate2 on zlib-rs), smaller bodies for more CPU; -1: zlib's default, 6.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionParams {
+    #[serde(default)]
+    pub level: Option<i32>,
+}
+
+/// How a gzip body is compressed (from [`CompressionParams`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum GzipLevel {
+    /// weft's encoder.
+    #[default]
+    Fast,
+    /// zlib at this level (2–9).
+    Zlib(u32),
+}
+
+impl CompressionParams {
+    /// The gzip level asked for, given the exporter's `compression`; an error names the
+    /// key and the values that work.
+    pub fn gzip_level(&self, compression: &str) -> Result<GzipLevel, String> {
+        let Some(level) = self.level else {
+            return Ok(GzipLevel::Fast);
+        };
+        if compression != "gzip" {
+            return Err(format!(
+                "compression_params.level is supported with compression: gzip only (compression is {compression:?})"
+            ));
+        }
+        match level {
+            1 => Ok(GzipLevel::Fast),
+            -1 => Ok(GzipLevel::Zlib(6)),
+            2..=9 => Ok(GzipLevel::Zlib(level as u32)),
+            _ => Err(format!(
+                "compression_params.level {level} is not a gzip level: use 1 (the fastest, the default), 2–9, or -1 (zlib's default, 6)"
+            )),
+        }
+    }
+}
+
+/// `weft validate`'s check of an exporter's `compression` (one of `known`, "" meaning
+/// none) and `compression_params`, with the key path of what is wrong.
+pub fn check_compression(
+    compression: &str,
+    params: &CompressionParams,
+    known: &[&str],
+) -> Result<GzipLevel, crate::config::FieldError> {
+    let err = |path: &[&str], message: String| crate::config::FieldError {
+        path: path.iter().map(|s| s.to_string()).collect(),
+        message,
+        suggestion: None,
+    };
+    if !compression.is_empty() && !known.contains(&compression) {
+        return Err(err(
+            &["compression"],
+            format!("unsupported compression {compression:?}: use {}", known.join(", ")),
+        ));
+    }
+    params
+        .gzip_level(compression)
+        .map_err(|m| err(&["compression_params", "level"], m))
+}
+
+impl GzipLevel {
+    /// `bytes` as one gzip member at this level.
+    pub fn gzip(self, bytes: &[u8]) -> Vec<u8> {
+        match self {
+            GzipLevel::Fast => gzip(bytes),
+            GzipLevel::Zlib(level) => {
+                let mut e = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(bytes.len() / 3 + 64),
+                    flate2::Compression::new(level),
+                );
+                // Writing into a Vec cannot fail.
+                let _ = std::io::Write::write_all(&mut e, bytes);
+                e.finish().unwrap_or_default()
+            }
+        }
+    }
+}
+
 pub fn retry_after(h: &HeaderMap) -> Option<Duration> {
     h.get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
@@ -113,4 +197,58 @@ pub fn classify_response(status: u16, headers: &HeaderMap, body: &str) -> Result
         retry_after(headers),
         body,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn params(level: Option<i32>) -> CompressionParams {
+        CompressionParams { level }
+    }
+
+    #[test]
+    fn compression_params_pick_the_encoder() {
+        assert_eq!(params(None).gzip_level("gzip"), Ok(GzipLevel::Fast));
+        assert_eq!(params(None).gzip_level("none"), Ok(GzipLevel::Fast));
+        assert_eq!(params(Some(1)).gzip_level("gzip"), Ok(GzipLevel::Fast));
+        assert_eq!(params(Some(-1)).gzip_level("gzip"), Ok(GzipLevel::Zlib(6)));
+        for l in 2..=9 {
+            assert_eq!(
+                params(Some(l)).gzip_level("gzip"),
+                Ok(GzipLevel::Zlib(l as u32))
+            );
+        }
+        for l in [0, 10, -2] {
+            let e = params(Some(l)).gzip_level("gzip").unwrap_err();
+            assert!(e.contains(&format!("level {l} is not a gzip level")), "{e}");
+        }
+        let e = params(Some(3)).gzip_level("zstd").unwrap_err();
+        assert!(e.contains("gzip only"), "{e}");
+    }
+
+    #[test]
+    fn every_level_writes_gzip_and_higher_levels_are_smaller() {
+        let text: Vec<u8> = (0..20_000)
+            .flat_map(|i| {
+                format!("{{\"span\":{i},\"name\":\"GET /orders/{}\"}}\n", i % 97).into_bytes()
+            })
+            .collect();
+        let fast = GzipLevel::Fast.gzip(&text);
+        let best = GzipLevel::Zlib(9).gzip(&text);
+        for z in [&fast, &best] {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&z[..])
+                .read_to_end(&mut out)
+                .unwrap();
+            assert!(out == text);
+        }
+        assert!(
+            best.len() < fast.len(),
+            "level 9 {} vs fast {}",
+            best.len(),
+            fast.len()
+        );
+    }
 }

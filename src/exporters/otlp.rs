@@ -1,7 +1,9 @@
 //! The `otlp` exporter (OTLP/gRPC) and the `jaeger` preset.
 //!
 //! Config (the Collector's keys): `endpoint` (host:port or URL; required), `compression`
-//! (`gzip` default, `zstd`, `none`), `headers` (map), `tls` (`insecure`, `ca_file`,
+//! (`gzip` default, `zstd`, `none`), `compression_params.level` (gzip: 1 = weft's own
+//! encoder, the default; 2–9 or -1 = zlib's levels, see `http_client::CompressionParams`),
+//! `headers` (map), `tls` (`insecure`, `ca_file`,
 //! `cert_file`, `key_file`, `insecure_skip_verify`), `balancer_name`, `keepalive`
 //! (accepted). `timeout`, `sending_queue`, `retry_on_failure` belong to the delivery layer.
 //!
@@ -23,10 +25,10 @@ use tonic::codec::CompressionEncoding;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-use super::http_client::TlsClientConfig;
+use super::http_client::{CompressionParams, GzipLevel, TlsClientConfig, check_compression};
 use super::{BoxFuture, ExportError, Exporter};
 use crate::components::{BuildContext, BuildError};
-use crate::config::parse_component;
+use crate::config::{FieldError, parse_component};
 use crate::data::{Batch, Signal};
 use crate::receivers::otlp::codec::{BytesCodec, retry_delay_of};
 
@@ -36,6 +38,8 @@ pub struct OtlpGrpcConfig {
     pub endpoint: String,
     #[serde(default = "default_compression")]
     pub compression: String,
+    #[serde(default)]
+    pub compression_params: CompressionParams,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
@@ -63,6 +67,8 @@ pub struct JaegerConfig {
     #[serde(default = "default_compression")]
     pub compression: String,
     #[serde(default)]
+    pub compression_params: CompressionParams,
+    #[serde(default)]
     pub headers: BTreeMap<String, String>,
     #[serde(default = "jaeger_tls")]
     pub tls: TlsClientConfig,
@@ -81,7 +87,23 @@ fn jaeger_tls() -> TlsClientConfig {
 pub struct OtlpGrpcExporter {
     channel: Channel,
     compression: Option<CompressionEncoding>,
+    /// With gzip: how (see `grpc_unary`).
+    gzip_level: GzipLevel,
     headers: MetadataMap,
+}
+
+const COMPRESSIONS: &[&str] = &["gzip", "zstd", "none"];
+
+/// Checks what deserializing cannot: `compression` and `compression_params`.
+pub fn validate(v: &Value) -> Result<(), FieldError> {
+    let cfg: OtlpGrpcConfig = parse_component(v)?;
+    check_compression(&cfg.compression, &cfg.compression_params, COMPRESSIONS).map(|_| ())
+}
+
+/// [`validate`] for the `jaeger` preset.
+pub fn validate_jaeger(v: &Value) -> Result<(), FieldError> {
+    let cfg: JaegerConfig = parse_component(v)?;
+    check_compression(&cfg.compression, &cfg.compression_params, COMPRESSIONS).map(|_| ())
 }
 
 /// How long connecting to the backend may take.
@@ -102,6 +124,10 @@ pub fn build_from(cfg: &OtlpGrpcConfig, id: &str) -> Result<OtlpGrpcExporter, Bu
             ));
         }
     };
+    let gzip_level = cfg
+        .compression_params
+        .gzip_level(&cfg.compression)
+        .map_err(|e| BuildError::new(id, e))?;
     let tls_wanted = !cfg.tls.insecure
         && (cfg.endpoint.starts_with("https://")
             || cfg.tls.ca_file.is_some()
@@ -156,6 +182,7 @@ pub fn build_from(cfg: &OtlpGrpcConfig, id: &str) -> Result<OtlpGrpcExporter, Bu
     Ok(OtlpGrpcExporter {
         channel,
         compression,
+        gzip_level,
         headers,
     })
 }
@@ -171,6 +198,7 @@ pub fn build_jaeger(v: &Value, ctx: &BuildContext) -> Result<Arc<dyn Exporter>, 
     let cfg = OtlpGrpcConfig {
         endpoint: j.endpoint,
         compression: j.compression,
+        compression_params: j.compression_params,
         headers: j.headers,
         tls: j.tls,
         balancer_name: None,
@@ -233,10 +261,10 @@ impl OtlpGrpcExporter {
             Batch::Raw(r) => r.chunks().cloned().collect(),
             b => vec![bytes::Bytes::from(b.encode_proto())],
         };
-        let gzip = self.compression == Some(CompressionEncoding::Gzip);
-        if self.compression.is_none() || gzip {
-            // Uncompressed, the chunks go out as they are; gzip is weft's own encoder
-            // (see `grpc_unary`). zstd goes through tonic.
+        let gzip = (self.compression == Some(CompressionEncoding::Gzip)).then_some(self.gzip_level);
+        if self.compression.is_none() || gzip.is_some() {
+            // Uncompressed, the chunks go out as they are; gzip is weft's own encoder or
+            // zlib at the configured level (see `grpc_unary`). zstd goes through tonic.
             let headers = self.headers.clone().into_headers();
             return super::grpc_unary::call(self.channel.clone(), path, headers, body, gzip).await;
         }

@@ -3,7 +3,8 @@
 //! Config (the Collector's keys): `endpoint` (base URL; signals go to `/v1/traces`,
 //! `/v1/logs`, `/v1/metrics`), or `traces_endpoint` / `logs_endpoint` / `metrics_endpoint`
 //! (full URLs), `encoding` (`proto` default, `json`), `compression` (`gzip` default,
-//! `zstd`, `none`), `headers`, `tls`. Answers are classified per the OTLP spec: 2xx
+//! `zstd`, `none`), `compression_params.level` (gzip: 1 = weft's own encoder, the default;
+//! 2–9 or -1 = zlib's levels), `headers`, `tls`. Answers are classified per the OTLP spec: 2xx
 //! success; 408, 429, 502, 503, 504 (and other 5xx) retryable honouring `Retry-After`;
 //! other 4xx permanent.
 
@@ -14,7 +15,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::http_client::{
-    TlsClientConfig, build_client, classify_response, classify_transport_error, gzip, header_map,
+    CompressionParams, GzipLevel, TlsClientConfig, build_client, classify_response,
+    check_compression, classify_transport_error, header_map,
 };
 use super::{BoxFuture, ExportError, Exporter};
 use crate::components::{BuildContext, BuildError};
@@ -37,6 +39,8 @@ pub struct OtlpHttpConfig {
     #[serde(default = "gzip_default")]
     pub compression: String,
     #[serde(default)]
+    pub compression_params: CompressionParams,
+    #[serde(default)]
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
     pub tls: TlsClientConfig,
@@ -56,11 +60,19 @@ pub enum HttpEncoding {
     Json,
 }
 
+/// Checks what deserializing cannot: `compression` and `compression_params`.
+pub fn validate(v: &Value) -> Result<(), crate::config::FieldError> {
+    let cfg: OtlpHttpConfig = parse_component(v)?;
+    check_compression(&cfg.compression, &cfg.compression_params, &["gzip", "zstd", "none"])
+        .map(|_| ())
+}
+
 pub struct OtlpHttpExporter {
     client: reqwest::Client,
     urls: [Option<String>; 3],
     encoding: HttpEncoding,
     compression: String,
+    gzip_level: GzipLevel,
     headers: reqwest::header::HeaderMap,
 }
 
@@ -96,11 +108,16 @@ pub fn build(v: &Value, ctx: &BuildContext) -> Result<Arc<dyn Exporter>, BuildEr
             ),
         ));
     }
+    let gzip_level = cfg
+        .compression_params
+        .gzip_level(&cfg.compression)
+        .map_err(|e| BuildError::new(&ctx.id, e))?;
     Ok(Arc::new(OtlpHttpExporter {
         client: build_client(&cfg.tls, None).map_err(|e| BuildError::new(&ctx.id, e))?,
         urls,
         encoding: cfg.encoding,
         compression: cfg.compression,
+        gzip_level,
         headers: header_map(&cfg.headers).map_err(|e| BuildError::new(&ctx.id, e))?,
     }))
 }
@@ -137,7 +154,7 @@ impl Exporter for OtlpHttpExporter {
             let body = match self.compression.as_str() {
                 "gzip" => {
                     req = req.header("content-encoding", "gzip");
-                    gzip(&body)
+                    self.gzip_level.gzip(&body)
                 }
                 "zstd" => {
                     req = req.header("content-encoding", "zstd");

@@ -600,7 +600,7 @@ mod send {
                         grpc_path(o.signal),
                         http::HeaderMap::new(),
                         vec![bytes::Bytes::from(body)],
-                        false,
+                        None,
                     )
                     .await;
                     match r {

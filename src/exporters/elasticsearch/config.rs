@@ -55,6 +55,8 @@ pub struct ElasticsearchConfig {
     #[serde(default = "default_compression")]
     pub compression: String,
     #[serde(default)]
+    pub compression_params: crate::exporters::http_client::CompressionParams,
+    #[serde(default)]
     pub pipeline: Option<String>,
 }
 
@@ -190,6 +192,9 @@ impl ElasticsearchConfig {
                 ),
             ));
         }
+        if let Err(e) = self.compression_params.gzip_level(&self.compression) {
+            return Err(err("compression_params.level", e));
+        }
         for (key, ix) in [
             ("logs_index", &self.logs_index),
             ("traces_index", &self.traces_index),
@@ -265,7 +270,20 @@ mod tests {
         assert_eq!(c.flush.bytes, 5_000_000);
         assert_eq!(c.mapping.mode, Mode::Otel);
         assert_eq!(c.compression, "gzip");
+        assert_eq!(c.compression_params.level, None);
         assert!(c.retry.is_none());
+        let e = cfg(
+            serde_json::json!({"endpoints": ["http://a"], "compression_params": {"level": 11}}),
+        )
+        .unwrap_err();
+        assert_eq!(e.path, ["compression_params", "level"]);
+        assert!(
+            e.message.contains("level 11 is not a gzip level"),
+            "{}",
+            e.message
+        );
+        cfg(serde_json::json!({"endpoints": ["http://a"], "compression_params": {"level": 5}}))
+            .unwrap();
         let c: ElasticsearchConfig = parse_component(
             &serde_json::json!({"endpoints": ["http://a"], "retry": {"max_retries": 5}}),
         )

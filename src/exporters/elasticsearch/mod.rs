@@ -30,7 +30,8 @@
 //!   retries by itself: it answers the delivery layer, whose `retry_on_failure` owns
 //!   backoff, jitter and `Retry-After`, bounded by `max_elapsed_time` rather than a count
 //!   (`max_retries` is not enforced). `retry_on_status` adds item statuses to retry.
-//! - `compression`: `gzip` (default) or `none`. `pipeline`: ingest pipeline name.
+//! - `compression`: `gzip` (default) or `none`; `compression_params.level`: 1 (weft's own
+//!   encoder, the default) or 2–9 / -1 (zlib's levels). `pipeline`: ingest pipeline name.
 //! - Not supported (an error names the key): `cloudid`, `discover`, `logstash_format`,
 //!   `batcher`, `num_workers` and other Collector keys not listed here.
 //!
@@ -83,7 +84,7 @@ pub use self::config::{ElasticsearchConfig, validate};
 use self::ndjson::BulkBody;
 use self::response::{ItemOutcome, classify_item, parse_response};
 use self::send::{Endpoints, Verdict, verdict};
-use super::http_client::{build_client, gzip, header_map};
+use super::http_client::{GzipLevel, build_client, header_map};
 use super::{BoxFuture, ExportError, Exporter};
 use crate::admin::Telemetry;
 use crate::components::{BuildContext, BuildError};
@@ -96,7 +97,8 @@ pub struct ElasticsearchExporter {
     endpoints: Endpoints,
     headers: HeaderMap,
     path: String,
-    gzip: bool,
+    /// How bodies are gzipped; `None`: sent uncompressed.
+    gzip: Option<GzipLevel>,
     flush_bytes: usize,
     encoder: Encoder,
     retry_on_status: Vec<u16>,
@@ -153,8 +155,10 @@ impl ElasticsearchExporter {
             reqwest::header::CONTENT_TYPE,
             HeaderValue::from_static("application/x-ndjson"),
         );
-        let gzip = cfg.compression == "gzip";
-        if gzip {
+        let gzip = (cfg.compression == "gzip")
+            .then(|| cfg.compression_params.gzip_level(&cfg.compression))
+            .transpose()?;
+        if gzip.is_some() {
             bulk_headers.insert(
                 reqwest::header::CONTENT_ENCODING,
                 HeaderValue::from_static("gzip"),
@@ -283,7 +287,10 @@ impl ElasticsearchExporter {
         }
         // Uncompressed chunks are slices of the body itself, not copies; the buffer is
         // taken back after the last request (for the next batch) when no request holds it.
-        let whole = (!self.gzip).then(|| bytes::Bytes::from(std::mem::take(&mut docs.body)));
+        let whole = self
+            .gzip
+            .is_none()
+            .then(|| bytes::Bytes::from(std::mem::take(&mut docs.body)));
         let sizes = docs.sizes();
         let mut outcome: Vec<Option<ItemOutcome>> = vec![None; docs.len()];
         let mut pending: VecDeque<Range<usize>> = chunk_ranges(&sizes, self.flush_bytes).into();
@@ -295,9 +302,12 @@ impl ElasticsearchExporter {
                 outcome[range].fill(Some(ItemOutcome::Retry));
                 continue;
             }
-            let body = match &whole {
-                Some(w) => w.slice(docs.byte_range(range.clone())),
-                None => bytes::Bytes::from(gzip(docs.slice(range.clone()))),
+            let body = match (&whole, self.gzip) {
+                (Some(w), _) => w.slice(docs.byte_range(range.clone())),
+                (None, level) => {
+                    let level = level.unwrap_or_default();
+                    bytes::Bytes::from(level.gzip(docs.slice(range.clone())))
+                }
             };
             let answer = match self
                 .endpoints
