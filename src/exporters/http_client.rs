@@ -139,7 +139,10 @@ pub fn check_compression(
     if !compression.is_empty() && !known.contains(&compression) {
         return Err(err(
             &["compression"],
-            format!("unsupported compression {compression:?}: use {}", known.join(", ")),
+            format!(
+                "unsupported compression {compression:?}: use {}",
+                known.join(", ")
+            ),
         ));
     }
     params

@@ -15,8 +15,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::http_client::{
-    CompressionParams, GzipLevel, TlsClientConfig, build_client, classify_response,
-    check_compression, classify_transport_error, header_map,
+    CompressionParams, GzipLevel, TlsClientConfig, build_client, check_compression,
+    classify_response, classify_transport_error, header_map,
 };
 use super::{BoxFuture, ExportError, Exporter};
 use crate::components::{BuildContext, BuildError};
@@ -63,8 +63,12 @@ pub enum HttpEncoding {
 /// Checks what deserializing cannot: `compression` and `compression_params`.
 pub fn validate(v: &Value) -> Result<(), crate::config::FieldError> {
     let cfg: OtlpHttpConfig = parse_component(v)?;
-    check_compression(&cfg.compression, &cfg.compression_params, &["gzip", "zstd", "none"])
-        .map(|_| ())
+    check_compression(
+        &cfg.compression,
+        &cfg.compression_params,
+        &["gzip", "zstd", "none"],
+    )
+    .map(|_| ())
 }
 
 pub struct OtlpHttpExporter {

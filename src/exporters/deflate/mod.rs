@@ -80,8 +80,8 @@ pub fn deflate_into(input: &[u8], out: &mut Vec<u8>) {
     w.finish();
 }
 
-/// A token: a run of `n` literal bytes (`n` < 2^31), or `MATCH | (distance - 1) << 8 |
-/// (length - 3)`.
+/// A token: a run of `n` literal bytes (1 ≤ `n` ≤ 2^16, see [`literals`]), or
+/// `MATCH | (distance - 1) << 8 | (length - 3)`.
 const MATCH: u32 = 1 << 31;
 
 /// Records a run of literals: one token per 2^16 bytes, each byte counted.
