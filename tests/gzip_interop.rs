@@ -73,14 +73,6 @@ fn python_zlib_reads_every_body_back() {
         std::fs::write(dir.path().join(format!("{i}.raw")), c).unwrap();
         std::fs::write(dir.path().join(format!("{i}.gz")), gzip(c)).unwrap();
     }
-    // A message written from its chunks (the `otlp` exporter's raw batches).
-    let whole = cases.last().unwrap();
-    let chunks: Vec<&[u8]> = whole.chunks(45_000).collect();
-    let mut z = Vec::new();
-    weft::exporters::deflate::gzip_chunks_into(&chunks, &mut z);
-    std::fs::write(dir.path().join("chunked.raw"), whole).unwrap();
-    std::fs::write(dir.path().join("chunked.gz"), z).unwrap();
-    let checked = cases.len() + 1;
     let out = std::process::Command::new("python3")
         .args(["-c", CHECK])
         .arg(dir.path())
@@ -92,5 +84,5 @@ fn python_zlib_reads_every_body_back() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(stdout.trim(), format!("{checked} checked"));
+    assert_eq!(stdout.trim(), format!("{} checked", cases.len()));
 }

@@ -153,27 +153,15 @@ pub fn check_compression(
 impl GzipLevel {
     /// `bytes` as one gzip member at this level.
     pub fn gzip(self, bytes: &[u8]) -> Vec<u8> {
-        self.gzip_chunks(&[bytes])
-    }
-
-    /// The chunks' concatenation as one gzip member at this level, without joining them.
-    pub fn gzip_chunks<C: AsRef<[u8]>>(self, chunks: &[C]) -> Vec<u8> {
-        let len: usize = chunks.iter().map(|c| c.as_ref().len()).sum();
         match self {
-            GzipLevel::Fast => {
-                let mut out = Vec::with_capacity(len / 2 + 64);
-                super::deflate::gzip_chunks_into(chunks, &mut out);
-                out
-            }
+            GzipLevel::Fast => gzip(bytes),
             GzipLevel::Zlib(level) => {
                 let mut e = flate2::write::GzEncoder::new(
-                    Vec::with_capacity(len / 3 + 64),
+                    Vec::with_capacity(bytes.len() / 3 + 64),
                     flate2::Compression::new(level),
                 );
-                for c in chunks {
-                    // Writing into a Vec cannot fail.
-                    let _ = std::io::Write::write_all(&mut e, c.as_ref());
-                }
+                // Writing into a Vec cannot fail.
+                let _ = std::io::Write::write_all(&mut e, bytes);
                 e.finish().unwrap_or_default()
             }
         }

@@ -46,12 +46,13 @@ const MIN_MATCH: usize = 4;
 const MAX_MATCH: usize = 258;
 const HASH_BITS: u32 = 12;
 
-/// gzip's header: magic, CM=8 (deflate), no flags, no mtime, XFL=4 (fastest), OS=255.
-const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255];
-
 /// `input` compressed as one gzip member, appended to `out`.
 pub fn gzip_into(input: &[u8], out: &mut Vec<u8>) {
-    gzip_chunks_into(&[input], out);
+    // Header: magic, CM=8 (deflate), no flags, no mtime, XFL=4 (fastest), OS=255.
+    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255]);
+    deflate_into(input, out);
+    out.extend_from_slice(&crc32fast::hash(input).to_le_bytes());
+    out.extend_from_slice(&(input.len() as u32).to_le_bytes());
 }
 
 /// `input` compressed as a gzip member.
@@ -61,73 +62,22 @@ pub fn gzip(input: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The chunks, in order, compressed as one gzip member of their concatenation, without
-/// joining them first (a raw batch is the requests as they arrived: the `otlp` exporter
-/// would otherwise copy the whole batch before compressing it). Each chunk is its own
-/// run of blocks and its matches do not reach into the chunk before: with requests of
-/// tens of KB against a 32 KiB window, that costs almost nothing in size.
-pub fn gzip_chunks_into<C: AsRef<[u8]>>(chunks: &[C], out: &mut Vec<u8>) {
-    out.extend_from_slice(&GZIP_HEADER);
-    let mut crc = crc32fast::Hasher::new();
-    let mut len = 0usize;
-    {
-        let mut w = Bits::new(out);
-        let mut state = State::new();
-        let mut chunks = chunks
-            .iter()
-            .map(AsRef::as_ref)
-            .filter(|c| !c.is_empty())
-            .peekable();
-        if chunks.peek().is_none() {
-            state.compress(&mut w, &[], true);
-        }
-        while let Some(c) = chunks.next() {
-            crc.update(c);
-            len += c.len();
-            state.compress(&mut w, c, chunks.peek().is_none());
-        }
-        w.finish();
-    }
-    out.extend_from_slice(&crc.finalize().to_le_bytes());
-    out.extend_from_slice(&(len as u32).to_le_bytes());
-}
-
 /// Raw DEFLATE of `input`, appended to `out`.
 pub fn deflate_into(input: &[u8], out: &mut Vec<u8>) {
     let mut w = Bits::new(out);
-    State::new().compress(&mut w, input, true);
+    let mut table: Box<Table> = Box::new([u64::MAX; 1 << HASH_BITS]);
+    let mut block = Block::default();
+    let mut p = 0;
+    loop {
+        let start = p;
+        p = block.parse(input, p, &mut table);
+        let last = p >= input.len();
+        block.write(&mut w, &input[start..p], last);
+        if last {
+            break;
+        }
+    }
     w.finish();
-}
-
-/// The encoder's reusable state: the hash table and a block's tokens and counts.
-struct State {
-    table: Box<Table>,
-    block: Block,
-}
-
-impl State {
-    fn new() -> Self {
-        State {
-            table: Box::new([u64::MAX; 1 << HASH_BITS]),
-            block: Block::default(),
-        }
-    }
-
-    /// Writes `input` as blocks, the last of them final when `last`. The table is
-    /// cleared first: positions are `input`'s own.
-    fn compress(&mut self, w: &mut Bits<'_>, input: &[u8], last: bool) {
-        self.table.fill(u64::MAX);
-        let mut p = 0;
-        loop {
-            let start = p;
-            p = self.block.parse(input, p, &mut self.table);
-            let end = p >= input.len();
-            self.block.write(w, &input[start..p], last && end);
-            if end {
-                break;
-            }
-        }
-    }
 }
 
 /// A token: a run of `n` literal bytes (1 ≤ `n` ≤ 2^16, see [`literals`]), or

@@ -209,32 +209,3 @@ fn gzip_into_appends_after_existing_bytes() {
     assert_eq!(&out[..6], b"prefix");
     assert_eq!(inflate_gzip(&out[6..]), b"payload payload payload");
 }
-
-#[test]
-fn chunks_compress_as_their_concatenation() {
-    let mut rng = Rng(5);
-    let docs = ndjson(&mut rng, 2_000);
-    let cuts = [0, 1, 17, 45_000, 45_000, 100_000, 300_000, docs.len()];
-    let chunks: Vec<&[u8]> = cuts.windows(2).map(|w| &docs[w[0]..w[1]]).collect();
-    assert!(chunks.iter().any(|c| c.is_empty()));
-    let mut z = Vec::new();
-    gzip_chunks_into(&chunks, &mut z);
-    assert!(inflate_gzip(&z) == docs);
-    // Restarting the matches per chunk costs little next to one whole input.
-    let whole = gzip(&docs).len();
-    assert!(
-        z.len() < whole + whole / 50,
-        "chunked {} vs whole {whole}",
-        z.len()
-    );
-    for chunks in [
-        vec![],
-        vec![&b""[..]],
-        vec![&b""[..], &b""[..]],
-        vec![&b"x"[..], &b""[..]],
-    ] {
-        let mut z = Vec::new();
-        gzip_chunks_into(&chunks, &mut z);
-        assert_eq!(inflate_gzip(&z), chunks.concat());
-    }
-}
