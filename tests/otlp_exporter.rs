@@ -90,6 +90,11 @@ async fn compression_params_level_is_checked_at_build() {
         serde_json::json!({"endpoint": "127.0.0.1:4317", "compression": "zstd", "compression_params": {"level": 3}}),
     );
     assert!(e.unwrap().contains("supported with compression: gzip only"));
+    let e = build(serde_json::json!({"endpoint": "127.0.0.1:4317", "compression": "brotli"}));
+    assert!(
+        e.unwrap()
+            .contains("unsupported compression \"brotli\": use gzip, zstd, none")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

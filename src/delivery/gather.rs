@@ -7,9 +7,10 @@
 //! What is gathered stays the queue's, never the exporter's: while gathered, each batch
 //! keeps its share of the capacity (`queue_size`; the `weft_exporter_queue_size` gauge still
 //! counts it), and its WAL record stays until the merged batch's delivery is over (sent, or
-//! failed permanently and counted); only then are all its records acknowledged. A crash, or the shutdown deadline, before that replays every one of them at
-//! the next start (persistent queue) or counts them dropped (in memory) — as for a batch
-//! still waiting in the queue. A merged batch being sent no longer counts against the
+//! failed permanently and counted); only then are all its records acknowledged. A crash,
+//! or the shutdown deadline, before that replays every one of them at the next start
+//! (persistent queue) or counts them dropped (in memory) — as for a batch still waiting
+//! in the queue. A merged batch being sent no longer counts against the
 //! capacity (as any batch a consumer took), so up to `num_consumers` of them are in memory
 //! on top of `queue_size`.
 //!

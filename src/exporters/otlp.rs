@@ -112,21 +112,13 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// The channel connects lazily: no I/O here.
 pub fn build_from(cfg: &OtlpGrpcConfig, id: &str) -> Result<OtlpGrpcExporter, BuildError> {
     crate::install_crypto_provider();
+    let gzip_level = check_compression(&cfg.compression, &cfg.compression_params, COMPRESSIONS)
+        .map_err(|e| BuildError::new(id, e.message))?;
     let compression = match cfg.compression.as_str() {
         "gzip" => Some(CompressionEncoding::Gzip),
         "zstd" => Some(CompressionEncoding::Zstd),
-        "none" | "" => None,
-        other => {
-            return Err(BuildError::new(
-                id,
-                format!("unsupported compression {other:?}: use gzip, zstd or none"),
-            ));
-        }
+        _ => None,
     };
-    let gzip_level = cfg
-        .compression_params
-        .gzip_level(&cfg.compression)
-        .map_err(|e| BuildError::new(id, e))?;
     let tls_wanted = !cfg.tls.insecure
         && (cfg.endpoint.starts_with("https://")
             || cfg.tls.ca_file.is_some()

@@ -60,15 +60,12 @@ pub enum HttpEncoding {
     Json,
 }
 
+const COMPRESSIONS: &[&str] = &["gzip", "zstd", "none"];
+
 /// Checks what deserializing cannot: `compression` and `compression_params`.
 pub fn validate(v: &Value) -> Result<(), crate::config::FieldError> {
     let cfg: OtlpHttpConfig = parse_component(v)?;
-    check_compression(
-        &cfg.compression,
-        &cfg.compression_params,
-        &["gzip", "zstd", "none"],
-    )
-    .map(|_| ())
+    check_compression(&cfg.compression, &cfg.compression_params, COMPRESSIONS).map(|_| ())
 }
 
 pub struct OtlpHttpExporter {
@@ -103,19 +100,8 @@ pub fn build(v: &Value, ctx: &BuildContext) -> Result<Arc<dyn Exporter>, BuildEr
             "set endpoint (or traces_endpoint / logs_endpoint / metrics_endpoint)",
         ));
     }
-    if !matches!(cfg.compression.as_str(), "gzip" | "zstd" | "none" | "") {
-        return Err(BuildError::new(
-            &ctx.id,
-            format!(
-                "unsupported compression {:?}: use gzip, zstd or none",
-                cfg.compression
-            ),
-        ));
-    }
-    let gzip_level = cfg
-        .compression_params
-        .gzip_level(&cfg.compression)
-        .map_err(|e| BuildError::new(&ctx.id, e))?;
+    let gzip_level = check_compression(&cfg.compression, &cfg.compression_params, COMPRESSIONS)
+        .map_err(|e| BuildError::new(&ctx.id, e.message))?;
     Ok(Arc::new(OtlpHttpExporter {
         client: build_client(&cfg.tls, None).map_err(|e| BuildError::new(&ctx.id, e))?,
         urls,

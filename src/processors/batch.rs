@@ -13,8 +13,8 @@
 //! `metadata_keys` only those keys' values.
 //!
 //! [`Batcher`] is the one batching state machine in weft; the delivery queue's gathering
-//! (`src/delivery/gather.rs`, behind `awss3`'s `flush_interval`) reuses it for the merged
-//! batch and its deadline. It never drops: `flush` returns everything held.
+//! (`src/delivery/gather.rs`, behind `awss3`'s `flush_interval` and
+//! `sending_queue.batch`) reuses it for the merged batch and its deadline. It never drops: `flush` returns everything held.
 
 use std::time::{Duration, Instant};
 

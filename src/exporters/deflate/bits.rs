@@ -41,9 +41,12 @@ impl<'o> Bits<'o> {
     #[inline(always)]
     pub(super) fn flush(&mut self) {
         let at = self.pos;
-        if let Some(dst) = self.out.get_mut(at..at + 8) {
-            dst.copy_from_slice(&self.acc.to_le_bytes());
+        if self.out.len() < at + 8 {
+            // Not reached when `room` was asked for enough; growing keeps the output
+            // right if it ever was not.
+            self.out.resize(at + 8, 0);
         }
+        self.out[at..at + 8].copy_from_slice(&self.acc.to_le_bytes());
         let bytes = self.n >> 3;
         self.pos += bytes as usize;
         self.acc >>= bytes * 8;

@@ -183,18 +183,11 @@ impl ElasticsearchConfig {
                 "auth.user and auth.password must be set together".into(),
             ));
         }
-        if !matches!(self.compression.as_str(), "gzip" | "none" | "") {
-            return Err(err(
-                "compression",
-                format!(
-                    "unsupported compression {:?}: use gzip or none",
-                    self.compression
-                ),
-            ));
-        }
-        if let Err(e) = self.compression_params.gzip_level(&self.compression) {
-            return Err(err("compression_params.level", e));
-        }
+        crate::exporters::http_client::check_compression(
+            &self.compression,
+            &self.compression_params,
+            &["gzip", "none"],
+        )?;
         for (key, ix) in [
             ("logs_index", &self.logs_index),
             ("traces_index", &self.traces_index),
@@ -284,6 +277,10 @@ mod tests {
         );
         cfg(serde_json::json!({"endpoints": ["http://a"], "compression_params": {"level": 5}}))
             .unwrap();
+        let e =
+            cfg(serde_json::json!({"endpoints": ["http://a"], "compression": "zstd"})).unwrap_err();
+        assert_eq!(e.path, ["compression"]);
+        assert!(e.message.contains("use gzip, none"), "{}", e.message);
         let c: ElasticsearchConfig = parse_component(
             &serde_json::json!({"endpoints": ["http://a"], "retry": {"max_retries": 5}}),
         )

@@ -302,10 +302,11 @@ impl ElasticsearchExporter {
                 outcome[range].fill(Some(ItemOutcome::Retry));
                 continue;
             }
-            let body = match (&whole, self.gzip) {
-                (Some(w), _) => w.slice(docs.byte_range(range.clone())),
-                (None, level) => {
-                    let level = level.unwrap_or_default();
+            // `whole` is taken exactly when there is no gzip level.
+            let body = match &whole {
+                Some(w) => w.slice(docs.byte_range(range.clone())),
+                None => {
+                    let level = self.gzip.unwrap_or_default();
                     bytes::Bytes::from(level.gzip(docs.slice(range.clone())))
                 }
             };
