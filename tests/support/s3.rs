@@ -343,11 +343,7 @@ impl Moto {
     pub async fn start() -> Moto {
         init_env();
         let python = py_venv(&["moto[s3,server]==5.1.*"]);
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::weft::free_port();
         let server = python.with_file_name("moto_server");
         let child = std::process::Command::new(server)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])

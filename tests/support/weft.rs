@@ -101,12 +101,33 @@ pub struct Process {
     pub log: std::path::PathBuf,
 }
 
+/// A port for a server that a test starts later (a weft child process, a restarted sink).
+///
+/// Binding port 0 and releasing it is racy twice over: the kernel may hand the same port to
+/// the next `bind(0)` (two "free" ports that are one, which made CI's `faults` test fail with
+/// "Address already in use"), and any outgoing connection may take it as its ephemeral source
+/// port before the server binds. So ports come from below the kernel's ephemeral range
+/// (`ip_local_port_range`, 32768–60999 by default), where neither `bind(0)` nor `connect`
+/// picks, each is checked free by binding it, and none is handed out twice in a process.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000; // 20000..32000, below the ephemeral range
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    // Start each test process at a different place so concurrent binaries rarely meet.
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id().wrapping_mul(2_654_435_761) >> 4) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{}", LOW + SPAN);
 }
 
 impl Process {
