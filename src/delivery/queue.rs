@@ -185,7 +185,7 @@ impl Delivery {
             timeout: cfg
                 .timeout
                 .map(|d| d.get())
-                .unwrap_or(Duration::from_secs(5)),
+                .unwrap_or_else(|| exporter.default_timeout()),
             cfg,
             wal: wal.clone(),
             telemetry: telemetry.clone(),

@@ -46,6 +46,63 @@ mod basic {
         assert_eq!(n.load(Ordering::SeqCst), 3);
     }
 
+    /// Answers after 300ms and asks for a 100ms default attempt timeout.
+    struct Slow(Arc<AtomicUsize>);
+    impl Exporter for Slow {
+        fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                self.0.fetch_add(batch.item_count(), Ordering::SeqCst);
+                Ok(())
+            })
+        }
+        fn default_timeout(&self) -> Duration {
+            Duration::from_millis(100)
+        }
+    }
+
+    /// The exporter's own default timeout applies when the config sets none, and a
+    /// configured `timeout` overrides it.
+    #[tokio::test]
+    async fn exporter_default_timeout_applies_unless_configured() {
+        for timeout in [None, Some("5s")] {
+            let n = Arc::new(AtomicUsize::new(0));
+            let t = Telemetry::new();
+            let mut cfg: DeliveryConfig = serde_json::from_value(serde_json::json!({
+                "retry_on_failure": {"initial_interval": "1h", "max_elapsed_time": "0s"},
+            }))
+            .unwrap();
+            cfg.timeout = timeout.map(|s| serde_json::from_value(serde_json::json!(s)).unwrap());
+            let d = Delivery::start("x", Arc::new(Slow(n.clone())), cfg, None, &t)
+                .await
+                .unwrap();
+            let h = d.handle();
+            h.push(Arc::new(logs(3)), false).await.unwrap();
+            let retries = || {
+                t.metrics
+                    .value("weft_exporter_retries_total", &[("component", "x")])
+                    .unwrap_or(0.0)
+            };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while n.load(Ordering::SeqCst) == 0 && retries() == 0.0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if timeout.is_none() {
+                assert_eq!(retries(), 1.0, "the 100ms default timed the attempt out");
+                assert_eq!(n.load(Ordering::SeqCst), 0);
+            } else {
+                assert_eq!(
+                    n.load(Ordering::SeqCst),
+                    3,
+                    "5s configured: the 300ms send ends"
+                );
+                assert_eq!(retries(), 0.0);
+            }
+            drop(h);
+            d.shutdown(Instant::now() + Duration::from_millis(10)).await;
+        }
+    }
+
     /// Never answers: whatever a consumer took stays in flight.
     struct Stuck;
     impl Exporter for Stuck {

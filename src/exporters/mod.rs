@@ -122,6 +122,15 @@ pub trait Exporter: Send + Sync + 'static {
     fn accumulate(&self) -> Option<Accumulate> {
         None
     }
+
+    /// The per-attempt `timeout` when the config sets none: 5s, the Collector's default,
+    /// for exporters that send one batch per attempt. An exporter whose attempt can carry
+    /// far more (awss3 writes a whole gathered batch, up to `max_object_size_mib` per
+    /// object) says how long that may take, so its default cannot time out every attempt
+    /// of a big batch and retry it forever.
+    fn default_timeout(&self) -> Duration {
+        Duration::from_secs(5)
+    }
 }
 
 /// How queued batches are gathered before a send: asked by an exporter

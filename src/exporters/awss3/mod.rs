@@ -45,9 +45,10 @@
 //!   are smaller), so no object exceeds it unless one record does.
 //!
 //! Framework keys (`sending_queue`, `retry_on_failure`, `timeout`) are the delivery layer's.
-//! One attempt writes every object of a gathered batch, so raise `timeout` (5s per attempt)
-//! to what `max_object_size_mib` of uploads takes on your link (e.g. 60s): an attempt that
-//! times out is retried whole (same keys, so no duplicates, but the work is redone).
+//! One attempt writes every object of a gathered batch, so awss3's `timeout` defaults to
+//! 60s per attempt (the other exporters' is 5s); raise it if `max_object_size_mib` of
+//! uploads takes longer on your link: an attempt that times out is retried whole (same
+//! keys, so no duplicates, but the work is redone).
 //!
 //! Objects: one per partition per gathered batch (more when split at
 //! `max_object_size_mib`), key
@@ -517,6 +518,13 @@ impl Exporter for AwsS3Exporter {
             sizer: crate::delivery::Sizer::Bytes,
             max_items: 0,
         })
+    }
+
+    /// One attempt writes a whole gathered batch (up to `max_object_size_mib` of
+    /// protobuf, more once marshaled as JSON): 60s, where the delivery layer's 5s would
+    /// time out every attempt of a big batch on a ~10 MB/s link and retry it forever.
+    fn default_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(60)
     }
 
     fn start(&self) -> BoxFuture<'_, Result<(), ExportError>> {
