@@ -15,8 +15,8 @@
 //! - `retry_on_failure`: `enabled` (true), `initial_interval` (5s), `max_interval` (30s),
 //!   `max_elapsed_time` (300s; 0 = retry forever), `multiplier` (1.5),
 //!   `randomization_factor` (0.5).
-//! - `timeout` per attempt: 5s, or the exporter's own default ([`crate::exporters::Exporter::default_timeout`]:
-//!   awss3 60s).
+//! - `timeout` per attempt: 5s, or the exporter's own default
+//!   ([`crate::exporters::Exporter::default_timeout`]: awss3 60s).
 //!
 //! Extension `file_storage`: `directory` (required), `fsync` (`always` | `interval` |
 //! `never`, default `interval`), `fsync_interval` (1s), `max_size_mib` (1024).
