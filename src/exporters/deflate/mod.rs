@@ -16,7 +16,10 @@
 //!   hash indexes the most recent position with that prefix; a candidate within the 32 KiB
 //!   window that really starts with those 4 bytes is extended 8 bytes at a time, up to 258.
 //!   After a match only its last position is hashed; in a long literal run, positions
-//!   are skipped progressively (as snappy and LZ4 do).
+//!   are skipped progressively (as snappy and LZ4 do), and a match found after a skip is
+//!   extended backwards over the literals it jumped (as LZ4 does). Skipping from the 8th
+//!   literal on instead of the 16th made the encoder ~10% faster on `_bulk` bodies; with
+//!   the backward extension their output grew from 33.4% to 33.9% of the input.
 //! - **Dynamic Huffman codes per block** (two passes over a block's tokens: count, then
 //!   write), so literals cost their entropy, not the fixed code's 8–9 bits. Each block is
 //!   written as whichever of fixed-Huffman, dynamic-Huffman or stored is smallest, so
@@ -176,11 +179,11 @@ impl Block {
                     table[hash(w)] = (p - 1) as u64 | u64::from(w) << 32;
                 }
             } else {
-                // Past 16 literals in a row, look at every other position, then every
+                // Past 8 literals in a row, look at every other position, then every
                 // third...: random values (ids, hashes) are skipped faster, and the
-                // table keeps more of the positions worth matching (the ratio improves
-                // slightly on telemetry).
-                p += 1 + ((p - run) >> 4);
+                // table keeps more of the positions worth matching. A match found past
+                // the bytes it should have started at is extended back over them.
+                p += 1 + ((p - run) >> 3);
             }
         }
         if self.tokens.len() < BLOCK_TOKENS {
@@ -193,22 +196,30 @@ impl Block {
         p
     }
 
-    /// Records the literals pending since `run` and a match at `p` of the bytes at `c`;
-    /// returns where the match ends.
+    /// Records the literals pending since `run` and a match at `p` of the bytes at `c`,
+    /// first extended backwards over the pending literals (the bytes a skip-ahead jumped
+    /// over); returns where the match ends.
     #[inline(always)]
     fn matched(&mut self, input: &[u8], run: &mut usize, p: usize, c: usize) -> usize {
-        if *run < p {
-            literals(&mut self.tokens, &mut self.lit, &input[*run..p]);
+        let (mut s, mut cs) = (p, c);
+        while s > *run && cs > 0 && p + MIN_MATCH - s < MAX_MATCH && input[s - 1] == input[cs - 1] {
+            s -= 1;
+            cs -= 1;
         }
-        let max = (input.len() - p).min(MAX_MATCH);
-        let len = MIN_MATCH + common(input, c + MIN_MATCH, p + MIN_MATCH, max - MIN_MATCH);
+        if *run < s {
+            literals(&mut self.tokens, &mut self.lit, &input[*run..s]);
+        }
+        // Bytes `s..p + MIN_MATCH` are known to match; at most MAX_MATCH of them.
+        let known = p + MIN_MATCH - s;
+        let max = (input.len() - s).min(MAX_MATCH);
+        let len = known + common(input, c + MIN_MATCH, p + MIN_MATCH, max - known);
         let d = p - c;
         self.tokens
             .push(MATCH | ((d as u32 - 1) << 8) | (len as u32 - 3));
         self.lit[(LEN_SYM[(len - 3) & 0xff] & 0x1ff) as usize] += 1;
         self.dist[dist_code(d - 1) & 31] += 1;
-        *run = p + len;
-        p + len
+        *run = s + len;
+        s + len
     }
 
     /// Writes the tokens as one block of whichever kind is smallest; `raw` is the input

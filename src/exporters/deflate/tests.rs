@@ -209,3 +209,30 @@ fn gzip_into_appends_after_existing_bytes() {
     assert_eq!(&out[..6], b"prefix");
     assert_eq!(inflate_gzip(&out[6..]), b"payload payload payload");
 }
+
+/// A repeat of a random stretch is found only after the skip-ahead has jumped past its
+/// start; the match is extended back over the jumped bytes, so the repeat costs one
+/// token, not a few dozen literals before it.
+#[test]
+fn a_match_found_after_a_skip_is_extended_backwards() {
+    let mut rng = Rng(7);
+    let r = rng.bytes(200, 256);
+    let input = [&r[..], &r[..]].concat();
+    let mut table: Box<Table> = Box::new([u64::MAX; 1 << HASH_BITS]);
+    let mut block = Block::default();
+    assert_eq!(block.parse(&input, 0, &mut table), input.len());
+    assert!(
+        round_trip(&input) < gzip(&r).len() + 16,
+        "the repeat costs a few bytes"
+    );
+    let matches: Vec<u32> = block
+        .tokens
+        .iter()
+        .copied()
+        .filter(|t| t & MATCH != 0)
+        .collect();
+    assert_eq!(matches.len(), 1, "tokens {:?}", block.tokens);
+    let (len, dist) = ((matches[0] & 0xff) + 3, ((matches[0] >> 8) & 0x7fff) + 1);
+    assert_eq!((len, dist), (200, 200));
+    assert_eq!(block.tokens[0], 200, "the first copy is one literal run");
+}
