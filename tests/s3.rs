@@ -202,6 +202,53 @@ async fn throttled_partition_is_retried_alone_under_the_same_key() {
     assert_eq!(server.keys("archive", "").await, keys);
 }
 
+/// `b` as the serialized request it would arrive in, not decoded.
+fn raw(b: &Batch) -> Batch {
+    Batch::from_proto_bytes(b.signal(), b.encode_proto().into()).unwrap()
+}
+
+/// A raw batch (as gathered from a pipeline that decodes nothing) is decoded by the
+/// exporter and archived like the decoded batch, under the same keys; one that does not
+/// decode is a permanent failure that names it, not a panic or a retry loop.
+#[tokio::test(flavor = "multi_thread")]
+async fn raw_batches_are_archived_like_decoded_ones() {
+    let (server, _t, e) = hourly_archive().await;
+    assert!(e.accepts_raw());
+    let batch = Batch::Logs(vec![logs("checkout", &[T10, T10 - 2 * HOUR, T10 + 1])]);
+    let r = raw(&batch);
+    assert!(r.is_raw());
+    e.send(&r).await.unwrap();
+    let keys = server.keys("archive", "").await;
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let mut back = archived(&server, "").await;
+    let mut want = records(&batch);
+    want.sort_by_key(|r| r.time_unix_nano);
+    back.sort_by_key(|r| r.time_unix_nano);
+    assert_eq!(back, want);
+    e.send(&batch).await.unwrap();
+    assert_eq!(
+        server.keys("archive", "").await,
+        keys,
+        "the same keys decoded"
+    );
+
+    // A log body whose string is not UTF-8: the shallow scan of a raw batch accepts it,
+    // decoding does not.
+    let bad = bytes::Bytes::from_static(&[
+        0x0a, 0x09, 0x12, 0x07, 0x12, 0x05, 0x2a, 0x03, 0x0a, 0x01, 0xff,
+    ]);
+    let bad = Batch::from_proto_bytes(Signal::Logs, bad).expect("the shallow scan passes");
+    assert_eq!(bad.item_count(), 1);
+    match e.send(&bad).await {
+        Err(ExportError::Permanent { reason, message }) => {
+            assert_eq!(reason, "undecodable");
+            assert!(message.contains("does not decode"), "{message}");
+        }
+        other => panic!("expected a permanent failure, got {other:?}"),
+    }
+    assert_eq!(server.keys("archive", "").await, keys, "nothing written");
+}
+
 /// S3 refuses one object for itself (a 4xx such as a key too long): that object's records
 /// are dropped and counted, the batch's other objects are still written, and nothing is
 /// retried (also when another object is throttled and none was written). When it refuses
@@ -398,8 +445,11 @@ async fn flush_interval_writes_fewer_objects_than_batches() {
     let delivery = gathering_delivery(&server, id, "gathered", "2s", &t).await;
     let (batches, want) = five_small_batches();
     let h = delivery.handle();
-    for b in &batches {
-        h.push(Arc::new(b.clone()), false).await.unwrap();
+    // Every other batch arrives raw (as from a pipeline that decodes nothing): the
+    // exporter takes raw batches, so the gathering mixes both forms.
+    for (i, b) in batches.iter().enumerate() {
+        let b = if i % 2 == 0 { raw(b) } else { b.clone() };
+        h.push(Arc::new(b), false).await.unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     while archived(&server, "gathered/").await.len() < want.len() {

@@ -108,9 +108,9 @@ pub trait Exporter: Send + Sync + 'static {
     }
     /// Whether `send` takes raw batches ([`Batch::Raw`]: serialized requests, not decoded)
     /// as they are. An exporter that only writes the protobuf request out says yes, and so
-    /// does one that reads logs through [`crate::data::view`] (`loki`, `elasticsearch`);
-    /// every other exporter gets decoded batches (the pipeline and delivery layer decode
-    /// first).
+    /// does one that reads logs through [`crate::data::view`] (`loki`, `elasticsearch`),
+    /// and `awss3`, which decodes in `send` so that what it gathers waits as bytes; every
+    /// other exporter gets decoded batches (the pipeline and delivery layer decode first).
     fn accepts_raw(&self) -> bool {
         false
     }

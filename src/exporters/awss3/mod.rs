@@ -433,6 +433,18 @@ impl AwsS3Exporter {
     }
 
     async fn send_batch(&self, batch: &Batch) -> Result<(), ExportError> {
+        // Gathered batches wait in the queue as the bytes they arrived in (see
+        // `accepts_raw`); they are decoded here, once per send, for partitioning and the
+        // marshalers.
+        let decoded;
+        let batch = if batch.is_raw() {
+            decoded = batch.clone().materialize().map_err(|e| {
+                ExportError::permanent("undecodable", format!("batch does not decode: {e}"))
+            })?;
+            &decoded
+        } else {
+            batch
+        };
         let objects = match plan_objects(batch, &self.settings, now_nanos()) {
             Ok(o) => o,
             Err(MarshalError::Unsupported(m)) => return Err(self.broken("unsupported", &m)),
@@ -509,6 +521,15 @@ impl AwsS3Exporter {
 impl Exporter for AwsS3Exporter {
     fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
         Box::pin(self.send_batch(batch))
+    }
+
+    /// Raw batches are taken as they are and decoded in `send`: what `flush_interval`
+    /// gathers (up to `max_object_size_mib` of protobuf) then waits in the queue as those
+    /// bytes, not as decoded records several times their size, and a pipeline that ends
+    /// only in awss3 (and other exporters that take raw batches) decodes nothing before
+    /// the queue.
+    fn accepts_raw(&self) -> bool {
+        true
     }
 
     fn accumulate(&self) -> Option<Accumulate> {
