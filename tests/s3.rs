@@ -212,7 +212,7 @@ fn raw(b: &Batch) -> Batch {
 /// decode is a permanent failure that names it, not a panic or a retry loop.
 #[tokio::test(flavor = "multi_thread")]
 async fn raw_batches_are_archived_like_decoded_ones() {
-    let (server, _t, e) = hourly_archive().await;
+    let (server, t, e) = hourly_archive().await;
     assert!(e.accepts_raw());
     let batch = Batch::Logs(vec![logs("checkout", &[T10, T10 - 2 * HOUR, T10 + 1])]);
     let r = raw(&batch);
@@ -233,7 +233,8 @@ async fn raw_batches_are_archived_like_decoded_ones() {
     );
 
     // A log body whose string is not UTF-8: the shallow scan of a raw batch accepts it,
-    // decoding does not.
+    // decoding does not. Alone it fails the batch; gathered with good requests it is
+    // left out (and counted), the good ones archived.
     let bad = bytes::Bytes::from_static(&[
         0x0a, 0x09, 0x12, 0x07, 0x12, 0x05, 0x2a, 0x03, 0x0a, 0x01, 0xff,
     ]);
@@ -242,11 +243,34 @@ async fn raw_batches_are_archived_like_decoded_ones() {
     match e.send(&bad).await {
         Err(ExportError::Permanent { reason, message }) => {
             assert_eq!(reason, "undecodable");
-            assert!(message.contains("does not decode"), "{message}");
+            assert!(message.contains("1 of 1 items do not decode"), "{message}");
         }
         other => panic!("expected a permanent failure, got {other:?}"),
     }
     assert_eq!(server.keys("archive", "").await, keys, "nothing written");
+
+    let later = Batch::Logs(vec![logs("checkout", &[T10 + 5, T10 + 6])]);
+    let mut gathered = raw(&later);
+    gathered.merge(bad);
+    gathered.merge(raw(&later));
+    assert_eq!(gathered.item_count(), 5);
+    e.send(&gathered).await.unwrap();
+    let undecodable = t.metrics.value(
+        "weft_exporter_s3_undecodable_log_records_total",
+        &[("component", "awss3")],
+    );
+    assert_eq!(undecodable, Some(1.0));
+    let back: Vec<u64> = archived(&server, "")
+        .await
+        .iter()
+        .map(|r| r.time_unix_nano)
+        .filter(|&t| t > T10 + 1)
+        .collect();
+    assert_eq!(
+        back,
+        [T10 + 5, T10 + 5, T10 + 6, T10 + 6],
+        "the four good records"
+    );
 }
 
 /// S3 refuses one object for itself (a 4xx such as a key too long): that object's records

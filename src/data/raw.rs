@@ -176,6 +176,46 @@ impl RawBatch {
         Ok(out)
     }
 
+    /// Decodes what decodes: each request part whole, and a part that fails resource
+    /// message by resource message, leaving out only the resource messages that do not
+    /// decode (what the fast path forwards unchecked, e.g. a string that is not UTF-8).
+    /// Returns the decoded batch and, if any were left out, how many items they held and
+    /// the first error.
+    pub fn decode_lenient(&self) -> (Batch, Option<(usize, DecodeError)>) {
+        let mut out = Batch::empty(self.signal);
+        let mut lost: Option<(usize, DecodeError)> = None;
+        let mut drop = |items: usize, e: DecodeError| match &mut lost {
+            Some((n, _)) => *n += items,
+            None => lost = Some((items, e)),
+        };
+        for p in &self.parts {
+            let e = match Batch::decode_proto(self.signal, &p.bytes) {
+                Ok(b) => {
+                    out.merge(b);
+                    continue;
+                }
+                Err(e) => e,
+            };
+            // A part is a run of whole resource messages that the scan accepted (see
+            // `Part`), so each one can be cut out and decoded on its own.
+            let mut start = 0;
+            let mut counted = 0;
+            for r in super::wire::resources(self.signal, &p.bytes) {
+                let Ok(r) = r else { break };
+                match Batch::decode_proto(self.signal, &p.bytes[start..r.end]) {
+                    Ok(b) => out.merge(b),
+                    Err(e) => drop(r.items, e),
+                }
+                counted += r.items;
+                start = r.end;
+            }
+            if counted < p.items {
+                drop(p.items - counted, e);
+            }
+        }
+        (out, lost)
+    }
+
     /// Removes whole resource messages from the front while they hold at most `n` items in
     /// total. Returns the front, or `Err(self)` unchanged when the first resource alone
     /// holds more than `n` items (the caller decodes it to split it further).
@@ -343,6 +383,41 @@ mod tests {
         expected.split_front(4);
         got.split_front(4);
         assert_eq!(got, expected);
+    }
+
+    /// One bad string among several requests: only its resource message is left out.
+    #[test]
+    fn lenient_decode_leaves_out_only_the_resources_that_do_not_decode() {
+        let good = traces(3, 2);
+        let mut bad = traces(2, 2);
+        if let Batch::Traces(v) = &mut bad {
+            v[1].scope_spans[0].spans[0].name = "zzzz".into();
+        }
+        let mut bad_bytes = bad.encode_proto();
+        let i = bad_bytes.windows(4).position(|w| w == b"zzzz").unwrap();
+        bad_bytes[i] = 0xff;
+        let mut r = RawBatch::new(Signal::Traces, Bytes::from(good.encode_proto())).unwrap();
+        r.append(RawBatch::new(Signal::Traces, Bytes::from(bad_bytes)).unwrap());
+        r.append(RawBatch::new(Signal::Traces, Bytes::from(good.encode_proto())).unwrap());
+        assert!(r.decode().is_err());
+        let (b, lost) = r.decode_lenient();
+        let (n, _) = lost.expect("one resource left out");
+        assert_eq!(n, 4, "the bad resource's four spans (two scopes of two)");
+        assert_eq!(b.item_count(), 12 + 4 + 12);
+        let mut want = good.clone();
+        if let (Batch::Traces(w), Batch::Traces(bad)) = (&mut want, &bad) {
+            w.push(bad[0].clone());
+            w.extend(match &good {
+                Batch::Traces(g) => g.clone(),
+                _ => unreachable!(),
+            });
+        }
+        assert_eq!(b, want);
+        let (all, none) = RawBatch::new(Signal::Traces, Bytes::from(good.encode_proto()))
+            .unwrap()
+            .decode_lenient();
+        assert!(none.is_none());
+        assert_eq!(all, good);
     }
 
     #[test]

@@ -96,7 +96,7 @@ use super::{Accumulate, BoxFuture, ExportError, Exporter};
 use crate::admin::{Counter, Telemetry};
 use crate::components::{BuildContext, BuildError};
 use crate::config::{Dur, FieldError, parse_component};
-use crate::data::Batch;
+use crate::data::{Batch, RawBatch};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -432,18 +432,44 @@ impl AwsS3Exporter {
         tracing::warn!(exporter = %self.id, code, items = batch.item_count(), "object refused, its items are dropped: {message}");
     }
 
+    /// Decodes a gathered raw batch. The fast path forwards what its shallow scan accepts
+    /// (a string that is not UTF-8 passes it), and one such request must not cost minutes
+    /// of gathered data: only resource messages that do not decode are left out, counted
+    /// in `weft_exporter_s3_undecodable_<items>_total` and logged. If nothing decodes, the
+    /// batch fails permanently.
+    fn decode(&self, raw: &RawBatch) -> Result<Batch, ExportError> {
+        let (batch, lost) = raw.decode_lenient();
+        let Some((items, e)) = lost else {
+            return Ok(batch);
+        };
+        let message = format!("{items} of {} items do not decode: {e}", raw.item_count());
+        if batch.is_empty() {
+            return Err(ExportError::permanent("undecodable", message));
+        }
+        let item = raw.signal().item_name();
+        self.telemetry
+            .metrics
+            .counter(
+                &format!("weft_exporter_s3_undecodable_{item}_total"),
+                "Items left out of objects because their resource message does not decode",
+                &[("component", &self.id)],
+            )
+            .add(items as u64);
+        tracing::warn!(exporter = %self.id, items, "left out of the archive: {message}");
+        Ok(batch)
+    }
+
     async fn send_batch(&self, batch: &Batch) -> Result<(), ExportError> {
         // Gathered batches wait in the queue as the bytes they arrived in (see
         // `accepts_raw`); they are decoded here, once per send, for partitioning and the
         // marshalers.
         let decoded;
-        let batch = if batch.is_raw() {
-            decoded = batch.clone().materialize().map_err(|e| {
-                ExportError::permanent("undecodable", format!("batch does not decode: {e}"))
-            })?;
-            &decoded
-        } else {
-            batch
+        let batch = match batch {
+            Batch::Raw(r) => {
+                decoded = self.decode(r)?;
+                &decoded
+            }
+            b => b,
         };
         let objects = match plan_objects(batch, &self.settings, now_nanos()) {
             Ok(o) => o,
