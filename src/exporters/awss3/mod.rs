@@ -72,8 +72,13 @@
 //!
 //! Metrics: `weft_exporter_s3_objects_total`, `weft_exporter_s3_bytes_total` (after
 //! compression), `weft_exporter_s3_permanent_errors_total{code}` and
-//! `weft_exporter_s3_rejected_<items>_total{code}`, next to the delivery
-//! layer's sent/failed/retry counters.
+//! `weft_exporter_s3_rejected_<items>_total{code}` and
+//! `weft_exporter_s3_undecodable_<items>_total` (see [`AwsS3Exporter::decode`]), next to
+//! the delivery layer's sent/failed/retry counters.
+//!
+//! Batches are taken undecoded ([`Exporter::accepts_raw`]) and decoded once per send, so
+//! gathered data waits in the queue as protobuf bytes (`benches/s3_gather_memory.sh`:
+//! 710 → 236 MiB resident with ~194 MB of logs gathered).
 
 pub mod key;
 pub mod marshal;
