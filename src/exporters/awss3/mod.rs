@@ -73,7 +73,7 @@
 //! Metrics: `weft_exporter_s3_objects_total`, `weft_exporter_s3_bytes_total` (after
 //! compression), `weft_exporter_s3_permanent_errors_total{code}` and
 //! `weft_exporter_s3_rejected_<items>_total{code}` and
-//! `weft_exporter_s3_undecodable_<items>_total` (see [`AwsS3Exporter::decode`]), next to
+//! `weft_exporter_s3_undecodable_<items>_total` (see `AwsS3Exporter::decode`), next to
 //! the delivery layer's sent/failed/retry counters.
 //!
 //! Batches are taken undecoded ([`Exporter::accepts_raw`]) and decoded once per send, so
