@@ -71,7 +71,7 @@
 //! error, also named by readiness.
 //!
 //! Metrics: `weft_exporter_s3_objects_total`, `weft_exporter_s3_bytes_total` (after
-//! compression), `weft_exporter_s3_permanent_errors_total{code}` and
+//! compression), `weft_exporter_s3_permanent_errors_total{code}`,
 //! `weft_exporter_s3_rejected_<items>_total{code}` and
 //! `weft_exporter_s3_undecodable_<items>_total` (see `AwsS3Exporter::decode`), next to
 //! the delivery layer's sent/failed/retry counters.
