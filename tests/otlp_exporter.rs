@@ -242,3 +242,61 @@ async fn trailers_only_answers_and_bare_http_errors_map_per_the_grpc_spec() {
     assert_eq!(results[2][0], "permanent grpc_internal");
     assert_eq!(results[0][1..], results[2][1..], "none vs zstd");
 }
+
+/// `batch` with the byte after the first `op-1` span name's prefix made invalid UTF-8: what
+/// the fast path's shallow scan lets through.
+fn not_utf8(batch: &Batch) -> Vec<u8> {
+    let mut bytes = batch.encode_proto();
+    let i = bytes.windows(4).position(|w| w == b"op-1").unwrap();
+    bytes[i + 3] = 0xff;
+    bytes
+}
+
+/// A request a real gRPC server cannot unmarshal (a string that is not UTF-8, which the
+/// fast path forwards unchecked): tonic answers INTERNAL for the whole request. Through
+/// the delivery layer only the resource message that does not decode is dropped (and
+/// counted); the requests merged with it are sent again and arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_backend_cannot_unmarshal_costs_only_its_bad_resource() {
+    use std::time::{Duration, Instant};
+    use weft::admin::Telemetry;
+    use weft::delivery::{Delivery, DeliveryConfig};
+    let sink = Sink::start().await;
+    let (a, bad, c) = (
+        samples::traces(1, 2, 3),
+        samples::traces(20, 2, 2),
+        samples::traces(40, 3, 1),
+    );
+    let mut bytes = a.encode_proto();
+    bytes.extend(not_utf8(&bad));
+    bytes.extend(c.encode_proto());
+    let merged = Batch::Raw(RawBatch::new(Signal::Traces, Bytes::from(bytes)).unwrap());
+    assert_eq!(merged.item_count(), 6 + 4 + 3);
+
+    let e = exporter(&sink.endpoint(), "none");
+    let alone = e.send(&merged).await;
+    assert_eq!(kind(&alone), "permanent grpc_internal", "{alone:?}");
+    assert!(sink.batches().is_empty());
+
+    let t = Telemetry::new();
+    let d = Delivery::start("otlp", Arc::new(e), DeliveryConfig::default(), None, &t)
+        .await
+        .unwrap();
+    d.handle().push(Arc::new(merged), false).await.unwrap();
+    d.shutdown(Instant::now() + Duration::from_secs(10)).await;
+    let mut want = a.clone();
+    want.merge(c.clone());
+    assert_eq!(sink.batches(), vec![want], "the good requests, once");
+    let value = |name: &str, labels: &[(&str, &str)]| t.metrics.value(name, labels);
+    assert_eq!(
+        value(
+            "weft_exporter_send_failed_spans_total",
+            &[("component", "otlp"), ("reason", "undecodable")]
+        ),
+        Some(4.0)
+    );
+    assert_eq!(
+        value("weft_exporter_sent_spans_total", &[("component", "otlp")]),
+        Some(9.0)
+    );
+}

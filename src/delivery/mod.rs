@@ -18,6 +18,12 @@
 //! - `timeout` per attempt: 5s, or the exporter's own default
 //!   ([`crate::exporters::Exporter::default_timeout`]: awss3 60s).
 //!
+//! A raw batch (the forwarding fast path's serialized requests) that the backend cannot
+//! read (a permanent failure whose reason [`crate::exporters::payload_refused`] names) is
+//! decoded request by request and resource message by resource message: only what does not
+//! decode (a string that is not UTF-8, which the fast path's scan does not check) is dropped,
+//! as `send_failed{reason="undecodable"}`, and the rest is sent again at once.
+//!
 //! Extension `file_storage`: `directory` (required), `fsync` (`always` | `interval` |
 //! `never`, default `interval`), `fsync_interval` (1s), `max_size_mib` (1024).
 //!

@@ -429,7 +429,11 @@ fn level(s: &Shared) -> i64 {
 }
 
 fn count(s: &Shared, batch: &Batch, what: &str, reason: Option<&str>) {
-    let item = batch.signal().item_name();
+    count_items(s, batch.signal(), batch.item_count(), what, reason);
+}
+
+fn count_items(s: &Shared, signal: Signal, items: usize, what: &str, reason: Option<&str>) {
+    let item = signal.item_name();
     let name = format!("weft_exporter_{what}_{item}_total");
     let help = match what {
         "sent" => "Items the backend accepted",
@@ -447,7 +451,7 @@ fn count(s: &Shared, batch: &Batch, what: &str, reason: Option<&str>) {
             .metrics
             .counter(&name, help, &[("component", &s.id)]),
     };
-    c.add(batch.item_count() as u64);
+    c.add(items as u64);
 }
 
 async fn consume(shared: Arc<Shared>, inbox: Arc<Mutex<Inbox>>, n: u64) {
@@ -511,13 +515,28 @@ where
     }
 }
 
+/// A raw batch decoded as far as it decodes ([`crate::data::RawBatch::decode_lenient`]): the resource
+/// messages that do not decode are counted as `send_failed{reason="undecodable"}` and
+/// logged with `why`. `None` when `batch` is not raw or everything in it decodes (nothing to
+/// drop: the caller's failure stands).
+fn without_undecodable(s: &Shared, batch: &Batch, why: &str) -> Option<Batch> {
+    let Batch::Raw(raw) = batch else {
+        return None;
+    };
+    let (good, lost) = raw.decode_lenient();
+    let (items, e) = lost?;
+    tracing::warn!(exporter = %s.id, items, kept = good.item_count(), "{why}; items whose resource message does not decode are dropped, the rest is sent: {e}");
+    count_items(s, raw.signal(), items, "send_failed", Some("undecodable"));
+    Some(good)
+}
+
 async fn deliver_batch(s: &Shared, mut batch: Arc<Batch>, seed: u64) -> Outcome {
     if batch.is_raw() && !s.exporter.accepts_raw() {
         // The pipeline decodes before exporters that need contents: this is the safety net.
-        match (*batch).clone().materialize() {
-            Ok(b) => batch = Arc::new(b),
-            Err(e) => {
-                tracing::warn!(exporter = %s.id, items = batch.item_count(), "undecodable batch dropped: {e}");
+        match without_undecodable(s, &batch, "the exporter needs decoded data") {
+            Some(b) if !b.is_empty() => batch = Arc::new(b),
+            _ => {
+                tracing::warn!(exporter = %s.id, items = batch.item_count(), "undecodable batch dropped");
                 count(s, &batch, "send_failed", Some("undecodable"));
                 return Outcome::Done;
             }
@@ -543,6 +562,26 @@ async fn deliver_batch(s: &Shared, mut batch: Arc<Batch>, seed: u64) -> Outcome 
             Ok(Ok(())) => {
                 count(s, &batch, "sent", None);
                 return Outcome::Done;
+            }
+            Ok(Err(ExportError::Permanent { reason, message }))
+                if batch.is_raw() && crate::exporters::payload_refused(&reason) =>
+            {
+                // The backend could not read the request: a raw batch carries what the
+                // fast path's shallow scan does not check (a string that is not UTF-8). If
+                // that is it, only those resource messages are dropped and the rest is sent
+                // again at once, decoded and so re-encoded; otherwise as below.
+                let why = format!("the backend refused it ({reason}: {message})");
+                match without_undecodable(s, &batch, &why) {
+                    Some(rest) if !rest.is_empty() => {
+                        batch = Arc::new(rest);
+                        continue;
+                    }
+                    _ => {
+                        tracing::warn!(exporter = %s.id, items = batch.item_count(), reason = %reason, "permanent error, batch dropped: {message}");
+                        count(s, &batch, "send_failed", Some(&reason));
+                        return Outcome::Done;
+                    }
+                }
             }
             Ok(Err(ExportError::Permanent { reason, message })) => {
                 tracing::warn!(exporter = %s.id, items = batch.item_count(), reason = %reason, "permanent error, batch dropped: {message}");

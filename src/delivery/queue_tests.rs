@@ -46,6 +46,40 @@ mod basic {
         assert_eq!(n.load(Ordering::SeqCst), 3);
     }
 
+    /// The safety net for an exporter that needs decoded data and gets a raw batch: what
+    /// decodes is sent, the resource message that does not is dropped and counted.
+    #[tokio::test]
+    async fn undecodable_resources_of_a_raw_batch_are_dropped_alone() {
+        use crate::data::{Signal, raw::RawBatch, wire::tests::traces};
+        let mut bad = traces(1, 2).encode_proto();
+        let i = bad.windows(5).position(|w| w == b"span1").unwrap();
+        bad[i] = 0xff;
+        let mut r = RawBatch::new(Signal::Traces, traces(2, 3).encode_proto().into()).unwrap();
+        r.append(RawBatch::new(Signal::Traces, bad.into()).unwrap());
+        let n = Arc::new(AtomicUsize::new(0));
+        let t = Telemetry::new();
+        let d = Delivery::start(
+            "x",
+            Arc::new(Counting(n.clone())),
+            DeliveryConfig::default(),
+            None,
+            &t,
+        )
+        .await
+        .unwrap();
+        d.handle()
+            .push(Arc::new(Batch::Raw(r)), false)
+            .await
+            .unwrap();
+        d.shutdown(Instant::now() + Duration::from_secs(5)).await;
+        assert_eq!(n.load(Ordering::SeqCst), 12, "two resources of six spans");
+        let failed = t.metrics.value(
+            "weft_exporter_send_failed_spans_total",
+            &[("component", "x"), ("reason", "undecodable")],
+        );
+        assert_eq!(failed, Some(4.0), "the bad resource's four spans");
+    }
+
     /// Answers after 300ms and asks for a 100ms default attempt timeout.
     struct Slow(Arc<AtomicUsize>);
     impl Exporter for Slow {

@@ -79,6 +79,18 @@ impl ExportError {
     }
 }
 
+/// Whether a permanent failure's `reason` says the backend could not read the request
+/// itself: HTTP 400 (the Collector's OTLP/HTTP receiver on an unmarshal error), gRPC
+/// INVALID_ARGUMENT, and INTERNAL (what gRPC servers answer when the request does not
+/// unmarshal, e.g. a string that is not UTF-8). The delivery layer then looks for parts of
+/// a raw batch that do not decode (see `crate::delivery`).
+pub fn payload_refused(reason: &str) -> bool {
+    matches!(
+        reason,
+        "http_400" | "grpc_invalidargument" | "grpc_internal"
+    )
+}
+
 /// Parses an HTTP `Retry-After` header (delay seconds, or an HTTP date).
 pub fn parse_retry_after(v: &str) -> Option<Duration> {
     let v = v.trim();
