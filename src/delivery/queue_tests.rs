@@ -26,19 +26,20 @@ mod basic {
         }])
     }
 
-    #[tokio::test]
-    async fn in_memory_queue_delivers() {
+    /// An in-memory queue with default settings in front of a [`Counting`] exporter.
+    async fn counting() -> (Delivery, Arc<AtomicUsize>, Telemetry) {
         let n = Arc::new(AtomicUsize::new(0));
         let t = Telemetry::new();
-        let d = Delivery::start(
-            "x",
-            Arc::new(Counting(n.clone())),
-            DeliveryConfig::default(),
-            None,
-            &t,
-        )
-        .await
-        .unwrap();
+        let e = Arc::new(Counting(n.clone()));
+        let d = Delivery::start("x", e, DeliveryConfig::default(), None, &t)
+            .await
+            .unwrap();
+        (d, n, t)
+    }
+
+    #[tokio::test]
+    async fn in_memory_queue_delivers() {
+        let (d, n, _t) = counting().await;
         let h = d.handle();
         h.push(Arc::new(logs(3)), false).await.unwrap();
         drop(h);
@@ -56,17 +57,7 @@ mod basic {
         bad[i] = 0xff;
         let mut r = RawBatch::new(Signal::Traces, traces(2, 3).encode_proto().into()).unwrap();
         r.append(RawBatch::new(Signal::Traces, bad.into()).unwrap());
-        let n = Arc::new(AtomicUsize::new(0));
-        let t = Telemetry::new();
-        let d = Delivery::start(
-            "x",
-            Arc::new(Counting(n.clone())),
-            DeliveryConfig::default(),
-            None,
-            &t,
-        )
-        .await
-        .unwrap();
+        let (d, n, t) = counting().await;
         d.handle()
             .push(Arc::new(Batch::Raw(r)), false)
             .await
