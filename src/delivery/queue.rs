@@ -23,7 +23,7 @@ use super::wal::{FsyncPolicy, RecordId, Wal, WalError, WalOptions};
 use super::{DeliveryConfig, FileStorageConfig, FsyncMode, Sizer};
 use crate::admin::{Counter, Gauge, Telemetry};
 use crate::components::BuildError;
-use crate::data::{Batch, Signal};
+use crate::data::{Batch, RawBatch, Signal};
 use crate::exporters::{ExportError, Exporter};
 
 /// Why a push was refused. Always retryable from the client's point of view.
@@ -515,32 +515,30 @@ where
     }
 }
 
-/// A raw batch decoded as far as it decodes ([`crate::data::RawBatch::decode_lenient`]): the resource
-/// messages that do not decode are counted as `send_failed{reason="undecodable"}` and
-/// logged with `why`. `None` when `batch` is not raw or everything in it decodes (nothing to
-/// drop: the caller's failure stands).
-fn without_undecodable(s: &Shared, batch: &Batch, why: &str) -> Option<Batch> {
-    let Batch::Raw(raw) = batch else {
-        return None;
-    };
+/// A raw batch decoded as far as it decodes ([`crate::data::RawBatch::decode_lenient`]):
+/// the resource messages that do not decode are counted as
+/// `send_failed{reason="undecodable"}` and logged with `why`. Returns the decoded rest and
+/// whether anything was dropped.
+fn decode_counting(s: &Shared, raw: &RawBatch, why: &str) -> (Batch, bool) {
     let (good, lost) = raw.decode_lenient();
-    let (items, e) = lost?;
-    tracing::warn!(exporter = %s.id, items, kept = good.item_count(), "{why}; items whose resource message does not decode are dropped, the rest is sent: {e}");
+    let Some((items, e)) = lost else {
+        return (good, false);
+    };
+    tracing::warn!(exporter = %s.id, items, kept = good.item_count(), "{why}; items whose resource message does not decode are dropped: {e}");
     count_items(s, raw.signal(), items, "send_failed", Some("undecodable"));
-    Some(good)
+    (good, true)
 }
 
 async fn deliver_batch(s: &Shared, mut batch: Arc<Batch>, seed: u64) -> Outcome {
-    if batch.is_raw() && !s.exporter.accepts_raw() {
+    if let Batch::Raw(raw) = &*batch
+        && !s.exporter.accepts_raw()
+    {
         // The pipeline decodes before exporters that need contents: this is the safety net.
-        match without_undecodable(s, &batch, "the exporter needs decoded data") {
-            Some(b) if !b.is_empty() => batch = Arc::new(b),
-            _ => {
-                tracing::warn!(exporter = %s.id, items = batch.item_count(), "undecodable batch dropped");
-                count(s, &batch, "send_failed", Some("undecodable"));
-                return Outcome::Done;
-            }
+        let (decoded, dropped) = decode_counting(s, raw, "the exporter needs decoded data");
+        if dropped && decoded.is_empty() {
+            return Outcome::Done;
         }
+        batch = Arc::new(decoded);
     }
     let retry = &s.cfg.retry_on_failure;
     let mut backoff = Backoff::new(retry, seed ^ fastrand::u64(..));
@@ -570,18 +568,21 @@ async fn deliver_batch(s: &Shared, mut batch: Arc<Batch>, seed: u64) -> Outcome 
                 // fast path's shallow scan does not check (a string that is not UTF-8). If
                 // that is it, only those resource messages are dropped and the rest is sent
                 // again at once, decoded and so re-encoded; otherwise as below.
-                let why = format!("the backend refused it ({reason}: {message})");
-                match without_undecodable(s, &batch, &why) {
-                    Some(rest) if !rest.is_empty() => {
-                        batch = Arc::new(rest);
-                        continue;
-                    }
-                    _ => {
-                        tracing::warn!(exporter = %s.id, items = batch.item_count(), reason = %reason, "permanent error, batch dropped: {message}");
-                        count(s, &batch, "send_failed", Some(&reason));
+                let why = format!("the backend refused the batch ({reason}: {message})");
+                let (rest, dropped) = match &*batch {
+                    Batch::Raw(raw) => decode_counting(s, raw, &why),
+                    _ => (Batch::empty(batch.signal()), false),
+                };
+                if dropped {
+                    if rest.is_empty() {
                         return Outcome::Done;
                     }
+                    batch = Arc::new(rest);
+                    continue;
                 }
+                tracing::warn!(exporter = %s.id, items = batch.item_count(), reason = %reason, "permanent error, batch dropped: {message}");
+                count(s, &batch, "send_failed", Some(&reason));
+                return Outcome::Done;
             }
             Ok(Err(ExportError::Permanent { reason, message })) => {
                 tracing::warn!(exporter = %s.id, items = batch.item_count(), reason = %reason, "permanent error, batch dropped: {message}");

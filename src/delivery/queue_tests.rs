@@ -55,20 +55,27 @@ mod basic {
         let mut bad = traces(1, 2).encode_proto();
         let i = bad.windows(5).position(|w| w == b"span1").unwrap();
         bad[i] = 0xff;
-        let mut r = RawBatch::new(Signal::Traces, traces(2, 3).encode_proto().into()).unwrap();
-        r.append(RawBatch::new(Signal::Traces, bad.into()).unwrap());
+        let good = RawBatch::new(Signal::Traces, traces(2, 3).encode_proto().into()).unwrap();
+        let mut r = good.clone();
+        r.append(RawBatch::new(Signal::Traces, bad.clone().into()).unwrap());
+        let only_bad = RawBatch::new(Signal::Traces, bad.into()).unwrap();
         let (d, n, t) = counting().await;
-        d.handle()
-            .push(Arc::new(Batch::Raw(r)), false)
-            .await
-            .unwrap();
+        let h = d.handle();
+        for b in [good, r, only_bad] {
+            h.push(Arc::new(Batch::Raw(b)), false).await.unwrap();
+        }
+        drop(h);
         d.shutdown(Instant::now() + Duration::from_secs(5)).await;
-        assert_eq!(n.load(Ordering::SeqCst), 12, "two resources of six spans");
+        assert_eq!(
+            n.load(Ordering::SeqCst),
+            12 + 12,
+            "the good batch whole, then its copy"
+        );
         let failed = t.metrics.value(
             "weft_exporter_send_failed_spans_total",
             &[("component", "x"), ("reason", "undecodable")],
         );
-        assert_eq!(failed, Some(4.0), "the bad resource's four spans");
+        assert_eq!(failed, Some(8.0), "the bad resource's four spans, twice");
     }
 
     /// Answers after 300ms and asks for a 100ms default attempt timeout.
