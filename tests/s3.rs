@@ -207,70 +207,66 @@ fn raw(b: &Batch) -> Batch {
     Batch::from_proto_bytes(b.signal(), b.encode_proto().into()).unwrap()
 }
 
-/// A raw batch (as gathered from a pipeline that decodes nothing) is decoded by the
-/// exporter and archived like the decoded batch, under the same keys; one that does not
-/// decode is a permanent failure that names it, not a panic or a retry loop.
+/// The queue holds raw batches (as gathered from a pipeline that decodes nothing), and the
+/// delivery layer decodes them just before the upload. A request with a string that is not
+/// UTF-8 (the fast path forwards it unchecked) costs only its own resource message, counted;
+/// the good requests gathered with it are archived. Alone, it writes nothing.
 #[tokio::test(flavor = "multi_thread")]
-async fn raw_batches_are_archived_like_decoded_ones() {
-    let (server, t, e) = hourly_archive().await;
-    assert!(e.accepts_raw());
-    let batch = Batch::Logs(vec![logs("checkout", &[T10, T10 - 2 * HOUR, T10 + 1])]);
-    let r = raw(&batch);
-    assert!(r.is_raw());
-    e.send(&r).await.unwrap();
-    let keys = server.keys("archive", "").await;
-    assert_eq!(keys.len(), 2, "{keys:?}");
-    let mut back = archived(&server, "").await;
-    let mut want = records(&batch);
-    want.sort_by_key(|r| r.time_unix_nano);
-    back.sort_by_key(|r| r.time_unix_nano);
-    assert_eq!(back, want);
-    e.send(&batch).await.unwrap();
-    assert_eq!(
-        server.keys("archive", "").await,
-        keys,
-        "the same keys decoded"
-    );
-
+async fn an_undecodable_request_costs_only_itself_when_gathered() {
+    let server = S3Server::start().await;
+    server.create_bucket("archive").await;
+    let t = Telemetry::new();
+    let id = "awss3/raw";
+    let delivery = gathering_delivery(&server, id, "raw", "1h", &t).await;
+    let h = delivery.handle();
+    assert!(h.accepts_raw(), "the pipeline need not decode for awss3");
     // A log body whose string is not UTF-8: the shallow scan of a raw batch accepts it,
-    // decoding does not. Alone it fails the batch; gathered with good requests it is
-    // left out (and counted), the good ones archived.
+    // decoding does not.
     let bad = bytes::Bytes::from_static(&[
         0x0a, 0x09, 0x12, 0x07, 0x12, 0x05, 0x2a, 0x03, 0x0a, 0x01, 0xff,
     ]);
     let bad = Batch::from_proto_bytes(Signal::Logs, bad).expect("the shallow scan passes");
     assert_eq!(bad.item_count(), 1);
-    match e.send(&bad).await {
-        Err(ExportError::Permanent { reason, message }) => {
-            assert_eq!(reason, "undecodable");
-            assert!(message.contains("1 of 1 items do not decode"), "{message}");
+    let (batches, want) = five_small_batches();
+    for (i, b) in batches.iter().enumerate() {
+        h.push(Arc::new(raw(b)), false).await.unwrap();
+        if i == 2 {
+            h.push(Arc::new(bad.clone()), false).await.unwrap();
         }
-        other => panic!("expected a permanent failure, got {other:?}"),
     }
-    assert_eq!(server.keys("archive", "").await, keys, "nothing written");
-
-    let later = Batch::Logs(vec![logs("checkout", &[T10 + 5, T10 + 6])]);
-    let mut gathered = raw(&later);
-    gathered.merge(bad);
-    gathered.merge(raw(&later));
-    assert_eq!(gathered.item_count(), 5);
-    e.send(&gathered).await.unwrap();
-    let undecodable = t.metrics.value(
-        "weft_exporter_s3_undecodable_log_records_total",
-        &[("component", "awss3")],
-    );
-    assert_eq!(undecodable, Some(1.0));
-    let back: Vec<u64> = archived(&server, "")
-        .await
-        .iter()
-        .map(|r| r.time_unix_nano)
-        .filter(|&t| t > T10 + 1)
-        .collect();
+    drop(h);
+    delivery
+        .shutdown(Instant::now() + Duration::from_secs(30))
+        .await;
     assert_eq!(
-        back,
-        [T10 + 5, T10 + 5, T10 + 6, T10 + 6],
-        "the four good records"
+        archived(&server, "raw/").await,
+        want,
+        "every good record once"
     );
+    let failed = |t: &Telemetry| {
+        t.metrics.value(
+            "weft_exporter_send_failed_log_records_total",
+            &[("component", id), ("reason", "undecodable")],
+        )
+    };
+    assert_eq!(failed(&t), Some(1.0));
+    let sent = t
+        .metrics
+        .value("weft_exporter_sent_log_records_total", &[("component", id)]);
+    assert_eq!(
+        sent,
+        Some(want.len() as f64),
+        "the dropped record is not counted as sent"
+    );
+
+    let t = Telemetry::new();
+    let delivery = gathering_delivery(&server, id, "bad", "1h", &t).await;
+    delivery.handle().push(Arc::new(bad), false).await.unwrap();
+    delivery
+        .shutdown(Instant::now() + Duration::from_secs(30))
+        .await;
+    assert!(server.keys("archive", "bad/").await.is_empty());
+    assert_eq!(failed(&t), Some(1.0));
 }
 
 /// S3 refuses one object for itself (a 4xx such as a key too long): that object's records

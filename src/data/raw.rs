@@ -15,8 +15,10 @@
 //!   [`accepts_raw`](crate::processors::Processor::accepts_raw) batches itself, and every
 //!   exporter [`accepts_raw`](crate::exporters::Exporter::accepts_raw) (otlp; otlphttp with
 //!   protobuf; kafka with protobuf and no `partition_*`; loki and elasticsearch, which read
-//!   log records from the bytes through [`super::view`]). A receiver hands raw data only when *every* pipeline of the signal is
-//!   raw-capable; otherwise it decodes once, up front, so a content pipeline behaves exactly
+//!   log records from the bytes through [`super::view`]) or lets its queue hold raw
+//!   batches ([`queues_raw`](crate::exporters::Exporter::queues_raw): awss3, decoded by the
+//!   delivery layer just before `send`). A receiver hands raw data only when *every*
+//!   pipeline of the signal is raw-capable; otherwise it decodes once, up front, so a content pipeline behaves exactly
 //!   as before (full validation, INVALID_ARGUMENT/400 for any decode error). Deciding per
 //!   pipeline at build time, rather than decoding lazily wherever contents are first read,
 //!   keeps every other processor and exporter untouched and correct: none of them ever

@@ -135,7 +135,7 @@ impl Delivery {
                     tracing::warn!(exporter = id, "{w}");
                 }
                 for (rid, bytes) in replay.records {
-                    match decode_record(&bytes, exporter.accepts_raw()) {
+                    match decode_record(&bytes, exporter.queues_raw()) {
                         Some(b) => replayed.push(Item {
                             batch: Arc::new(b),
                             record: Some(rid),
@@ -334,9 +334,10 @@ impl DeliveryHandle {
         &self.shared.id
     }
 
-    /// Whether the exporter takes raw batches (see [`Exporter::accepts_raw`]).
+    /// Whether the queue takes raw batches (see [`Exporter::queues_raw`]): the pipeline
+    /// need not decode for this exporter.
     pub fn accepts_raw(&self) -> bool {
-        self.shared.exporter.accepts_raw()
+        self.shared.exporter.queues_raw()
     }
 
     /// Enqueues a batch. Returns after it is queued (and in the WAL, when persistent);
@@ -533,7 +534,8 @@ async fn deliver_batch(s: &Shared, mut batch: Arc<Batch>, seed: u64) -> Outcome 
     if let Batch::Raw(raw) = &*batch
         && !s.exporter.accepts_raw()
     {
-        // The pipeline decodes before exporters that need contents: this is the safety net.
+        // Decoded here for an exporter whose queue holds raw batches (`queues_raw`:
+        // awss3), and as the safety net for any other that needs decoded data.
         let (decoded, dropped) = decode_counting(s, raw, "the exporter needs decoded data");
         if dropped && decoded.is_empty() {
             return Outcome::Done;

@@ -120,11 +120,21 @@ pub trait Exporter: Send + Sync + 'static {
     }
     /// Whether `send` takes raw batches ([`Batch::Raw`]: serialized requests, not decoded)
     /// as they are. An exporter that only writes the protobuf request out says yes, and so
-    /// does one that reads logs through [`crate::data::view`] (`loki`, `elasticsearch`),
-    /// and `awss3`, which decodes in `send` so that what it gathers waits as bytes; every
-    /// other exporter gets decoded batches (the pipeline and delivery layer decode first).
+    /// does one that reads logs through [`crate::data::view`] (`loki`, `elasticsearch`);
+    /// every other exporter gets decoded batches (the pipeline and delivery layer decode
+    /// first).
     fn accepts_raw(&self) -> bool {
         false
+    }
+
+    /// Whether the sending queue in front of this exporter may hold raw batches, decoded
+    /// by the delivery layer just before `send` when [`Exporter::accepts_raw`] is false
+    /// (only what does not decode is dropped: see [`crate::delivery`]). Defaults to
+    /// `accepts_raw`. `awss3` says yes: what its `flush_interval` gathers then waits as
+    /// bytes instead of decoded records several times their size, and a pipeline ending in
+    /// it decodes nothing before the queue.
+    fn queues_raw(&self) -> bool {
+        self.accepts_raw()
     }
 
     /// Whether the delivery layer should gather queued batches into fewer, larger sends

@@ -72,13 +72,14 @@
 //!
 //! Metrics: `weft_exporter_s3_objects_total`, `weft_exporter_s3_bytes_total` (after
 //! compression), `weft_exporter_s3_permanent_errors_total{code}`,
-//! `weft_exporter_s3_rejected_<items>_total{code}` and
-//! `weft_exporter_s3_undecodable_<items>_total` (see `AwsS3Exporter::decode`), next to
-//! the delivery layer's sent/failed/retry counters.
+//! `weft_exporter_s3_rejected_<items>_total{code}`, next to the delivery layer's
+//! sent/failed/retry counters.
 //!
-//! Batches are taken undecoded ([`Exporter::accepts_raw`]) and decoded once per send, so
-//! gathered data waits in the queue as protobuf bytes (`benches/s3_gather_memory.sh`:
-//! 710 → 236 MiB resident with ~194 MB of logs gathered).
+//! The sending queue holds batches undecoded ([`Exporter::queues_raw`]); the delivery
+//! layer decodes each gathered batch once, just before `send`, dropping only resource
+//! messages that do not decode (`send_failed{reason="undecodable"}`). So gathered data
+//! waits as protobuf bytes (`benches/s3_gather_memory.sh`: 710 → 236 MiB resident with
+//! ~194 MB of logs gathered).
 
 pub mod key;
 pub mod marshal;
@@ -101,7 +102,7 @@ use super::{Accumulate, BoxFuture, ExportError, Exporter};
 use crate::admin::{Counter, Telemetry};
 use crate::components::{BuildContext, BuildError};
 use crate::config::{Dur, FieldError, parse_component};
-use crate::data::{Batch, RawBatch};
+use crate::data::Batch;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -437,45 +438,7 @@ impl AwsS3Exporter {
         tracing::warn!(exporter = %self.id, code, items = batch.item_count(), "object refused, its items are dropped: {message}");
     }
 
-    /// Decodes a gathered raw batch. The fast path forwards what its shallow scan accepts
-    /// (a string that is not UTF-8 passes it), and one such request must not cost minutes
-    /// of gathered data: only resource messages that do not decode are left out, counted
-    /// in `weft_exporter_s3_undecodable_<items>_total` and logged. If nothing decodes, the
-    /// batch fails permanently.
-    fn decode(&self, raw: &RawBatch) -> Result<Batch, ExportError> {
-        let (batch, lost) = raw.decode_lenient();
-        let Some((items, e)) = lost else {
-            return Ok(batch);
-        };
-        let message = format!("{items} of {} items do not decode: {e}", raw.item_count());
-        if batch.is_empty() {
-            return Err(ExportError::permanent("undecodable", message));
-        }
-        let item = raw.signal().item_name();
-        self.telemetry
-            .metrics
-            .counter(
-                &format!("weft_exporter_s3_undecodable_{item}_total"),
-                "Items left out of objects because their resource message does not decode",
-                &[("component", &self.id)],
-            )
-            .add(items as u64);
-        tracing::warn!(exporter = %self.id, items, "left out of the archive: {message}");
-        Ok(batch)
-    }
-
     async fn send_batch(&self, batch: &Batch) -> Result<(), ExportError> {
-        // Gathered batches wait in the queue as the bytes they arrived in (see
-        // `accepts_raw`); they are decoded here, once per send, for partitioning and the
-        // marshalers.
-        let decoded;
-        let batch = match batch {
-            Batch::Raw(r) => {
-                decoded = self.decode(r)?;
-                &decoded
-            }
-            b => b,
-        };
         let objects = match plan_objects(batch, &self.settings, now_nanos()) {
             Ok(o) => o,
             Err(MarshalError::Unsupported(m)) => return Err(self.broken("unsupported", &m)),
@@ -554,12 +517,12 @@ impl Exporter for AwsS3Exporter {
         Box::pin(self.send_batch(batch))
     }
 
-    /// Raw batches are taken as they are and decoded in `send`: what `flush_interval`
-    /// gathers (up to `max_object_size_mib` of protobuf) then waits in the queue as those
-    /// bytes, not as decoded records several times their size, and a pipeline that ends
-    /// only in awss3 (and other exporters that take raw batches) decodes nothing before
-    /// the queue.
-    fn accepts_raw(&self) -> bool {
+    /// The queue holds raw batches, which the delivery layer decodes just before `send`:
+    /// what `flush_interval` gathers (up to `max_object_size_mib` of protobuf) waits as
+    /// those bytes, not as decoded records several times their size, and a pipeline that
+    /// ends only in awss3 (and exporters that take raw batches) decodes nothing before the
+    /// queue.
+    fn queues_raw(&self) -> bool {
         true
     }
 
