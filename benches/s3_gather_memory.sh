@@ -48,7 +48,7 @@ AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=y "$BIN/weft" --config "$DIR/weft.yaml
 W=$!
 for _ in $(seq 100); do curl -sf 127.0.0.1:25133/metrics > /dev/null && break; sleep 0.1; done
 "$BIN/weft-loadgen" send --endpoint 127.0.0.1:25317 --signal logs --rate 50000 --duration 8s \
-  --concurrency 4 --max-refused 1 | head -1
+  --concurrency 4 --max-refused 1 | sed -n 1p
 sleep 2
 echo "weft: RSS $(awk '/VmRSS/ {printf "%.0f", $2/1024}' /proc/$W/status) MiB, peak $(awk '/VmHWM/ {printf "%.0f", $2/1024}' /proc/$W/status) MiB"
 curl -s 127.0.0.1:25133/metrics | grep -E '^weft_exporter_queue_size\{component="awss3"\}' \
