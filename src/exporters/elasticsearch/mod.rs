@@ -69,6 +69,7 @@ pub mod metrics;
 pub mod ndjson;
 pub mod response;
 pub mod send;
+pub mod sha2x;
 
 use std::collections::{HashMap, VecDeque};
 use std::ops::Range;

@@ -17,6 +17,7 @@
 
 use super::bulk::{DocumentId, Encoder, Op, Target, content_id, is_data_stream_name};
 use super::mapping::{Context, DataStream, Mode, ROUTING_KEYS};
+use super::sha2x::content_ids2;
 use crate::data::view::{AnyRef, Attrs, KvRef, LogView};
 use crate::data::view_logs::LogsView;
 use crate::data::{Batch, InstrumentationScope, KeyValue, Resource, Signal};
@@ -33,6 +34,11 @@ pub struct BulkBody {
     pub malformed: usize,
     /// The first decode error of those.
     pub malformed_error: Option<String>,
+    /// A document whose content id waits for the next document's, so that the two are
+    /// hashed together ([`super::sha2x`]): where its id goes and its source, in `body`;
+    /// its index is `pending_index`. [`Encoder::write_bulk`] fills it before returning.
+    pending: Option<(usize, std::ops::Range<usize>)>,
+    pending_index: String,
 }
 
 impl BulkBody {
@@ -42,6 +48,37 @@ impl BulkBody {
         self.ops.clear();
         self.malformed = 0;
         self.malformed_error = None;
+        self.pending = None;
+        self.pending_index.clear();
+    }
+
+    /// Hashes a document's source for its content id, written at `at` (a placeholder of
+    /// 32 hex digits): with the pending document's if there is one, else it becomes the
+    /// pending one.
+    fn content_id_at(&mut self, at: usize, index: &str, source: std::ops::Range<usize>) {
+        match self.pending.take() {
+            Some((first_at, first)) => {
+                let (a, b) = content_ids2(
+                    (&self.pending_index, &self.body[first]),
+                    (index, &self.body[source]),
+                );
+                jsonw::hex_fill(&mut self.body[first_at..first_at + 32], &a);
+                jsonw::hex_fill(&mut self.body[at..at + 32], &b);
+            }
+            None => {
+                self.pending = Some((at, source));
+                self.pending_index.clear();
+                self.pending_index.push_str(index);
+            }
+        }
+    }
+
+    /// Fills the pending document's content id alone.
+    fn finish_ids(&mut self) {
+        if let Some((at, source)) = self.pending.take() {
+            let id = content_id(&self.pending_index, &self.body[source]);
+            jsonw::hex_fill(&mut self.body[at..at + 32], &id);
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -154,6 +191,7 @@ impl Encoder {
                 }
             }
         }
+        out.finish_ids();
         out.malformed += view.dropped;
         if let Some(e) = view.error.take() {
             out.malformed_error.get_or_insert(e);
@@ -169,7 +207,8 @@ impl Encoder {
 
     /// Appends a document's action line and its source, which `source` writes straight
     /// into the body. A content-hash `_id` is written as a placeholder of its fixed width
-    /// and filled in once the source it hashes is there.
+    /// and filled in once the source it hashes is there, in pairs of documents
+    /// ([`BulkBody::content_id_at`]; the last odd one at the end of the batch).
     fn push_doc(
         &self,
         out: &mut BulkBody,
@@ -205,9 +244,10 @@ impl Encoder {
         let start = b.len();
         source(b);
         if let Some(at) = id_at {
-            let id = content_id(index, &b[start..]);
-            jsonw::hex_fill(&mut b[at..at + 32], &id);
+            let end = b.len();
+            out.content_id_at(at, index, start..end);
         }
+        let b = &mut out.body;
         b.push(b'\n');
         out.ends.push(out.body.len());
         out.ops.push(op);
