@@ -48,15 +48,27 @@ impl<'a> Msg<'a> {
         }
     }
 
-    /// Block `k` of the padded message.
-    fn block(&self, k: usize, out: &mut [u8; 64]) {
+    /// Block `k` of the padded message: most blocks are 64 bytes of the source, read in
+    /// place; the first and last are assembled in `tmp`.
+    #[inline(always)]
+    fn block<'t>(&'t self, k: usize, tmp: &'t mut [u8; 64]) -> &'t [u8; 64] {
         let start = 64 * k;
         let body_at = self.parts[0].len() + self.parts[1].len();
         if start >= body_at && start + 64 <= self.len {
-            // Most blocks: 64 bytes of the source.
-            out.copy_from_slice(&self.parts[2][start - body_at..start - body_at + 64]);
-            return;
+            let at = start - body_at;
+            if let Some(b) = self.parts[2]
+                .get(at..at + 64)
+                .and_then(|b| b.try_into().ok())
+            {
+                return b;
+            }
         }
+        self.assemble(k, tmp);
+        tmp
+    }
+
+    fn assemble(&self, k: usize, out: &mut [u8; 64]) {
+        let start = 64 * k;
         out.fill(0);
         let mut at = 0;
         for p in self.parts {
@@ -110,29 +122,39 @@ mod x86 {
     pub(super) fn ids2(a: (&str, &[u8]), b: (&str, &[u8])) -> ([u8; 16], [u8; 16]) {
         let (ma, mb) = (Msg::new(a.0, a.1), Msg::new(b.0, b.1));
         let (mut sa, mut sb) = (H0, H0);
-        let (mut ba, mut bb) = ([0u8; 64], [0u8; 64]);
-        let both = ma.blocks.min(mb.blocks);
-        for k in 0..both {
-            ma.block(k, &mut ba);
-            mb.block(k, &mut bb);
-            // SAFETY: `content_ids2` calls this only after checking at run time that the
-            // CPU has the SHA, SSE4.1 and SSSE3 extensions the function is compiled for.
-            unsafe { two_blocks(&mut sa, &ba, &mut sb, &bb) };
-        }
-        // The longer message's last blocks (rarely more than one) go through the same
-        // kernel beside a throwaway state: a lone stream takes as long as two.
-        let mut spare = H0;
-        for k in both..ma.blocks {
-            ma.block(k, &mut ba);
-            // SAFETY: as above.
-            unsafe { two_blocks(&mut sa, &ba, &mut spare, &ba) };
-        }
-        for k in both..mb.blocks {
-            mb.block(k, &mut bb);
-            // SAFETY: as above.
-            unsafe { two_blocks(&mut sb, &bb, &mut spare, &bb) };
-        }
+        // SAFETY: `content_ids2` calls this only after checking at run time that the CPU
+        // has the SHA, SSE4.1 and SSSE3 extensions `digest2` is compiled for.
+        unsafe { digest2(&ma, &mut sa, &mb, &mut sb) };
         (id_of(&sa), id_of(&sb))
+    }
+
+    /// Both messages, block by block, the states kept in registers throughout. The longer
+    /// message's last blocks (rarely more than one) run beside a throwaway copy of
+    /// themselves: a lone stream takes as long as two.
+    #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+    unsafe fn digest2(ma: &Msg<'_>, sa: &mut [u32; 8], mb: &Msg<'_>, sb: &mut [u32; 8]) {
+        unsafe {
+            let (mut a0, mut a1) = load(sa);
+            let (mut b0, mut b1) = load(sb);
+            let (mut ta, mut tb) = ([0u8; 64], [0u8; 64]);
+            let both = ma.blocks.min(mb.blocks);
+            for k in 0..both {
+                let (ba, bb) = (ma.block(k, &mut ta), mb.block(k, &mut tb));
+                (a0, a1, b0, b1) = rounds2(a0, a1, ba, b0, b1, bb);
+            }
+            for k in both..ma.blocks {
+                let ba = ma.block(k, &mut ta);
+                let (x0, x1) = (a0, a1);
+                (a0, a1, _, _) = rounds2(a0, a1, ba, x0, x1, ba);
+            }
+            for k in both..mb.blocks {
+                let bb = mb.block(k, &mut tb);
+                let (x0, x1) = (b0, b1);
+                (b0, b1, _, _) = rounds2(b0, b1, bb, x0, x1, bb);
+            }
+            store(sa, a0, a1);
+            store(sb, b0, b1);
+        }
     }
 
     /// Loads a state as SHA-NI's two registers (ABEF, CDGH).
@@ -182,42 +204,67 @@ mod x86 {
         }
     }
 
-    /// One block into each of two states, the two streams' instructions interleaved.
-    #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
-    unsafe fn two_blocks(sa: &mut [u32; 8], ba: &[u8; 64], sb: &mut [u32; 8], bb: &[u8; 64]) {
+    /// One block into each of two states (as ABEF/CDGH register pairs), the two
+    /// streams' instructions interleaved.
+    #[inline(always)]
+    unsafe fn rounds2(
+        mut a0: __m128i,
+        mut a1: __m128i,
+        ba: &[u8; 64],
+        mut b0: __m128i,
+        mut b1: __m128i,
+        bb: &[u8; 64],
+    ) -> (__m128i, __m128i, __m128i, __m128i) {
         unsafe {
-            let (mut a0, mut a1) = load(sa);
-            let (mut b0, mut b1) = load(sb);
             let (ia0, ia1, ib0, ib1) = (a0, a1, b0, b1);
-            let mut wa = words(ba);
-            let mut wb = words(bb);
-            for i in 0..16 {
-                if i >= 4 {
-                    // Message schedule: w[i..i+4] from the four previous groups.
-                    let j = i % 4;
-                    let (w0, w1, w2, w3) =
-                        (wa[j], wa[(j + 1) % 4], wa[(j + 2) % 4], wa[(j + 3) % 4]);
-                    wa[j] = _mm_sha256msg2_epu32(
-                        _mm_add_epi32(_mm_sha256msg1_epu32(w0, w1), _mm_alignr_epi8(w3, w2, 4)),
-                        w3,
-                    );
-                    let (w0, w1, w2, w3) =
-                        (wb[j], wb[(j + 1) % 4], wb[(j + 2) % 4], wb[(j + 3) % 4]);
-                    wb[j] = _mm_sha256msg2_epu32(
-                        _mm_add_epi32(_mm_sha256msg1_epu32(w0, w1), _mm_alignr_epi8(w3, w2, 4)),
-                        w3,
-                    );
-                }
-                let k = _mm_loadu_si128(K.as_ptr().add(4 * i) as *const __m128i);
-                let ta = _mm_add_epi32(wa[i % 4], k);
-                let tb = _mm_add_epi32(wb[i % 4], k);
-                a1 = _mm_sha256rnds2_epu32(a1, a0, ta);
-                b1 = _mm_sha256rnds2_epu32(b1, b0, tb);
-                a0 = _mm_sha256rnds2_epu32(a0, a1, _mm_shuffle_epi32(ta, 0x0E));
-                b0 = _mm_sha256rnds2_epu32(b0, b1, _mm_shuffle_epi32(tb, 0x0E));
+            let [mut x0, mut x1, mut x2, mut x3] = words(ba);
+            let [mut y0, mut y1, mut y2, mut y3] = words(bb);
+            // Four rounds of each stream with message words `x`/`y` and round constants
+            // `K[4k..4k + 4]`. Written out (no loop over an array): a rolled loop kept the
+            // message words on the stack, in the dependency chain.
+            macro_rules! quad {
+                ($k:expr, $x:expr, $y:expr) => {{
+                    let k = _mm_loadu_si128(K.as_ptr().add(4 * $k) as *const __m128i);
+                    let (ta, tb) = (_mm_add_epi32($x, k), _mm_add_epi32($y, k));
+                    a1 = _mm_sha256rnds2_epu32(a1, a0, ta);
+                    b1 = _mm_sha256rnds2_epu32(b1, b0, tb);
+                    a0 = _mm_sha256rnds2_epu32(a0, a1, _mm_shuffle_epi32(ta, 0x0E));
+                    b0 = _mm_sha256rnds2_epu32(b0, b1, _mm_shuffle_epi32(tb, 0x0E));
+                }};
             }
-            store(sa, _mm_add_epi32(a0, ia0), _mm_add_epi32(a1, ia1));
-            store(sb, _mm_add_epi32(b0, ib0), _mm_add_epi32(b1, ib1));
+            // The next four message words from the previous sixteen, into the oldest.
+            macro_rules! sched {
+                ($w0:ident, $w1:ident, $w2:ident, $w3:ident) => {
+                    $w0 = _mm_sha256msg2_epu32(
+                        _mm_add_epi32(_mm_sha256msg1_epu32($w0, $w1), _mm_alignr_epi8($w3, $w2, 4)),
+                        $w3,
+                    );
+                };
+            }
+            quad!(0, x0, y0);
+            quad!(1, x1, y1);
+            quad!(2, x2, y2);
+            quad!(3, x3, y3);
+            for k in [4, 8, 12] {
+                sched!(x0, x1, x2, x3);
+                sched!(y0, y1, y2, y3);
+                quad!(k, x0, y0);
+                sched!(x1, x2, x3, x0);
+                sched!(y1, y2, y3, y0);
+                quad!(k + 1, x1, y1);
+                sched!(x2, x3, x0, x1);
+                sched!(y2, y3, y0, y1);
+                quad!(k + 2, x2, y2);
+                sched!(x3, x0, x1, x2);
+                sched!(y3, y0, y1, y2);
+                quad!(k + 3, x3, y3);
+            }
+            (
+                _mm_add_epi32(a0, ia0),
+                _mm_add_epi32(a1, ia1),
+                _mm_add_epi32(b0, ib0),
+                _mm_add_epi32(b1, ib1),
+            )
         }
     }
 }
@@ -254,7 +301,7 @@ mod tests {
         let m = Msg::new("ab", b"cdef");
         assert_eq!((m.len, m.blocks), (7, 1));
         let mut out = [0u8; 64];
-        m.block(0, &mut out);
+        m.assemble(0, &mut out);
         assert_eq!(&out[..8], b"ab\ncdef\x80");
         assert!(out[8..56].iter().all(|&b| b == 0));
         assert_eq!(&out[56..], &56u64.to_be_bytes());
@@ -262,9 +309,9 @@ mod tests {
         let m = Msg::new("", &source);
         // 1 + 55 = 56 bytes: 0x80 at 56 leaves no room for the length, so a second block.
         assert_eq!((m.len, m.blocks), (56, 2));
-        m.block(0, &mut out);
+        m.assemble(0, &mut out);
         assert_eq!(out[56], 0x80);
-        m.block(1, &mut out);
+        m.assemble(1, &mut out);
         assert!(out[..56].iter().all(|&b| b == 0));
         assert_eq!(&out[56..], &(56u64 * 8).to_be_bytes());
     }
