@@ -18,8 +18,9 @@
 //!   log records from the bytes through [`super::view`]) or lets its queue hold raw
 //!   batches ([`queues_raw`](crate::exporters::Exporter::queues_raw): awss3, decoded by the
 //!   delivery layer just before `send`). A receiver hands raw data only when *every*
-//!   pipeline of the signal is raw-capable; otherwise it decodes once, up front, so a content pipeline behaves exactly
-//!   as before (full validation, INVALID_ARGUMENT/400 for any decode error). Deciding per
+//!   pipeline of the signal is raw-capable; otherwise it decodes once, up front, so a
+//!   content pipeline behaves exactly as before (full validation, INVALID_ARGUMENT/400 for
+//!   any decode error). Deciding per
 //!   pipeline at build time, rather than decoding lazily wherever contents are first read,
 //!   keeps every other processor and exporter untouched and correct: none of them ever
 //!   sees a raw batch.
@@ -311,7 +312,7 @@ impl RawBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::wire::tests::traces;
+    use crate::data::wire::tests::{not_utf8, traces};
 
     fn raw(b: &Batch) -> Batch {
         Batch::from_proto_bytes(b.signal(), Bytes::from(b.encode_proto())).unwrap()
@@ -395,9 +396,7 @@ mod tests {
         if let Batch::Traces(v) = &mut bad {
             v[1].scope_spans[0].spans[0].name = "zzzz".into();
         }
-        let mut bad_bytes = bad.encode_proto();
-        let i = bad_bytes.windows(4).position(|w| w == b"zzzz").unwrap();
-        bad_bytes[i] = 0xff;
+        let bad_bytes = not_utf8(&bad, b"zzzz");
         let mut r = RawBatch::new(Signal::Traces, Bytes::from(good.encode_proto())).unwrap();
         r.append(RawBatch::new(Signal::Traces, Bytes::from(bad_bytes)).unwrap());
         r.append(RawBatch::new(Signal::Traces, Bytes::from(good.encode_proto())).unwrap());
@@ -428,9 +427,7 @@ mod tests {
         if let Batch::Traces(v) = &mut b {
             v[0].scope_spans[0].spans[0].name = "zzzz".into();
         }
-        let mut bytes = b.encode_proto();
-        let i = bytes.windows(4).position(|w| w == b"zzzz").unwrap();
-        bytes[i] = 0xff;
+        let bytes = not_utf8(&b, b"zzzz");
         let r = Batch::from_proto_bytes(Signal::Traces, Bytes::from(bytes)).unwrap();
         assert_eq!(r.item_count(), 2);
         assert!(r.materialize().is_err(), "a full decode reports it");

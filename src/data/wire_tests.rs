@@ -8,6 +8,18 @@ use opentelemetry_proto::tonic::trace::v1::span::Link;
 
 use crate::data::kv_str as kv;
 
+/// `batch` encoded, with the first byte of the first `marker` in it made 0xff: a string
+/// that is not UTF-8, which the fast path's shallow scan lets through and prost refuses.
+pub(crate) fn not_utf8(batch: &Batch, marker: &[u8]) -> Vec<u8> {
+    let mut bytes = batch.encode_proto();
+    let i = bytes
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .expect("the marker is in the batch");
+    bytes[i] = 0xff;
+    bytes
+}
+
 pub(crate) fn traces(resources: usize, spans: usize) -> Batch {
     Batch::Traces(
         (0..resources)

@@ -563,30 +563,24 @@ async fn deliver_batch(s: &Shared, mut batch: Arc<Batch>, seed: u64) -> Outcome 
                 count(s, &batch, "sent", None);
                 return Outcome::Done;
             }
-            Ok(Err(ExportError::Permanent { reason, message }))
-                if batch.is_raw() && crate::exporters::payload_refused(&reason) =>
-            {
-                // The backend could not read the request: a raw batch carries what the
-                // fast path's shallow scan does not check (a string that is not UTF-8). If
-                // that is it, only those resource messages are dropped and the rest is sent
-                // again at once, decoded and so re-encoded; otherwise as below.
-                let why = format!("the backend refused the batch ({reason}: {message})");
-                let (rest, dropped) = match &*batch {
-                    Batch::Raw(raw) => decode_counting(s, raw, &why),
-                    _ => (Batch::empty(batch.signal()), false),
-                };
-                if dropped {
-                    if rest.is_empty() {
-                        return Outcome::Done;
-                    }
-                    batch = Arc::new(rest);
-                    continue;
-                }
-                tracing::warn!(exporter = %s.id, items = batch.item_count(), reason = %reason, "permanent error, batch dropped: {message}");
-                count(s, &batch, "send_failed", Some(&reason));
-                return Outcome::Done;
-            }
             Ok(Err(ExportError::Permanent { reason, message })) => {
+                if let Batch::Raw(raw) = &*batch
+                    && crate::exporters::payload_refused(&reason)
+                {
+                    // The backend could not read the request: a raw batch carries what the
+                    // fast path's shallow scan does not check (a string that is not
+                    // UTF-8). If that is it, only those resource messages are dropped and
+                    // the rest is sent again at once (decoded, so re-encoded).
+                    let why = format!("the backend refused the batch ({reason}: {message})");
+                    let (rest, dropped) = decode_counting(s, raw, &why);
+                    if dropped {
+                        if rest.is_empty() {
+                            return Outcome::Done;
+                        }
+                        batch = Arc::new(rest);
+                        continue;
+                    }
+                }
                 tracing::warn!(exporter = %s.id, items = batch.item_count(), reason = %reason, "permanent error, batch dropped: {message}");
                 count(s, &batch, "send_failed", Some(&reason));
                 return Outcome::Done;

@@ -51,10 +51,9 @@ mod basic {
     /// decodes is sent, the resource message that does not is dropped and counted.
     #[tokio::test]
     async fn undecodable_resources_of_a_raw_batch_are_dropped_alone() {
-        use crate::data::{Signal, raw::RawBatch, wire::tests::traces};
-        let mut bad = traces(1, 2).encode_proto();
-        let i = bad.windows(5).position(|w| w == b"span1").unwrap();
-        bad[i] = 0xff;
+        use crate::data::wire::tests::{not_utf8, traces};
+        use crate::data::{Signal, raw::RawBatch};
+        let bad = not_utf8(&traces(1, 2), b"span1");
         let good = RawBatch::new(Signal::Traces, traces(2, 3).encode_proto().into()).unwrap();
         let mut r = good.clone();
         r.append(RawBatch::new(Signal::Traces, bad.clone().into()).unwrap());

@@ -4,7 +4,8 @@
 //! (`gzip` default, `zstd`, `none`), `compression_params.level` (gzip: 1 = weft's own
 //! encoder, the default; 2–9 or -1 = zlib's levels, see `http_client::CompressionParams`),
 //! `headers` (map), `tls` (`insecure`, `ca_file`, `cert_file`, `key_file`,
-//! `insecure_skip_verify`), `balancer_name`, `keepalive` (accepted). `timeout`, `sending_queue`, `retry_on_failure` belong to the delivery layer.
+//! `insecure_skip_verify`), `balancer_name`, `keepalive` (accepted). `timeout`,
+//! `sending_queue`, `retry_on_failure` belong to the delivery layer.
 //!
 //! `jaeger` is this exporter with Jaeger v2 defaults: endpoint `jaeger-collector:4317`,
 //! plain text unless `tls` says otherwise. Jaeger ≥ 1.35 ingests OTLP natively, so no

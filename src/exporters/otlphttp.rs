@@ -3,10 +3,10 @@
 //! Config (the Collector's keys): `endpoint` (base URL; signals go to `/v1/traces`,
 //! `/v1/logs`, `/v1/metrics`), or `traces_endpoint` / `logs_endpoint` / `metrics_endpoint`
 //! (full URLs), `encoding` (`proto` default, `json`), `compression` (`gzip` default,
-//! `zstd`, `none`), `compression_params.level` (gzip: 1 = weft's own encoder, the default;
-//! 2–9 or -1 = zlib's levels), `headers`, `tls`. Answers are classified per the OTLP spec: 2xx
-//! success; 408, 429, 502, 503, 504 (and other 5xx) retryable honouring `Retry-After`;
-//! other 4xx permanent.
+//! `zstd`, `none`), `compression_params.level` (gzip: 1 = weft's own encoder, the
+//! default; 2–9 or -1 = zlib's levels), `headers`, `tls`. Answers are classified per the
+//! OTLP spec: 2xx success; 408, 429, 502, 503, 504 (and other 5xx) retryable honouring
+//! `Retry-After`; other 4xx permanent.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

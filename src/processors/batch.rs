@@ -14,7 +14,8 @@
 //!
 //! [`Batcher`] is the one batching state machine in weft; the delivery queue's gathering
 //! (`src/delivery/gather.rs`, behind `awss3`'s `flush_interval` and
-//! `sending_queue.batch`) reuses it for the merged batch and its deadline. It never drops: `flush` returns everything held.
+//! `sending_queue.batch`) reuses it for the merged batch and its deadline. It never drops:
+//! `flush` returns everything held.
 
 use std::time::{Duration, Instant};
 
