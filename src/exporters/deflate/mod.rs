@@ -23,7 +23,8 @@
 //! - **Dynamic Huffman codes per block** (two passes over a block's tokens: count, then
 //!   write), so literals cost their entropy, not the fixed code's 8–9 bits. Each block is
 //!   written as whichever of fixed-Huffman, dynamic-Huffman or stored is smallest, so
-//!   incompressible input grows by a few bytes per 64 KiB, never more.
+//!   incompressible input grows by a few bytes per 64 KiB, never more. Literal/length
+//!   codes are limited to 11 bits, so five literals go into the bit buffer per store.
 //! - A 64-bit bit buffer written with unconditional 8-byte stores into room reserved per
 //!   block (a block's size is known before it is written): no branch per symbol.
 //!
@@ -48,6 +49,8 @@ const WINDOW: usize = 32 * 1024;
 const MIN_MATCH: usize = 4;
 const MAX_MATCH: usize = 258;
 const HASH_BITS: u32 = 12;
+/// The longest literal/length code written, see [`Block::write`].
+const LIT_LIMIT: usize = 11;
 
 /// `input` compressed as one gzip member, appended to `out`.
 pub fn gzip_into(input: &[u8], out: &mut Vec<u8>) {
@@ -88,11 +91,22 @@ pub fn deflate_into(input: &[u8], out: &mut Vec<u8>) {
 const MATCH: u32 = 1 << 31;
 
 /// Records a run of literals: one token per 2^16 bytes, each byte counted.
-fn literals(tokens: &mut Vec<u32>, lit: &mut [u32; 512], run: &[u8]) {
+///
+/// Counted in four tables, a byte in four to each: a repeated byte then increments four
+/// counters in turn instead of waiting on its own last increment (~1.5% of the encoder on
+/// `_bulk` bodies). [`Block::parse`] sums them when the block ends.
+fn literals(tokens: &mut Vec<u32>, counts: &mut [[u32; 256]; 4], run: &[u8]) {
     for chunk in run.chunks(1 << 16) {
         tokens.push(chunk.len() as u32);
-        for &b in chunk {
-            lit[b as usize] += 1;
+        let mut quads = chunk.chunks_exact(4);
+        for q in &mut quads {
+            counts[0][q[0] as usize] += 1;
+            counts[1][q[1] as usize] += 1;
+            counts[2][q[2] as usize] += 1;
+            counts[3][q[3] as usize] += 1;
+        }
+        for &b in quads.remainder() {
+            counts[0][b as usize] += 1;
         }
     }
 }
@@ -103,6 +117,8 @@ struct Block {
     /// masked instead of checked.
     lit: [u32; 512],
     dist: [u32; 32],
+    /// Literal byte counts while the block is parsed, see [`literals`].
+    bytes: [[u32; 256]; 4],
 }
 
 impl Default for Block {
@@ -111,6 +127,7 @@ impl Default for Block {
             tokens: Vec::with_capacity(BLOCK_TOKENS),
             lit: [0; 512],
             dist: [0; 32],
+            bytes: [[0; 256]; 4],
         }
     }
 }
@@ -162,6 +179,7 @@ impl Block {
         self.tokens.clear();
         self.lit = [0; 512];
         self.dist = [0; 32];
+        self.bytes = [[0; 256]; 4];
         let end = input.len();
         // Positions from which 4 bytes can be hashed.
         let hash_end = end.saturating_sub(MIN_MATCH - 1);
@@ -190,9 +208,13 @@ impl Block {
             p = end;
         }
         if run < p {
-            literals(&mut self.tokens, &mut self.lit, &input[run..p]);
+            literals(&mut self.tokens, &mut self.bytes, &input[run..p]);
         }
         self.lit[256] += 1;
+        let [a, b, c, d] = &self.bytes;
+        for (i, n) in self.lit[..256].iter_mut().enumerate() {
+            *n = a[i] + b[i] + c[i] + d[i];
+        }
         p
     }
 
@@ -207,7 +229,7 @@ impl Block {
             cs -= 1;
         }
         if *run < s {
-            literals(&mut self.tokens, &mut self.lit, &input[*run..s]);
+            literals(&mut self.tokens, &mut self.bytes, &input[*run..s]);
         }
         // Bytes `s..p + MIN_MATCH` are known to match; at most MAX_MATCH of them.
         let known = p + MIN_MATCH - s;
@@ -226,7 +248,11 @@ impl Block {
     /// they encode (for a stored block).
     fn write(&mut self, w: &mut Bits<'_>, raw: &[u8], last: bool) {
         let (lit, dist) = (&self.lit[..286], &self.dist[..30]);
-        let lit_len = huffman_lengths(lit, 15);
+        // Literal/length codes of at most 11 bits (DEFLATE allows 15), so five literals fit
+        // the bit buffer between flushes (5 × 11 + 7 held < 64): the literal loop of
+        // `write_tokens` stores once per five bytes instead of three. The codes of rare
+        // symbols get longer: +0.1% output on `_bulk` bodies, ~3% faster.
+        let lit_len = huffman_lengths(lit, LIT_LIMIT);
         let dist_len = huffman_lengths(dist, 15);
         let header = DynHeader::new(&lit_len, &dist_len);
         let mut extra = 0u64;
@@ -293,15 +319,16 @@ impl Codes {
             if t & MATCH == 0 {
                 let n = t as usize;
                 let run = &raw[at..at + n];
-                let mut triples = run.chunks_exact(3);
-                for t in &mut triples {
+                // At most 11 bits a code (LIT_LIMIT; 9 in the fixed code): five fit.
+                let mut fives = run.chunks_exact(5);
+                for t in &mut fives {
                     for &b in t {
                         let (c, l) = self.lit[b as usize];
                         w.add(c as u64, l as u32);
                     }
                     w.flush();
                 }
-                for &b in triples.remainder() {
+                for &b in fives.remainder() {
                     let (c, l) = self.lit[b as usize];
                     w.add(c as u64, l as u32);
                 }

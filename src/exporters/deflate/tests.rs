@@ -178,13 +178,16 @@ fn kraft(lengths: &[u8], limit: u8) -> u64 {
 fn huffman_lengths_are_complete_and_limited() {
     // Fibonacci frequencies make the unlimited tree ~30 deep.
     let mut fib = vec![1u32, 1];
-    while fib.len() < 30 {
-        let n = fib[fib.len() - 1] + fib[fib.len() - 2];
+    while fib.len() < 286 {
+        let n = fib[fib.len() - 1].saturating_add(fib[fib.len() - 2]);
         fib.push(n);
     }
-    let l = huffman_lengths(&fib, 15);
+    let l = huffman_lengths(&fib[..30], 15);
     assert!(l.iter().all(|&x| (1..=15).contains(&x)), "{l:?}");
     assert_eq!(kraft(&l, 15), 1 << 15);
+    let l11 = huffman_lengths(&fib[..286], LIT_LIMIT);
+    assert!(l11.iter().all(|&x| (1..=11).contains(&x)), "{l11:?}");
+    assert_eq!(kraft(&l11, 11), 1 << 11);
     let l7 = huffman_lengths(&fib[..19], 7);
     assert!(l7.iter().all(|&x| (1..=7).contains(&x)), "{l7:?}");
     assert_eq!(kraft(&l7, 7), 1 << 7);
@@ -200,6 +203,27 @@ fn huffman_lengths_are_complete_and_limited() {
         assert_eq!(l.iter().filter(|x| **x > 0).count(), 2, "{l:?}");
         assert_eq!(kraft(&l, 15), 1 << 15);
     }
+}
+
+/// Literals whose counts would give codes of up to ~20 bits unlimited: every code is cut
+/// to 11 bits, so runs of the rarest bytes — five 11-bit codes between stores — must
+/// still round-trip (a longer code would overflow the bit buffer and corrupt them).
+#[test]
+fn skewed_literals_with_the_longest_codes_round_trip() {
+    let mut rng = Rng(7);
+    let mut data = Vec::new();
+    // Byte i half as often as byte i - 1 (down to once): a ~17-deep unlimited tree.
+    for b in 0u8..24 {
+        data.extend(std::iter::repeat_n(b, (1usize << 16 >> b).max(1)));
+    }
+    // Shuffled so that runs do not become matches; then ten of the rarest bytes in a row.
+    for i in (1..data.len()).rev() {
+        let j = (rng.next() % (i as u64 + 1)) as usize;
+        data.swap(i, j);
+    }
+    data.extend_from_slice(&[23, 22, 21, 20, 19, 23, 22, 21, 20, 19, 18]);
+    assert_eq!(first_block_type(&data), 2, "a dynamic block");
+    round_trip(&data);
 }
 
 #[test]
