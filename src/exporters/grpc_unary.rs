@@ -37,6 +37,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tower::{Service, ServiceExt};
 
+use crate::exporters::coalesce::SharedBuffers;
 use crate::exporters::http_client::GzipLevel;
 
 /// A request body of known chunks: the gRPC prefix, then the message's chunks.
@@ -68,10 +69,14 @@ impl Body for Chunks {
 
 /// Calls `path` on `channel` with the message made of `message` (chunks concatenated),
 /// gzipped at that level when `gzip` is set, and the given request headers (metadata).
+/// The message's chunks are registered in `shared` (the registry of the channel's
+/// [`CoalescingConnector`](super::coalesce::CoalescingConnector)) for the call, so the
+/// connection writes them without copying them.
 /// The response message is not needed (OTLP's `Export*ServiceResponse` partial-success
 /// details are only informational).
 pub async fn call(
     channel: Channel,
+    shared: &SharedBuffers,
     path: &'static str,
     mut headers: http::HeaderMap,
     message: Vec<Bytes>,
@@ -93,6 +98,8 @@ pub async fn call(
     let mut prefix = [0u8; 5];
     prefix[0] = u8::from(gzip.is_some());
     prefix[1..].copy_from_slice(&len32.to_be_bytes());
+    // Until the call returns (or is dropped): the body is written by then.
+    let _registered = shared.register(&message);
     let mut chunks = Vec::with_capacity(message.len() + 1);
     chunks.push(Bytes::copy_from_slice(&prefix));
     chunks.extend(message.into_iter().filter(|c| !c.is_empty()));

@@ -86,6 +86,8 @@ fn jaeger_tls() -> TlsClientConfig {
 
 pub struct OtlpGrpcExporter {
     channel: Channel,
+    /// The channel's connections hold registered request bodies by reference.
+    shared: super::coalesce::SharedBuffers,
     compression: Option<CompressionEncoding>,
     /// With gzip: how (see `grpc_unary`).
     gzip_level: GzipLevel,
@@ -159,10 +161,9 @@ pub fn build_from(cfg: &OtlpGrpcConfig, id: &str) -> Result<OtlpGrpcExporter, Bu
     }
     // Many HTTP/2 frames per write (see `coalesce`); tonic layers TLS on top when set.
     // (A custom connector does not take the endpoint's TCP settings: the same ones again.)
-    let channel = ep.connect_with_connector_lazy(super::coalesce::CoalescingConnector::new(
-        true,
-        Some(CONNECT_TIMEOUT),
-    ));
+    let connector = super::coalesce::CoalescingConnector::new(true, Some(CONNECT_TIMEOUT));
+    let shared = connector.shared();
+    let channel = ep.connect_with_connector_lazy(connector);
     let mut headers = MetadataMap::new();
     for (k, v) in &cfg.headers {
         let key = MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
@@ -173,6 +174,7 @@ pub fn build_from(cfg: &OtlpGrpcConfig, id: &str) -> Result<OtlpGrpcExporter, Bu
     }
     Ok(OtlpGrpcExporter {
         channel,
+        shared,
         compression,
         gzip_level,
         headers,
@@ -258,7 +260,8 @@ impl OtlpGrpcExporter {
             // Uncompressed, the chunks go out as they are; gzip is weft's own encoder or
             // zlib at the configured level (see `grpc_unary`). zstd goes through tonic.
             let headers = self.headers.clone().into_headers();
-            return super::grpc_unary::call(self.channel.clone(), path, headers, body, gzip).await;
+            let channel = self.channel.clone();
+            return super::grpc_unary::call(channel, &self.shared, path, headers, body, gzip).await;
         }
         let mut grpc = tonic::client::Grpc::new(self.channel.clone())
             .max_decoding_message_size(64 * 1024 * 1024)

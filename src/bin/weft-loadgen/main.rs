@@ -548,7 +548,10 @@ mod send {
 
     enum Client {
         /// Uncompressed gRPC through [`weft::exporters::grpc_unary`].
-        Raw(tonic::transport::Channel),
+        Raw(
+            tonic::transport::Channel,
+            weft::exporters::coalesce::SharedBuffers,
+        ),
         Grpc(tonic::client::Grpc<tonic::transport::Channel>),
         Http(reqwest::Client),
     }
@@ -570,9 +573,9 @@ mod send {
                 // than tonic's encode copy and one write per frame, so weft can be driven
                 // harder on the same cores.
                 if matches!(o.compression, Comp::None) {
-                    return Client::Raw(ep.connect_with_connector_lazy(
-                        weft::exporters::coalesce::CoalescingConnector::new(true, None),
-                    ));
+                    let connector = weft::exporters::coalesce::CoalescingConnector::new(true, None);
+                    let shared = connector.shared();
+                    return Client::Raw(ep.connect_with_connector_lazy(connector), shared);
                 }
                 let ch = ep.connect_lazy();
                 let mut g = tonic::client::Grpc::new(ch).max_decoding_message_size(64 << 20);
@@ -594,9 +597,10 @@ mod send {
 
         async fn send(&self, o: &Opts, body: Vec<u8>) -> Outcome {
             match self {
-                Client::Raw(ch) => {
+                Client::Raw(ch, shared) => {
                     let r = weft::exporters::grpc_unary::call(
                         ch.clone(),
+                        shared,
                         grpc_path(o.signal),
                         http::HeaderMap::new(),
                         vec![bytes::Bytes::from(body)],
