@@ -153,16 +153,30 @@ pub fn check_compression(
 impl GzipLevel {
     /// `bytes` as one gzip member at this level.
     pub fn gzip(self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.gzip_into(bytes, &mut out);
+        out
+    }
+
+    /// `bytes` as one gzip member at this level, in `out` (cleared first): a buffer kept
+    /// from the last body keeps its capacity, so a multi-megabyte body does not fault in
+    /// fresh pages each time.
+    pub fn gzip_into(self, bytes: &[u8], out: &mut Vec<u8>) {
+        out.clear();
         match self {
-            GzipLevel::Fast => gzip(bytes),
+            GzipLevel::Fast => {
+                out.reserve(bytes.len() / 2 + 64);
+                super::deflate::gzip_into(bytes, out);
+            }
             GzipLevel::Zlib(level) => {
+                out.reserve(bytes.len() / 3 + 64);
                 let mut e = flate2::write::GzEncoder::new(
-                    Vec::with_capacity(bytes.len() / 3 + 64),
+                    std::mem::take(out),
                     flate2::Compression::new(level),
                 );
                 // Writing into a Vec cannot fail.
                 let _ = std::io::Write::write_all(&mut e, bytes);
-                e.finish().unwrap_or_default()
+                *out = e.finish().unwrap_or_default();
             }
         }
     }
@@ -253,5 +267,11 @@ mod tests {
             best.len(),
             fast.len()
         );
+        // Into a buffer kept from an earlier body: the same bytes, nothing of the old ones.
+        for (level, alone) in [(GzipLevel::Fast, &fast), (GzipLevel::Zlib(9), &best)] {
+            let mut kept = vec![0xAB; 100_000];
+            level.gzip_into(&text, &mut kept);
+            assert!(&kept == alone, "{level:?}");
+        }
     }
 }

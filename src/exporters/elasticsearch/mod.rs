@@ -308,14 +308,22 @@ impl ElasticsearchExporter {
                 Some(w) => w.slice(docs.byte_range(range.clone())),
                 None => {
                     let level = self.gzip.unwrap_or_default();
-                    bytes::Bytes::from(level.gzip(docs.slice(range.clone())))
+                    let mut out = std::mem::take(&mut docs.gzipped);
+                    level.gzip_into(docs.slice(range.clone()), &mut out);
+                    bytes::Bytes::from(out)
                 }
             };
-            let answer = match self
+            // A gzipped body's buffer is taken back for the next one when no request
+            // holds it any more.
+            let gzipped = whole.is_none().then(|| body.clone());
+            let sent = self
                 .endpoints
                 .bulk(&self.client, &self.path, &self.headers, body)
-                .await
-            {
+                .await;
+            if let Some(Ok(b)) = gzipped.map(bytes::Bytes::try_into_mut) {
+                docs.gzipped = b.into();
+            }
+            let answer = match sent {
                 Ok(a) => a,
                 Err(ExportError::Retryable { reason, after }) => {
                     outcome[range].fill(Some(ItemOutcome::Retry));

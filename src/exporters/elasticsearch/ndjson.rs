@@ -39,6 +39,10 @@ pub struct BulkBody {
     /// its index is `pending_index`. [`Encoder::write_bulk`] fills it before returning.
     pending: Option<(usize, std::ops::Range<usize>)>,
     pending_index: String,
+    /// The last gzipped request body, taken back when the request is done, so the next
+    /// one is compressed into memory already paged in (not part of the batch: kept by
+    /// [`BulkBody::clear`]).
+    pub gzipped: Vec<u8>,
 }
 
 impl BulkBody {
