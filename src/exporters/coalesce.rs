@@ -181,6 +181,9 @@ impl<T> Coalescing<T> {
 
     /// Holds `data`: by reference when it lies in a registered buffer, else copied.
     fn hold(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
         if let Some(b) = self.shared_slice(data) {
             self.held.push_back(Held::Shared(b));
         } else {
