@@ -69,7 +69,7 @@ impl Body for Chunks {
 
 /// Buffers kept between gzipped calls (the joined message, the compressed one), so a
 /// multi-megabyte message is not joined and compressed into freshly faulted pages each time
-/// (the page clearing was ~3% of weft's CPU forwarding with gzip, `perf`). Process-wide and
+/// (the kernel's page clearing was ~2% of weft's CPU forwarding with gzip, `perf`). Process-wide and
 /// small: at most [`MAX_SPARE`] buffers, none over [`MAX_SPARE_BYTES`].
 static SPARE: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
 const MAX_SPARE: usize = 4;
@@ -122,7 +122,8 @@ pub async fn call(
     message: Vec<Bytes>,
     gzip: Option<GzipLevel>,
 ) -> Result<(), Status> {
-    // Declared before the request, so dropped after it: by then the body is sent.
+    // Declared before the request, so dropped after it; a buffer still held elsewhere
+    // (a cancelled call) is not taken back.
     let mut reclaim = Reclaim(None);
     let message = if let Some(level) = gzip {
         headers.insert("grpc-encoding", HeaderValue::from_static("gzip"));
@@ -150,7 +151,7 @@ pub async fn call(
     let mut prefix = [0u8; 5];
     prefix[0] = u8::from(gzip.is_some());
     prefix[1..].copy_from_slice(&len32.to_be_bytes());
-    // Until the call returns (or is dropped): the body is written by then.
+    // For the call's lifetime; a frame written after it (a cancelled call) is copied.
     let _registered = shared.register(&message);
     let mut chunks = Vec::with_capacity(message.len() + 1);
     chunks.push(Bytes::copy_from_slice(&prefix));
