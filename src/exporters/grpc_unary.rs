@@ -110,13 +110,13 @@ impl Drop for Reclaim {
 /// Calls `path` on `channel` with the message made of `message` (chunks concatenated),
 /// gzipped at that level when `gzip` is set, and the given request headers (metadata).
 /// The message's chunks are registered in `shared` (the registry of the channel's
-/// [`CoalescingConnector`](super::coalesce::CoalescingConnector)) for the call, so the
-/// connection writes them without copying them.
+/// [`CoalescingConnector`](super::coalesce::CoalescingConnector); `None` under TLS) for
+/// the call, so the connection writes them without copying them.
 /// The response message is not needed (OTLP's `Export*ServiceResponse` partial-success
 /// details are only informational).
 pub async fn call(
     channel: Channel,
-    shared: &SharedBuffers,
+    shared: Option<&SharedBuffers>,
     path: &'static str,
     mut headers: http::HeaderMap,
     message: Vec<Bytes>,
@@ -152,7 +152,7 @@ pub async fn call(
     prefix[0] = u8::from(gzip.is_some());
     prefix[1..].copy_from_slice(&len32.to_be_bytes());
     // For the call's lifetime; a frame written after it (a cancelled call) is copied.
-    let _registered = shared.register(&message);
+    let _registered = shared.map(|s| s.register(&message));
     let mut chunks = Vec::with_capacity(message.len() + 1);
     chunks.push(Bytes::copy_from_slice(&prefix));
     chunks.extend(message.into_iter().filter(|c| !c.is_empty()));

@@ -86,8 +86,9 @@ fn jaeger_tls() -> TlsClientConfig {
 
 pub struct OtlpGrpcExporter {
     channel: Channel,
-    /// The channel's connections hold registered request bodies by reference.
-    shared: super::coalesce::SharedBuffers,
+    /// The channel's connections hold registered request bodies by reference (plain
+    /// text only: `None` under TLS).
+    shared: Option<super::coalesce::SharedBuffers>,
     compression: Option<CompressionEncoding>,
     /// With gzip: how (see `grpc_unary`).
     gzip_level: GzipLevel,
@@ -162,7 +163,9 @@ pub fn build_from(cfg: &OtlpGrpcConfig, id: &str) -> Result<OtlpGrpcExporter, Bu
     // Many HTTP/2 frames per write (see `coalesce`); tonic layers TLS on top when set.
     // (A custom connector does not take the endpoint's TCP settings: the same ones again.)
     let connector = super::coalesce::CoalescingConnector::new(true, Some(CONNECT_TIMEOUT));
-    let shared = connector.shared();
+    // Under TLS the connection writes encrypted records, never a request's own bytes:
+    // nothing to register, and no registry lookup per record.
+    let shared = (!uri.starts_with("https://")).then(|| connector.shared());
     let channel = ep.connect_with_connector_lazy(connector);
     let mut headers = MetadataMap::new();
     for (k, v) in &cfg.headers {
@@ -261,7 +264,8 @@ impl OtlpGrpcExporter {
             // zlib at the configured level (see `grpc_unary`). zstd goes through tonic.
             let headers = self.headers.clone().into_headers();
             let channel = self.channel.clone();
-            return super::grpc_unary::call(channel, &self.shared, path, headers, body, gzip).await;
+            let shared = self.shared.as_ref();
+            return super::grpc_unary::call(channel, shared, path, headers, body, gzip).await;
         }
         let mut grpc = tonic::client::Grpc::new(self.channel.clone())
             .max_decoding_message_size(64 * 1024 * 1024)

@@ -600,7 +600,7 @@ mod send {
                 Client::Raw(ch, shared) => {
                     let r = weft::exporters::grpc_unary::call(
                         ch.clone(),
-                        shared,
+                        Some(shared),
                         grpc_path(o.signal),
                         http::HeaderMap::new(),
                         vec![bytes::Bytes::from(body)],
