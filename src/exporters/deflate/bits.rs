@@ -22,6 +22,23 @@ impl<'o> Bits<'o> {
         }
     }
 
+    /// Runs `f` on a copy of this writer, then takes its state back. In a hot loop the
+    /// copy's state stays in registers: through `&mut self`, the compiler stores and
+    /// reloads it around every flush, whose store into the output might alias it.
+    #[inline(always)]
+    pub(super) fn hot<R>(&mut self, f: impl FnOnce(&mut Bits<'_>) -> R) -> R {
+        let mut b = Bits {
+            out: &mut *self.out,
+            pos: self.pos,
+            acc: self.acc,
+            n: self.n,
+        };
+        let r = f(&mut b);
+        let Bits { pos, acc, n, .. } = b;
+        (self.pos, self.acc, self.n) = (pos, acc, n);
+        r
+    }
+
     /// Makes room for `bits` more bits (plus the 8-byte store's slack).
     pub(super) fn room(&mut self, bits: u64) {
         let need = self.pos + (bits / 8) as usize + 16;

@@ -292,11 +292,19 @@ impl Block {
     }
 }
 
-/// The bit-reversed canonical codes of both alphabets, with extra bits folded in where
-/// they are fixed per symbol.
+/// The bit-reversed canonical codes of both alphabets, as (bits, length) pairs ready for
+/// the bit writer. A length's code and extra bits depend only on the length, so each of
+/// the 256 lengths has its whole (code | extra) pair, made once per block: a match looks
+/// up one entry instead of its symbol, code, base and extra-bit count.
 struct Codes {
     lit: [(u32, u8); 286],
-    dist: [(u32, u8); 30],
+    /// Per `length - 3`: the length symbol's code with the extra bits above it.
+    len: [(u32, u8); 256],
+    /// Per distance code, its code; 30 and 31 are never used (masking an index to 5 bits
+    /// needs no bounds check).
+    dist: [(u32, u8); 32],
+    dist_extra: [u8; 32],
+    dist_base: [u16; 32],
 }
 
 impl Codes {
@@ -305,15 +313,37 @@ impl Codes {
         for ((slot, c), &l) in lit.iter_mut().zip(canonical(lit_len)).zip(lit_len) {
             *slot = (c, l);
         }
-        let mut dist = [(0, 0); 30];
+        let mut len = [(0, 0); 256];
+        for (len3, slot) in len.iter_mut().enumerate() {
+            let sym = LEN_SYM[len3] as usize;
+            let (c, l) = lit[sym];
+            let k = sym - 257;
+            let extra = (len3 + 3 - LEN_BASE[k] as usize) as u32;
+            *slot = (c | extra << l, l + LEN_EXTRA[k]);
+        }
+        let mut dist = [(0, 0); 32];
         for ((slot, c), &l) in dist.iter_mut().zip(canonical(dist_len)).zip(dist_len) {
             *slot = (c, l);
         }
-        Codes { lit, dist }
+        let (mut dist_extra, mut dist_base) = ([0; 32], [1; 32]);
+        dist_extra[..30].copy_from_slice(&DIST_EXTRA);
+        dist_base[..30].copy_from_slice(&DIST_BASE);
+        Codes {
+            lit,
+            len,
+            dist,
+            dist_extra,
+            dist_base,
+        }
     }
 
     #[inline(never)]
     fn write_tokens(&self, w: &mut Bits<'_>, tokens: &[u32], raw: &[u8]) {
+        w.hot(|w| self.write_tokens_hot(w, tokens, raw));
+    }
+
+    #[inline(always)]
+    fn write_tokens_hot(&self, w: &mut Bits<'_>, tokens: &[u32], raw: &[u8]) {
         let mut at = 0;
         for &t in tokens {
             if t & MATCH == 0 {
@@ -337,15 +367,13 @@ impl Codes {
             } else {
                 let len3 = (t & 0xff) as usize;
                 let d1 = ((t >> 8) & 0x7fff) as usize;
-                let sym = LEN_SYM[len3] as usize;
-                let (c, l) = self.lit[sym % 286];
-                let xb = LEN_EXTRA[(sym - 257) % 29] as u32;
-                let xv = (len3 + 3 - LEN_BASE[(sym - 257) % 29] as usize) as u64;
-                let dc = dist_code(d1) % 30;
+                // At most 15 + 5 bits for the length, 15 + 13 for the distance: 48 + 7.
+                let (c, l) = self.len[len3];
+                let dc = dist_code(d1) & 31;
                 let (dcode, dl) = self.dist[dc];
-                let db = DIST_EXTRA[dc] as u32;
-                let dv = (d1 + 1 - DIST_BASE[dc] as usize) as u64;
-                w.add(c as u64 | xv << l, l as u32 + xb);
+                let db = self.dist_extra[dc] as u32;
+                let dv = (d1 + 1 - self.dist_base[dc] as usize) as u64;
+                w.add(c as u64, l as u32);
                 w.add(dcode as u64 | dv << dl, dl as u32 + db);
                 w.flush();
                 at += len3 + 3;
