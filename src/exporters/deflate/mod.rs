@@ -152,15 +152,18 @@ fn hash(v: u32) -> usize {
 /// How many bytes from `a` and `b` (`a < b`) are equal, up to `max`.
 #[inline(always)]
 fn common(input: &[u8], a: usize, b: usize, max: usize) -> usize {
+    // Two slices of `max` bytes: the loop below then needs no bounds check per read.
+    let (x, y) = (&input[a..a + max], &input[b..b + max]);
     let mut n = 0;
-    while n + 8 <= max {
-        let x = read64(input, a + n) ^ read64(input, b + n);
-        if x != 0 {
-            return n + (x.trailing_zeros() / 8) as usize;
+    for (cx, cy) in x.chunks_exact(8).zip(y.chunks_exact(8)) {
+        let d = u64::from_le_bytes(cx.try_into().unwrap_or_default())
+            ^ u64::from_le_bytes(cy.try_into().unwrap_or_default());
+        if d != 0 {
+            return n + (d.trailing_zeros() / 8) as usize;
         }
         n += 8;
     }
-    while n < max && input[a + n] == input[b + n] {
+    while n < max && x[n] == y[n] {
         n += 1;
     }
     n
@@ -184,24 +187,31 @@ impl Block {
         // Positions from which 4 bytes can be hashed.
         let hash_end = end.saturating_sub(MIN_MATCH - 1);
         let mut run = p;
-        while p < hash_end && self.tokens.len() < BLOCK_TOKENS {
-            let v = read32(input, p);
-            let h = hash(v);
-            let e = table[h];
-            table[h] = p as u64 | u64::from(v) << 32;
-            let c = e as u32 as usize;
-            if (e >> 32) as u32 == v && c < p && p - c <= WINDOW {
-                p = self.matched(input, &mut run, p, c);
-                if p - 1 < hash_end {
-                    let w = read32(input, p - 1);
-                    table[hash(w)] = (p - 1) as u64 | u64::from(w) << 32;
+        'block: while self.tokens.len() < BLOCK_TOKENS {
+            // The next match: a tight loop of its own, with little to keep in registers.
+            let c = loop {
+                if p >= hash_end {
+                    break 'block;
                 }
-            } else {
+                let v = read32(input, p);
+                let h = hash(v);
+                let e = table[h];
+                table[h] = p as u64 | u64::from(v) << 32;
+                let c = e as u32 as usize;
+                // `c < p` and `p - c <= WINDOW` in one comparison.
+                if (e >> 32) as u32 == v && p.wrapping_sub(c).wrapping_sub(1) < WINDOW {
+                    break c;
+                }
                 // Past 8 literals in a row, look at every other position, then every
                 // third...: random values (ids, hashes) are skipped faster, and the
                 // table keeps more of the positions worth matching. A match found past
                 // the bytes it should have started at is extended back over them.
                 p += 1 + ((p - run) >> 3);
+            };
+            p = self.matched(input, &mut run, p, c);
+            if p - 1 < hash_end {
+                let w = read32(input, p - 1);
+                table[hash(w)] = (p - 1) as u64 | u64::from(w) << 32;
             }
         }
         if self.tokens.len() < BLOCK_TOKENS {
