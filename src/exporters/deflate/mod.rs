@@ -139,12 +139,6 @@ fn read32(b: &[u8], i: usize) -> u32 {
 }
 
 #[inline(always)]
-fn read64(b: &[u8], i: usize) -> u64 {
-    let w: [u8; 8] = b[i..i + 8].try_into().unwrap_or_default();
-    u64::from_le_bytes(w)
-}
-
-#[inline(always)]
 fn hash(v: u32) -> usize {
     (v.wrapping_mul(0x9E37_79B1) >> (32 - HASH_BITS)) as usize
 }
