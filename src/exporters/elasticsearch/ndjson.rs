@@ -15,9 +15,11 @@
 //! raw resource that cannot be decoded at all are left out and counted in
 //! [`BulkBody::malformed`] (see [`crate::data::view_logs`]).
 
-use super::bulk::{DocumentId, Encoder, Op, Target, content_id, is_data_stream_name};
+use std::ops::Range;
+
+use super::bulk::{DocumentId, Encoder, Op, Target, is_data_stream_name};
 use super::mapping::{Context, DataStream, Mode, ROUTING_KEYS};
-use super::sha2x::content_ids2;
+use super::sha2x;
 use crate::data::view::{AnyRef, Attrs, KvRef, LogView};
 use crate::data::view_logs::LogsView;
 use crate::data::{Batch, InstrumentationScope, KeyValue, Resource, Signal};
@@ -34,15 +36,25 @@ pub struct BulkBody {
     pub malformed: usize,
     /// The first decode error of those.
     pub malformed_error: Option<String>,
-    /// A document whose content id waits for the next document's, so that the two are
-    /// hashed together ([`super::sha2x`]): where its id goes and its source, in `body`;
-    /// its index is `pending_index`. [`Encoder::write_bulk`] fills it before returning.
-    pending: Option<(usize, std::ops::Range<usize>)>,
+    /// Documents whose content ids wait for the next ones', so that
+    /// [`sha2x::lanes`] of them are hashed together ([`super::sha2x`]): where each id goes
+    /// and its source, in `body`, and its index, in `pending_index`.
+    /// [`Encoder::write_bulk`] fills them before returning.
+    pending: Vec<Pending>,
     pending_index: String,
     /// The last gzipped request body, taken back when the request is done, so the next
     /// one is compressed into memory already paged in (not part of the batch: kept by
     /// [`BulkBody::clear`]).
     pub gzipped: Vec<u8>,
+}
+
+/// A document waiting for its content id: the offsets of its id placeholder, its source
+/// (in [`BulkBody::body`]) and its index name (in [`BulkBody::pending_index`]).
+#[derive(Debug, Clone)]
+struct Pending {
+    id_at: usize,
+    source: Range<usize>,
+    index: Range<usize>,
 }
 
 impl BulkBody {
@@ -52,37 +64,43 @@ impl BulkBody {
         self.ops.clear();
         self.malformed = 0;
         self.malformed_error = None;
-        self.pending = None;
+        self.pending.clear();
         self.pending_index.clear();
     }
 
-    /// Hashes a document's source for its content id, written at `at` (a placeholder of
-    /// 32 hex digits): with the pending document's if there is one, else it becomes the
-    /// pending one.
-    fn content_id_at(&mut self, at: usize, index: &str, source: std::ops::Range<usize>) {
-        match self.pending.take() {
-            Some((first_at, first)) => {
-                let (a, b) = content_ids2(
-                    (&self.pending_index, &self.body[first]),
-                    (index, &self.body[source]),
-                );
-                jsonw::hex_fill(&mut self.body[first_at..first_at + 32], &a);
-                jsonw::hex_fill(&mut self.body[at..at + 32], &b);
-            }
-            None => {
-                self.pending = Some((at, source));
-                self.pending_index.clear();
-                self.pending_index.push_str(index);
-            }
+    /// A document's content id, to be written at `at` (a placeholder of 32 hex digits):
+    /// hashed with the ones pending when there are [`sha2x::lanes`] of them, else pending.
+    fn content_id_at(&mut self, at: usize, index: &str, source: Range<usize>) {
+        let from = self.pending_index.len();
+        self.pending_index.push_str(index);
+        self.pending.push(Pending {
+            id_at: at,
+            source,
+            index: from..self.pending_index.len(),
+        });
+        if self.pending.len() >= sha2x::lanes() {
+            self.finish_ids();
         }
     }
 
-    /// Fills the pending document's content id alone.
+    /// Hashes the pending documents and fills in their content ids.
     fn finish_ids(&mut self) {
-        if let Some((at, source)) = self.pending.take() {
-            let id = content_id(&self.pending_index, &self.body[source]);
-            jsonw::hex_fill(&mut self.body[at..at + 32], &id);
+        for group in self.pending.chunks(sha2x::MAX_LANES) {
+            let mut docs: [(&str, &[u8]); sha2x::MAX_LANES] = [("", &[]); sha2x::MAX_LANES];
+            for (d, p) in docs.iter_mut().zip(group) {
+                *d = (
+                    &self.pending_index[p.index.clone()],
+                    &self.body[p.source.clone()],
+                );
+            }
+            let mut ids = [[0u8; 16]; sha2x::MAX_LANES];
+            sha2x::content_ids(&docs[..group.len()], &mut ids);
+            for (p, id) in group.iter().zip(&ids) {
+                jsonw::hex_fill(&mut self.body[p.id_at..p.id_at + 32], id);
+            }
         }
+        self.pending.clear();
+        self.pending_index.clear();
     }
 
     pub fn len(&self) -> usize {

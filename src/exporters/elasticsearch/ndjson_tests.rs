@@ -177,3 +177,38 @@ fn non_log_batches_take_the_reference_path() {
     Encoder::default().write_bulk(&b, &mut out);
     assert!(out.is_empty());
 }
+
+/// Batches of 17–120 records: content ids are hashed in groups ([`sha2x::lanes`] at a
+/// time, then the rest when the batch ends), and every id is still its own document's.
+#[test]
+fn content_ids_of_large_batches_equal_the_reference() {
+    let mut rng = fastrand::Rng::with_seed(16);
+    let enc = Encoder {
+        document_id: DocumentId::ContentHash,
+        ..Default::default()
+    };
+    for round in 0..40 {
+        let mut resources = Vec::new();
+        let mut n = 0;
+        let want_n = rng.usize(17..120);
+        while n < want_n {
+            if let Batch::Logs(r) = batch(&mut rng) {
+                n += r
+                    .iter()
+                    .flat_map(|r| &r.scope_logs)
+                    .map(|s| s.log_records.len())
+                    .sum::<usize>();
+                resources.extend(r);
+            }
+        }
+        let b = Batch::Logs(resources);
+        let mut out = BulkBody::default();
+        enc.write_bulk(&b, &mut out);
+        let (want, _) = reference(&enc, &b);
+        assert_eq!(out.len(), n, "round {round}");
+        assert!(
+            out.body == want,
+            "round {round}: {n} documents differ from the reference"
+        );
+    }
+}
