@@ -26,7 +26,15 @@
 //!   incompressible input grows by a few bytes per 64 KiB, never more. Literal/length
 //!   codes are limited to 11 bits, so five literals go into the bit buffer per store.
 //! - A 64-bit bit buffer written with unconditional 8-byte stores into room reserved per
-//!   block (a block's size is known before it is written): no branch per symbol.
+//!   block (a block's size is known before it is written): no branch per symbol. While a
+//!   block's tokens are written the buffer's state lives in a local copy ([`Bits::hot`]),
+//!   so it stays in registers, and each match length is one table entry with its extra
+//!   bits already in place.
+//! - The match search is a loop of its own (few live values, no spills), and a match is
+//!   extended over two slices of the input (no bounds check per 8 bytes). These three
+//!   changes (eleventh session) took gzip of 1,000 criterion `_bulk` documents from 674 to
+//!   540 µs and a captured loadgen `_bulk` body (random attribute values: mostly literals)
+//!   from ~1,230 to ~1,115 ns per document, on an Intel Xeon (Ice Lake class, 2.3 GHz).
 //!
 //! The output is plain DEFLATE that any inflater reads; the gzip trailer's CRC-32 (of the
 //! input, via `crc32fast`) lets the receiver detect any corruption. The tests decode every
