@@ -49,18 +49,22 @@ pub fn content_ids2(a: (&str, &[u8]), b: (&str, &[u8])) -> ([u8; 16], [u8; 16]) 
 pub const MAX_LANES: usize = 16;
 
 /// How many documents to gather before calling [`content_ids`]: 16 where AVX-512 hashes
-/// them side by side, 2 where SHA-NI interleaves two, else 1.
+/// them side by side faster than SHA-NI pairs, 2 where SHA-NI interleaves two, else 1.
+/// Chosen once per process, see [`x86::wide_pays`].
 pub fn lanes() -> usize {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if x86::has_avx512() {
-            return MAX_LANES;
+    static LANES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *LANES.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if x86::has_avx512() && x86::wide_pays() {
+                return MAX_LANES;
+            }
+            if x86::has_sha() {
+                return 2;
+            }
         }
-        if x86::has_sha() {
-            return 2;
-        }
-    }
-    1
+        1
+    })
 }
 
 /// The content ids of up to [`MAX_LANES`] documents, `(index, source)` each, into
@@ -185,6 +189,46 @@ mod x86 {
     /// AVX-512 F (rotates, three-input logic, gathers) and BW (the byte swap).
     pub(super) fn has_avx512() -> bool {
         is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")
+    }
+
+    /// Whether the sixteen lanes are worth it on this CPU. Two reasons they may not be:
+    /// - Intel's Skylake-SP and Cascade Lake lower the core's clock while 512-bit
+    ///   instructions run, even these light ones, which would slow the rest of weft more
+    ///   than the ids gain. VBMI2 came with Ice Lake, whose clock they do not lower, so
+    ///   it stands for "a later design".
+    /// - AMD's Zen 4 runs 512-bit operations as two halves, while its SHA-NI is fast.
+    ///
+    /// So the lanes are used only where VBMI2 is present and a quick timing at first use
+    /// (16 messages of 14 blocks each way, best of three: ~50 µs once) finds them faster
+    /// than SHA-NI pairs. Only the first is checked on this session's machine; neither
+    /// older Intel nor AMD with AVX-512 was available to measure.
+    pub(super) fn wide_pays() -> bool {
+        if !is_x86_feature_detected!("avx512vbmi2") {
+            return false;
+        }
+        if !has_sha() {
+            return true;
+        }
+        let source: Vec<u8> = (0..880u32 * 16).map(|i| (i * 7 + 3) as u8).collect();
+        let docs: Vec<(&str, &[u8])> = source.chunks(880).map(|c| ("i", c)).collect();
+        let mut out = [[0u8; 16]; 16];
+        let time = |f: &mut dyn FnMut()| {
+            (0..3)
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    f();
+                    t.elapsed()
+                })
+                .min()
+                .unwrap_or_default()
+        };
+        let wide = time(&mut || ids16(&docs, &mut out));
+        let pairs = time(&mut || {
+            for (p, o) in docs.chunks_exact(2).zip(out.chunks_exact_mut(2)) {
+                (o[0], o[1]) = ids2(p[0], p[1]);
+            }
+        });
+        wide < pairs
     }
 
     /// Up to 16 documents' ids, one per lane (`docs.len()` at most 16).
@@ -498,6 +542,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The group size follows the CPU: never 16 without AVX-512, at least 2 with SHA-NI.
+    #[test]
+    fn lanes_follow_the_cpu() {
+        let n = lanes();
+        assert!([1, 2, MAX_LANES].contains(&n), "{n}");
+        #[cfg(target_arch = "x86_64")]
+        {
+            if !x86::has_avx512() {
+                assert_ne!(n, MAX_LANES);
+            }
+            if x86::has_sha() {
+                assert!(n >= 2, "{n}");
+            }
+        }
+        eprintln!("content ids {n} at a time on this CPU");
+        assert_eq!(lanes(), n, "chosen once");
     }
 
     /// Groups of every size up to 16, their lengths spread around the block boundaries so
