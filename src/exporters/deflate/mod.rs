@@ -27,7 +27,7 @@
 //!   codes are limited to 11 bits, so five literals go into the bit buffer per store.
 //! - A 64-bit bit buffer written with unconditional 8-byte stores into room reserved per
 //!   block (a block's size is known before it is written): no branch per symbol. While a
-//!   block's tokens are written the buffer's state lives in a local copy ([`Bits::hot`]),
+//!   block's tokens are written the buffer's state lives in a local copy (`Bits::hot`),
 //!   so it stays in registers, and each match length is one table entry with its extra
 //!   bits already in place.
 //! - The match search is a loop of its own (few live values, no spills), and a match is

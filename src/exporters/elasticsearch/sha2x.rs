@@ -20,7 +20,9 @@
 //! in ~45: 280 vs 490 ns per 14-block message in a scratch build (312 before the 64
 //! rounds were written out). End to end, Elasticsearch with gzip: SHA's share 15% → 10.7%
 //! (perf), three alternated pairs 3.36–3.41 → 3.17–3.21 CPU s per million records. CPUs
-//! without AVX-512 keep the pairs.
+//! without AVX-512, or where the lanes do not pay (`x86::wide_pays`: older Intel designs
+//! that lower their clock for 512-bit work, or a first-use timing that finds SHA-NI pairs
+//! faster), keep the pairs.
 //!
 //! [`content_ids2`] and [`content_ids`] give exactly what calls of
 //! [`super::bulk::content_id`] give (the tests compare them on every length around the
@@ -50,7 +52,7 @@ pub const MAX_LANES: usize = 16;
 
 /// How many documents to gather before calling [`content_ids`]: 16 where AVX-512 hashes
 /// them side by side faster than SHA-NI pairs, 2 where SHA-NI interleaves two, else 1.
-/// Chosen once per process, see [`x86::wide_pays`].
+/// Chosen once per process, see `x86::wide_pays`.
 pub fn lanes() -> usize {
     static LANES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *LANES.get_or_init(|| {
