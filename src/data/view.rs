@@ -303,7 +303,7 @@ fn wire_key(kv: &[u8]) -> &[u8] {
 pub enum Attrs<'a> {
     Owned(&'a [KeyValue]),
     Wire(&'a [u8], u32),
-    /// Read by [`super::view_check::read_log`] (a raw record's checked attributes).
+    /// Read by `view_check::read_log` (a raw record's checked attributes).
     Checked(&'a [WireKv<'a>]),
 }
 
@@ -443,7 +443,7 @@ impl<'a> LogView<'a> {
     }
 
     /// A `LogRecord` message's bytes (checked by [`check_log`] beforehand), read field by
-    /// field: the independent reader the tests compare [`super::view_check::read_log`]
+    /// field: the independent reader the tests compare `view_check::read_log`
     /// against (the exporters read records through the check itself).
     #[cfg(test)]
     pub fn from_wire(b: &'a [u8]) -> LogView<'a> {
@@ -467,7 +467,7 @@ impl<'a> LogView<'a> {
     }
 
     /// A `LogRecord` message's view with nothing read yet (for
-    /// [`super::view_check::read_log`], which fills it in).
+    /// `view_check::read_log`, which fills it in).
     pub(crate) fn from_wire_unread(b: &'a [u8]) -> LogView<'a> {
         LogView {
             time_unix_nano: 0,

@@ -1,13 +1,13 @@
 //! Checking raw log records, and reading them in the same walk: what makes a raw resource
 //! safe to hand out as views ([`super::view_logs`]) without a second pass over its bytes.
 //!
-//! [`read_log`] walks a `LogRecord` message once: it checks every field the views read
+//! `read_log` walks a `LogRecord` message once: it checks every field the views read
 //! (known fields with their wire types, UTF-8 where prost wants a `String`, nested values)
 //! and returns the record's [`LogView`] with its scalar fields, body and string slices
 //! already read, its attributes appended to an arena as [`WireKv`]s (key and value read,
 //! the message's bytes kept for the rare paths that decode with prost). A record that
 //! reads fails the check, and the caller decodes its whole resource with prost instead.
-//! What the walk returns is what [`LogView::from_wire`] / [`KvRef::from_wire`] read from the
+//! What the walk returns is what `LogView::from_wire` / [`KvRef::from_wire`] read from the
 //! same bytes, which is what prost decodes (the tests hold all three to it).
 //!
 //! Nested arrays and key/value lists are checked in full here but read lazily, as wire
@@ -203,9 +203,9 @@ pub(crate) fn read_log<'a>(
     Ok(v)
 }
 
-/// Checks a `LogRecord` message: everything [`LogView::from_wire`] and the views of its
+/// Checks a `LogRecord` message: everything `LogView::from_wire` and the views of its
 /// body and attributes read is well-formed, UTF-8 where prost wants a `String`, and reads
-/// as prost would decode it. (The exporters call [`read_log`], which checks and reads in
+/// as prost would decode it. (The exporters call `read_log`, which checks and reads in
 /// one walk; this is the tests' entry.)
 #[cfg(test)]
 pub fn check_log(b: &[u8]) -> Result<(), Malformed> {

@@ -4,7 +4,7 @@
 //! Resources and scopes (one per many records) are decoded with prost; records are
 //! [`LogView`]s over the wire bytes. Malformed input: a raw batch was only shallow-scanned
 //! at the receiver (framing down to the records; not UTF-8, attributes or bodies), so each
-//! raw resource is checked in full ([`super::view_check::read_log`] on every record, prost
+//! raw resource is checked in full (`view_check::read_log` on every record, prost
 //! on its resource and scopes) before any of it is handed out. The check reads each record
 //! as it goes (scalar fields, strings, body, attributes into a per-resource arena whose
 //! allocations are reused), so the views hand out what it read: the bytes are walked and

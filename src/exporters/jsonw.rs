@@ -55,7 +55,7 @@ pub fn escaped(out: &mut Vec<u8>, s: &str) {
 /// The common string needs no escape at all: it is scanned a word (8 bytes) at a time,
 /// the last word overlapping the one before it (a string shorter than a word is padded
 /// with spaces, which need no escape), and then copied in one append. A string with
-/// something to escape goes through [`escape_from`] from the first word that has it.
+/// something to escape goes through `escape_from` from the first word that has it.
 pub fn escaped_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     let n = bytes.len();
     let mut words = bytes.chunks_exact(8);

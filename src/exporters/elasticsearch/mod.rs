@@ -26,7 +26,7 @@
 //!   batching is the `batch` processor's job (or `sending_queue.batch`), one
 //!   implementation for every exporter.
 //! - `retry` (`enabled`, `max_retries` (2), `initial_interval`, `max_interval`,
-//!   `retry_on_status` ([429])) is accepted for Collector configs. This exporter never
+//!   `retry_on_status` (\[429\])) is accepted for Collector configs. This exporter never
 //!   retries by itself: it answers the delivery layer, whose `retry_on_failure` owns
 //!   backoff, jitter and `Retry-After`, bounded by `max_elapsed_time` rather than a count
 //!   (`max_retries` is not enforced). `retry_on_status` adds item statuses to retry.

@@ -4,21 +4,21 @@
 //! Config keys (defaults in brackets):
 //! - `endpoint` (required): Loki's base URL; requests go to `<endpoint>/loki/api/v1/push`
 //!   (a URL that already ends in that path is used as is).
-//! - `tenant_id` [none]: sent as `X-Scope-OrgID`.
-//! - `tenant: {source: attribute, key: <attr>}` [none]: the tenant per record, from the
+//! - `tenant_id` \[none\]: sent as `X-Scope-OrgID`.
+//! - `tenant: {source: attribute, key: <attr>}` \[none\]: the tenant per record, from the
 //!   record attribute `key`, else the resource attribute, else `tenant_id`. Records are
 //!   grouped per tenant: one request per tenant.
-//! - `auth` [none]: `basic: {username, password}`, `bearer: {token}`, `headers: {k: v}`.
-//! - `tls` [plain]: the Collector's client TLS keys (`ca_file`, `cert_file`, ...).
-//! - `encoding` [`protobuf`]: `protobuf` (logproto `PushRequest`, snappy block-compressed,
+//! - `auth` \[none\]: `basic: {username, password}`, `bearer: {token}`, `headers: {k: v}`.
+//! - `tls` \[plain\]: the Collector's client TLS keys (`ca_file`, `cert_file`, ...).
+//! - `encoding` \[`protobuf`\]: `protobuf` (logproto `PushRequest`, snappy block-compressed,
 //!   `Content-Type: application/x-protobuf`) or `json`.
-//! - `compression` [`none`]: `gzip` or `none`; only for `json` (protobuf is always snappy).
+//! - `compression` \[`none`\]: `gzip` or `none`; only for `json` (protobuf is always snappy).
 //! - `labels`: see [`labels`] (Loki 3's default OTLP resource labels plus `level`).
-//! - `line_format` [`json`]: `json`, `logfmt` or `raw` (see [`encode`]).
-//! - `structured_metadata` [true]: non-label attributes and trace context go to Loki 3
+//! - `line_format` \[`json`\]: `json`, `logfmt` or `raw` (see [`encode`]).
+//! - `structured_metadata` \[true\]: non-label attributes and trace context go to Loki 3
 //!   structured metadata instead of the line.
-//! - `limits`: Loki's limits the encoder stays within: `max_label_value_length` [2048],
-//!   `max_structured_metadata_size` [65536], `max_structured_metadata_entries` [128]. Longer
+//! - `limits`: Loki's limits the encoder stays within: `max_label_value_length` \[2048\],
+//!   `max_structured_metadata_size` \[65536\], `max_structured_metadata_entries` \[128\]. Longer
 //!   label values and oversized metadata are truncated (never rejected) and counted in
 //!   `weft_exporter_loki_truncations_total{component, reason}`.
 //! - Framework keys (`sending_queue`, `retry_on_failure`, `timeout`) belong to delivery.

@@ -6,7 +6,7 @@
 //! `ResourceLogs` → `ScopeLogs` → `LogRecord`); every field that does not enclose an edited
 //! item is copied byte for byte. In an item, the attribute entries (`KeyValue`, span field
 //! 9, log record field 6) are read as borrowed key and value ranges, the actions run on
-//! that list (see [`super::wire_item`]), and an item that changed is written with its
+//! that list (see `wire_item`), and an item that changed is written with its
 //! attribute fields replaced by the edited list (at the place of the first one) and its
 //! other fields copied; the lengths of the item, its scope message and its resource message
 //! are rewritten. The output is a new request with the same items and resources.

@@ -8,7 +8,7 @@
 //! copied once more into an exactly sized buffer (so a queued batch does not pin twice its
 //! size). Here the 5-byte gRPC prefix gives the message length up front, so the frames are
 //! copied once, into the final buffer. That length is the client's claim, so at most
-//! [`UPFRONT`] of it is reserved before the bytes arrive; a larger message's buffer grows
+//! `UPFRONT` of it is reserved before the bytes arrive; a larger message's buffer grows
 //! by doubling up to exactly its length.
 //!
 //! Errors are what tonic answers for the same input: a message over the size limit is
@@ -92,7 +92,7 @@ where
 const UPFRONT: usize = 256 * 1024;
 
 /// Makes room for `n` more bytes of a message of `want` bytes: doubling, never beyond
-/// `want`, so a message larger than [`UPFRONT`] is copied O(log) times and its final
+/// `want`, so a message larger than `UPFRONT` is copied O(log) times and its final
 /// buffer is exactly sized.
 fn grow(msg: &mut Vec<u8>, n: usize, want: usize) {
     if msg.capacity() - msg.len() >= n {
