@@ -314,6 +314,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Coalescing<T> {
     }
 }
 
+/// hyper's HTTP connector with [`Coalescing`] around each TCP connection: the connector
+/// the `otlp` exporter hands to tonic (TLS, when configured, is layered on top by tonic).
+/// Its streams hold writes from its [`SharedBuffers`] by reference.
 #[derive(Clone)]
 pub struct CoalescingConnector {
     http: HttpConnector,
@@ -494,7 +497,7 @@ mod tests {
     }
 
     /// Bytes that merely equal a registered buffer's, from other memory, are copied; so
-    /// are writes after the registration ended.
+    /// are bytes that were never registered.
     #[tokio::test]
     async fn only_writes_from_registered_memory_are_shared() {
         let (near, mut far) = tokio::io::duplex(1 << 20);

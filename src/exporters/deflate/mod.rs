@@ -316,8 +316,6 @@ struct Codes {
     /// Per distance code, its code; 30 and 31 are never used (masking an index to 5 bits
     /// needs no bounds check).
     dist: [(u32, u8); 32],
-    dist_extra: [u8; 32],
-    dist_base: [u16; 32],
 }
 
 impl Codes {
@@ -338,16 +336,7 @@ impl Codes {
         for ((slot, c), &l) in dist.iter_mut().zip(canonical(dist_len)).zip(dist_len) {
             *slot = (c, l);
         }
-        let (mut dist_extra, mut dist_base) = ([0; 32], [1; 32]);
-        dist_extra[..30].copy_from_slice(&DIST_EXTRA);
-        dist_base[..30].copy_from_slice(&DIST_BASE);
-        Codes {
-            lit,
-            len,
-            dist,
-            dist_extra,
-            dist_base,
-        }
+        Codes { lit, len, dist }
     }
 
     #[inline(never)]
@@ -384,8 +373,8 @@ impl Codes {
                 let (c, l) = self.len[len3];
                 let dc = dist_code(d1) & 31;
                 let (dcode, dl) = self.dist[dc];
-                let db = self.dist_extra[dc] as u32;
-                let dv = (d1 + 1 - self.dist_base[dc] as usize) as u64;
+                let db = DIST_EXTRA[dc] as u32;
+                let dv = (d1 + 1 - DIST_BASE[dc] as usize) as u64;
                 w.add(c as u64, l as u32);
                 w.add(dcode as u64 | dv << dl, dl as u32 + db);
                 w.flush();

@@ -25,13 +25,15 @@ pub(super) const LEN_BASE: [u16; 29] = [
 pub(super) const LEN_EXTRA: [u8; 29] = [
     0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0,
 ];
-pub(super) const DIST_BASE: [u16; 30] = [
+/// Per distance code. Codes 30 and 31 do not occur (base 1, no extra bits): the tables
+/// have 32 entries so that an index masked to 5 bits needs no bounds check.
+pub(super) const DIST_BASE: [u16; 32] = [
     1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537,
-    2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577,
+    2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577, 1, 1,
 ];
-pub(super) const DIST_EXTRA: [u8; 30] = [
+pub(super) const DIST_EXTRA: [u8; 32] = [
     0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13,
-    13,
+    13, 0, 0,
 ];
 
 /// Distance code for `distance - 1` (zlib's two-range table).

@@ -237,10 +237,9 @@ mod x86 {
     pub(super) fn ids16(docs: &[(&str, &[u8])], out: &mut [[u8; 16]]) {
         let msgs: [Option<Msg<'_>>; 16] =
             std::array::from_fn(|i| docs.get(i).map(|(index, source)| Msg::new(index, source)));
-        let mut states = [H0; 16];
         // SAFETY: called only after `has_avx512` found AVX-512 F and BW, which `digest16`
         // is compiled for.
-        unsafe { digest16(&msgs, &mut states) };
+        let states = unsafe { digest16(&msgs) };
         for (o, s) in out.iter_mut().zip(&states).take(docs.len()) {
             *o = id_of(s);
         }
@@ -248,9 +247,10 @@ mod x86 {
 
     /// Sixteen messages (`None`: an empty lane), one per 32-bit lane: each register holds
     /// one of the eight state words (or one message word) of all sixteen. A lane whose
-    /// message has ended keeps its state (masked adds) while the longer ones go on.
+    /// message has ended keeps its state (masked adds) while the longer ones go on. Returns
+    /// each lane's final state.
     #[target_feature(enable = "avx512f,avx512bw")]
-    unsafe fn digest16(msgs: &[Option<Msg<'_>>; 16], states: &mut [[u32; 8]; 16]) {
+    unsafe fn digest16(msgs: &[Option<Msg<'_>>; 16]) -> [[u32; 8]; 16] {
         let most = msgs.iter().flatten().map(|m| m.blocks).max().unwrap_or(0);
         // Lane i's block is at byte 64·i of `buf`; word j of every lane at 4·j from there.
         let offsets = _mm512_setr_epi32(
@@ -364,11 +364,7 @@ mod x86 {
             // SAFETY: a 64-byte unaligned store into a 64-byte array.
             unsafe { _mm512_storeu_si512(l.as_mut_ptr() as *mut _, s) };
         }
-        for (i, state) in states.iter_mut().enumerate() {
-            for (k, word) in state.iter_mut().enumerate() {
-                *word = lanes[k][i];
-            }
-        }
+        std::array::from_fn(|i| std::array::from_fn(|k| lanes[k][i]))
     }
 
     pub(super) fn ids2(a: (&str, &[u8]), b: (&str, &[u8])) -> ([u8; 16], [u8; 16]) {
