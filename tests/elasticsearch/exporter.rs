@@ -232,6 +232,33 @@ async fn static_index_uses_index_actions_and_spans_are_indexed() {
     );
 }
 
+/// The stand-in answers the exporter's `filter_path` as Elasticsearch does (compact, only
+/// the listed fields), so the exporter reads the answers a cluster sends it: the plain
+/// all-succeeded one, and per-item errors with nothing but status and error.
+#[tokio::test]
+async fn answers_are_filtered_as_the_exporter_asks() {
+    init();
+    let es = Elasticsearch::start(0.0, 3).await;
+    let t = Telemetry::new();
+    let exp = exporter(json!({"endpoints": [es.url()]}), &t);
+    exp.send(&logs(0, 3)).await.unwrap();
+    assert_eq!(
+        es.requests()[0].answer,
+        r#"{"errors":false,"items":[{"create":{"status":201}},{"create":{"status":201}},{"create":{"status":201}}]}"#
+    );
+    // Resent: every document already exists (409, counted as indexed), and the answer
+    // carries only what filter_path lists of each error.
+    exp.send(&logs(0, 3)).await.unwrap();
+    let answer: Value = serde_json::from_str(&es.requests()[1].answer).unwrap();
+    let item = &answer["items"][0]["create"];
+    assert_eq!(answer["errors"], true);
+    assert_eq!(item["status"], 409);
+    assert_eq!(item["error"]["type"], "version_conflict_engine_exception");
+    assert!(item["error"]["reason"].is_string());
+    assert!(item.get("_index").is_none() && item["error"].get("index").is_none());
+    assert_eq!(es.docs("logs-generic.otel-default").len(), 3);
+}
+
 #[tokio::test]
 async fn metric_points_are_retried_individually() {
     init();

@@ -6,7 +6,10 @@
 //!   into messages), so the sink's own CPU stays small.
 //! - `--mode elasticsearch`: `GET /` (version 8 info, which the exporter reads at start),
 //!   `POST /_bulk` and `POST /{index}/_bulk` with NDJSON (optionally gzip), answered with
-//!   one `201` item per document under the action's own name (`create` / `index`).
+//!   one `201` item per document under the action's own name (`create` / `index`). A
+//!   `filter_path` query keeps only the fields it lists, as Elasticsearch does: the
+//!   exporter's `filter_path=errors,items.*.status,…` gets `{"errors":false,"items":
+//!   [{"create":{"status":201}},…]}`, the answer a real cluster sends it.
 //!
 //! The end-to-end latency is taken from the newest record time in the request (the
 //! generator stamps its send time there): the entry timestamp for Loki, the last
@@ -17,7 +20,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -160,13 +163,14 @@ async fn es_info() -> Response {
 async fn es_bulk_index(
     c: Shared,
     _index: axum::extract::Path<String>,
+    q: RawQuery,
     h: HeaderMap,
     body: Bytes,
 ) -> Response {
-    es_bulk(c, h, body).await
+    es_bulk(c, q, h, body).await
 }
 
-async fn es_bulk(State(c): Shared, h: HeaderMap, body: Bytes) -> Response {
+async fn es_bulk(State(c): Shared, RawQuery(q): RawQuery, h: HeaderMap, body: Bytes) -> Response {
     let raw = if is_gzip(&h) {
         match gunzip(&body) {
             Ok(b) => b,
@@ -175,7 +179,7 @@ async fn es_bulk(State(c): Shared, h: HeaderMap, body: Bytes) -> Response {
     } else {
         body.to_vec()
     };
-    match bulk_answer(&raw) {
+    match bulk_answer(&raw, &Filter::from_query(q.as_deref())) {
         Some((answer, n, ts)) => {
             c.observe(n, ts);
             ([(header::CONTENT_TYPE, "application/json")], answer).into_response()
@@ -184,12 +188,65 @@ async fn es_bulk(State(c): Shared, h: HeaderMap, body: Bytes) -> Response {
     }
 }
 
-/// The `_bulk` answer for an NDJSON body (every document created), the number of
-/// documents and the last document's `@timestamp` in ns.
-pub fn bulk_answer(body: &[u8]) -> Option<(Vec<u8>, usize, Option<u64>)> {
+/// Which fields of a `_bulk` answer are sent: all of them, or what `filter_path` lists.
+pub struct Filter {
+    took: bool,
+    errors: bool,
+    status: bool,
+    result: bool,
+}
+
+impl Filter {
+    /// From the request's query string: `filter_path=a,b.*.c` (comma-separated paths, `*`
+    /// for any key, as Elasticsearch reads it; `items.*` keeps whole items).
+    pub fn from_query(q: Option<&str>) -> Filter {
+        let paths = q
+            .unwrap_or("")
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("filter_path="));
+        let Some(paths) = paths else {
+            return Filter {
+                took: true,
+                errors: true,
+                status: true,
+                result: true,
+            };
+        };
+        let paths = paths.replace("%2C", ",").replace("%2c", ",");
+        let paths: Vec<&str> = paths.split(',').collect();
+        let has = |p: &str| paths.contains(&p);
+        let whole_items = has("items") || has("items.*");
+        Filter {
+            took: has("took"),
+            errors: has("errors"),
+            status: whole_items || has("items.*.status"),
+            result: whole_items || has("items.*.result"),
+        }
+    }
+}
+
+/// The `_bulk` answer for an NDJSON body (every document created, the fields `filter`
+/// keeps), the number of documents and the last document's `@timestamp` in ns.
+pub fn bulk_answer(body: &[u8], filter: &Filter) -> Option<(Vec<u8>, usize, Option<u64>)> {
     let mut lines = body.split(|b| *b == b'\n').filter(|l| !l.is_empty());
     let mut out = Vec::with_capacity(body.len() / 16);
-    out.extend_from_slice(br#"{"took":1,"errors":false,"items":["#);
+    out.push(b'{');
+    if filter.took {
+        out.extend_from_slice(br#""took":1,"#);
+    }
+    if filter.errors {
+        out.extend_from_slice(br#""errors":false,"#);
+    }
+    let item: &[u8] = match (filter.status, filter.result) {
+        (true, true) => br#"":{"status":201,"result":"created"}}"#,
+        (true, false) => br#"":{"status":201}}"#,
+        (false, true) => br#"":{"result":"created"}}"#,
+        // Nothing of the items is kept: Elasticsearch leaves the array out.
+        (false, false) => b"",
+    };
+    if !item.is_empty() {
+        out.extend_from_slice(br#""items":["#);
+    }
     let mut n = 0;
     let mut last_src = None;
     while let Some(action) = lines.next() {
@@ -201,15 +258,22 @@ pub fn bulk_answer(body: &[u8]) -> Option<(Vec<u8>, usize, Option<u64>)> {
             return None;
         };
         last_src = Some(lines.next()?);
-        if n > 0 {
-            out.push(b',');
+        if !item.is_empty() {
+            if n > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"");
+            out.extend_from_slice(op);
+            out.extend_from_slice(item);
         }
-        out.extend_from_slice(b"{\"");
-        out.extend_from_slice(op);
-        out.extend_from_slice(br#"":{"status":201,"result":"created"}}"#);
         n += 1;
     }
-    out.extend_from_slice(b"]}");
+    if !item.is_empty() {
+        out.push(b']');
+    } else if out.last() == Some(&b',') {
+        out.pop();
+    }
+    out.push(b'}');
     Some((out, n, last_src.and_then(timestamp_of)))
 }
 
@@ -256,12 +320,31 @@ mod tests {
     #[test]
     fn bulk_answers_one_item_per_document() {
         let body = b"{\"create\":{\"_index\":\"logs-a-b\"}}\n{\"@timestamp\":\"1970-01-01T00:00:01.000000005Z\"}\n{\"index\":{}}\n{}\n";
-        let (answer, n, ts) = bulk_answer(body).unwrap();
+        let all = Filter::from_query(None);
+        let (answer, n, ts) = bulk_answer(body, &all).unwrap();
         assert_eq!((n, ts), (2, None));
         let v: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(v["took"], 1);
+        assert_eq!(v["errors"], false);
         assert_eq!(v["items"][0]["create"]["status"], 201);
+        assert_eq!(v["items"][0]["create"]["result"], "created");
         assert_eq!(v["items"][1]["index"]["status"], 201);
-        let (_, _, ts) = bulk_answer(&body[..body.len() - 16]).unwrap();
+        let (_, _, ts) = bulk_answer(&body[..body.len() - 16], &all).unwrap();
         assert_eq!(ts, Some(1_000_000_005));
+        // The exporter's filter_path: what Elasticsearch sends back to it.
+        let exporter = Filter::from_query(Some(
+            "filter_path=errors,items.*.status,items.*.error.type,items.*.error.reason",
+        ));
+        let (answer, ..) = bulk_answer(body, &exporter).unwrap();
+        assert_eq!(
+            answer,
+            br#"{"errors":false,"items":[{"create":{"status":201}},{"index":{"status":201}}]}"#
+        );
+        let (answer, ..) =
+            bulk_answer(body, &Filter::from_query(Some("filter_path=errors"))).unwrap();
+        assert_eq!(answer, br#"{"errors":false}"#);
+        let (answer, ..) =
+            bulk_answer(body, &Filter::from_query(Some("x=1&filter_path=took"))).unwrap();
+        assert_eq!(answer, br#"{"took":1}"#);
     }
 }

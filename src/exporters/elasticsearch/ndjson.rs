@@ -170,6 +170,7 @@ impl Encoder {
         let none = Resource::default();
         let no_scope = InstrumentationScope::default();
         let mut ctx_json = Vec::new();
+        let (mut scope_ds, mut own_ds) = (Vec::new(), Vec::new());
         out.body.reserve(batch.item_count() * 640);
         let mut view = LogsView::new(batch);
         for rv in view.by_ref() {
@@ -194,20 +195,22 @@ impl Encoder {
                 };
                 let scope_target =
                     self.route(Signal::Logs, [&[], &scope.attributes, &resource.attributes]);
+                data_stream_json(&mut scope_ds, scope_target.1.as_ref());
                 for r in sv.records.iter() {
                     let own;
-                    let target = if r.attributes.keys().any(|k| self.routes_by(k)) {
+                    let (target, ds_json) = if r.attributes.keys().any(|k| self.routes_by(k)) {
                         let attrs = r.attributes.to_vec();
                         own = self.route(
                             Signal::Logs,
                             [&attrs, &scope.attributes, &resource.attributes],
                         );
-                        &own
+                        data_stream_json(&mut own_ds, own.1.as_ref());
+                        (&own, &own_ds)
                     } else {
-                        &scope_target
+                        (&scope_target, &scope_ds)
                     };
                     self.push_doc(out, target, &r, |src| match self.mode {
-                        Mode::Otel => otel_log(src, &mut kept, &ctx_json, &r, target.1.as_ref()),
+                        Mode::Otel => otel_log(src, &mut kept, &ctx_json, &r, ds_json),
                         Mode::Ecs => ecs::log(src, &ctx, &ecs_resource, &r, target.1.as_ref()),
                     });
                 }
@@ -297,26 +300,40 @@ impl<'o> Fields<'o> {
         self.out
     }
 
-    fn str(&mut self, k: &str, v: &str) {
+    /// A key of the mapping itself (a literal that needs no escaping): written as it is,
+    /// without the escape check every document would otherwise repeat.
+    fn field(&mut self, k: &'static str) -> &mut Vec<u8> {
+        debug_assert!(!k.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\'));
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        self.out.push(b'"');
+        self.out.extend_from_slice(k.as_bytes());
+        self.out.extend_from_slice(b"\":");
+        self.out
+    }
+
+    fn str(&mut self, k: &'static str, v: &str) {
         if !v.is_empty() {
-            jsonw::string(self.key(k), v);
+            jsonw::string(self.field(k), v);
         }
     }
 
-    fn nonzero(&mut self, k: &str, v: i64) {
+    fn nonzero(&mut self, k: &'static str, v: i64) {
         if v != 0 {
-            jsonw::int(self.key(k), v);
+            jsonw::int(self.field(k), v);
         }
     }
 
-    fn id(&mut self, k: &str, id: &[u8]) {
+    fn id(&mut self, k: &'static str, id: &[u8]) {
         if !id.is_empty() && id.iter().any(|b| *b != 0) {
-            jsonw::hex_string(self.key(k), id);
+            jsonw::hex_string(self.field(k), id);
         }
     }
 
-    fn timestamp(&mut self, k: &str, nanos: u64) {
-        let out = self.key(k);
+    fn timestamp(&mut self, k: &'static str, nanos: u64) {
+        let out = self.field(k);
         out.push(b'"');
         rfc3339_nanos(out, nanos);
         out.push(b'"');
@@ -343,7 +360,7 @@ impl<'o> Fields<'o> {
 
     /// `"attributes":{…}` of attributes in the order given.
     fn attribute_object<'k, 'a: 'k>(&mut self, kvs: impl Iterator<Item = &'k KvRef<'a>>) {
-        let out = self.key("attributes");
+        let out = self.field("attributes");
         out.push(b'{');
         for (n, kv) in kvs.enumerate() {
             if n > 0 {
@@ -355,14 +372,10 @@ impl<'o> Fields<'o> {
         out.push(b'}');
     }
 
-    fn data_stream(&mut self, ds: Option<&DataStream>) {
-        if let Some(ds) = ds {
-            let out = self.key("data_stream");
-            let mut f = Fields::open(out);
-            jsonw::string(f.key("dataset"), &ds.dataset);
-            jsonw::string(f.key("namespace"), &ds.namespace);
-            jsonw::string(f.key("type"), ds.ty);
-            f.close();
+    /// `"data_stream":` and the object [`data_stream_json`] made, unless there is none.
+    fn data_stream(&mut self, json: &[u8]) {
+        if !json.is_empty() {
+            self.field("data_stream").extend_from_slice(json);
         }
     }
 
@@ -386,6 +399,19 @@ pub(super) fn event_name<'a>(r: &LogView<'a>) -> Option<&'a str> {
         return Some(r.event_name);
     }
     r.attributes.get_str("event.name").filter(|s| !s.is_empty())
+}
+
+/// A target's `{"dataset":…,"namespace":…,"type":…}`, made once for all the documents
+/// that go to it; empty when it has no data stream.
+fn data_stream_json(out: &mut Vec<u8>, ds: Option<&DataStream>) {
+    out.clear();
+    if let Some(ds) = ds {
+        let mut f = Fields::open(out);
+        jsonw::string(f.field("dataset"), &ds.dataset);
+        jsonw::string(f.field("namespace"), &ds.namespace);
+        jsonw::string(f.field("type"), ds.ty);
+        f.close();
+    }
 }
 
 /// `"resource":{…},"scope":{…}` of the `otel` mapping (keys in sorted order).
@@ -421,21 +447,22 @@ pub(super) fn log_time(r: &LogView<'_>) -> u64 {
     }
 }
 
-/// The `otel` document; `ctx_json` is the record's `"resource":…,"scope":…`.
+/// The `otel` document; `ctx_json` is the record's `"resource":…,"scope":…`, `ds_json`
+/// its target's [`data_stream_json`].
 fn otel_log<'a>(
     out: &mut Vec<u8>,
     kept: &mut Vec<KvRef<'a>>,
     ctx_json: &[u8],
     r: &LogView<'a>,
-    ds: Option<&DataStream>,
+    ds_json: &[u8],
 ) {
     let mut d = Fields::open(out);
     d.timestamp("@timestamp", log_time(r));
     d.attributes(r.attributes, kept);
     if let Some(v) = r.body {
-        otel_body(d.key("body"), v);
+        otel_body(d.field("body"), v);
     }
-    d.data_stream(ds);
+    d.data_stream(ds_json);
     d.nonzero(
         "dropped_attributes_count",
         r.dropped_attributes_count as i64,
@@ -492,7 +519,7 @@ pub fn rfc3339_nanos(out: &mut Vec<u8>, nanos: u64) {
         LAST.set((secs, head));
     }
     let mut buf = *b"000000000Z";
-    put_digits(&mut buf[..9], nanos % 1_000_000_000);
+    nine_digits(&mut buf, nanos % 1_000_000_000);
     out.extend_from_slice(&head);
     out.extend_from_slice(&buf);
 }
@@ -522,6 +549,26 @@ fn date_time(secs: u64) -> [u8; 20] {
 }
 
 /// The last `dst.len()` decimal digits of `v`, zero-padded.
+/// The nine digits of `v` (< 10^9) into `dst[..9]`. Each digit is its own division by a
+/// constant (a multiply and a shift), none waiting on another, where a loop dividing by
+/// ten nine times in turn is one long chain of them: twice per document.
+fn nine_digits(dst: &mut [u8; 10], v: u64) {
+    const POW: [u64; 9] = [
+        100_000_000,
+        10_000_000,
+        1_000_000,
+        100_000,
+        10_000,
+        1_000,
+        100,
+        10,
+        1,
+    ];
+    for (d, p) in dst.iter_mut().zip(POW) {
+        *d = b'0' + (v / p % 10) as u8;
+    }
+}
+
 fn put_digits(dst: &mut [u8], mut v: u64) {
     for d in dst.iter_mut().rev() {
         *d = b'0' + (v % 10) as u8;

@@ -5,8 +5,11 @@
 //!   and `index`; `delete` has no source line), the body must end with `\n`,
 //!   `Content-Type: application/x-ndjson` (or `application/json`), `Content-Encoding: gzip`
 //!   accepted. Answers `{"took","errors","items":[{"<op>":{"_index","_id","status",
-//!   "result"|"error":{"type","reason"}}}]}` in request order (`filter_path` is ignored:
-//!   the full answer is a superset).
+//!   "result"|"error":{"type","reason"}}}]}` in request order, compact (no white space).
+//!   `filter_path` (comma-separated paths, `*` for any one key) keeps only what it lists,
+//!   as Elasticsearch's response filtering does: objects left empty are dropped, an array
+//!   keeps only the elements something was kept of, and the whole answer is at least `{}`.
+//!   (`**` and `-` exclusions are not implemented; whole-request errors are not filtered.)
 //! - Per item: a configurable fraction answered 429 `es_rejected_execution_exception`
 //!   (deterministic from a seed); `create` of an existing `_id` → 409
 //!   `version_conflict_engine_exception`; `index` into a data stream (`logs-*-*`, ...) → 400
@@ -44,8 +47,10 @@ pub struct RequestLog {
     pub status: u16,
     pub items: usize,
     pub gzip: bool,
-    /// The query string (`pipeline=...`, `filter_path=...`), not interpreted.
+    /// The query string (`pipeline=...`, `filter_path=...`).
     pub query: String,
+    /// The body of a 200 answer, as sent (empty for other answers).
+    pub answer: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -265,6 +270,7 @@ fn bulk(
                 items,
                 gzip: gz,
                 query: query.clone(),
+                answer: String::new(),
             });
     };
     if let Some(r) = check_auth(&s, &headers) {
@@ -518,16 +524,62 @@ fn bulk(
         ));
     }
     let n = items.len();
+    let answer =
+        json!({"took": started.elapsed().as_millis() as u64, "errors": errors, "items": items});
+    let answer = filter_path(&query, answer);
     g.requests.push(RequestLog {
         at: started,
         status: 200,
         items: n,
         gzip: gz,
         query,
+        answer: answer.to_string(),
     });
     drop(g);
-    reply(
-        200,
-        json!({"took": started.elapsed().as_millis() as u64, "errors": errors, "items": items}),
-    )
+    reply(200, answer)
+}
+
+/// `answer` reduced to the paths the query's `filter_path` lists (all of it without one).
+fn filter_path(query: &str, answer: Value) -> Value {
+    let Some(list) = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("filter_path="))
+    else {
+        return answer;
+    };
+    let list = list.replace("%2C", ",").replace("%2c", ",");
+    let paths: Vec<Vec<&str>> = list.split(',').map(|p| p.split('.').collect()).collect();
+    let refs: Vec<&[&str]> = paths.iter().map(Vec::as_slice).collect();
+    keep(answer, &refs).unwrap_or_else(|| json!({}))
+}
+
+/// What is left of `v` under `paths` (the rest of each path below `v`); `None` when
+/// nothing is.
+fn keep(v: Value, paths: &[&[&str]]) -> Option<Value> {
+    match v {
+        Value::Object(m) => {
+            let mut out = serde_json::Map::new();
+            for (k, x) in m {
+                let below: Vec<&[&str]> = paths
+                    .iter()
+                    .filter(|p| p.first().is_some_and(|f| *f == "*" || *f == k))
+                    .map(|p| &p[1..])
+                    .collect();
+                if below.is_empty() {
+                    continue;
+                }
+                if below.iter().any(|p| p.is_empty()) {
+                    out.insert(k, x);
+                } else if let Some(x) = keep(x, &below) {
+                    out.insert(k, x);
+                }
+            }
+            (!out.is_empty()).then_some(Value::Object(out))
+        }
+        Value::Array(a) => {
+            let out: Vec<Value> = a.into_iter().filter_map(|x| keep(x, paths)).collect();
+            (!out.is_empty()).then_some(Value::Array(out))
+        }
+        _ => None,
+    }
 }
