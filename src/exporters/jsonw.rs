@@ -163,7 +163,21 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
 
 /// Lower-case hex of `bytes`, unquoted.
 pub fn hex_into(out: &mut Vec<u8>, bytes: &[u8]) {
-    // Up to 32 bytes (ids are 8 or 16) at a time through a stack buffer: one append each.
+    // Trace and span ids: appends of a constant size, which compile to plain stores
+    // instead of a call to memcpy.
+    if let Ok(id) = <&[u8; 16]>::try_from(bytes) {
+        let mut buf = [0u8; 32];
+        hex_fill(&mut buf, id);
+        out.extend_from_slice(&buf);
+        return;
+    }
+    if let Ok(id) = <&[u8; 8]>::try_from(bytes) {
+        let mut buf = [0u8; 16];
+        hex_fill(&mut buf, id);
+        out.extend_from_slice(&buf);
+        return;
+    }
+    // Up to 32 bytes at a time through a stack buffer: one append each.
     for chunk in bytes.chunks(32) {
         let mut buf = [0u8; 64];
         hex_fill(&mut buf, chunk);
