@@ -548,7 +548,6 @@ fn date_time(secs: u64) -> [u8; 20] {
     buf
 }
 
-/// The last `dst.len()` decimal digits of `v`, zero-padded.
 /// The nine digits of `v` (< 10^9) into `dst[..9]`. Each digit is its own division by a
 /// constant (a multiply and a shift), none waiting on another, where a loop dividing by
 /// ten nine times in turn is one long chain of them: twice per document.
@@ -569,6 +568,7 @@ fn nine_digits(dst: &mut [u8; 10], v: u64) {
     }
 }
 
+/// The last `dst.len()` decimal digits of `v`, zero-padded.
 fn put_digits(dst: &mut [u8], mut v: u64) {
     for d in dst.iter_mut().rev() {
         *d = b'0' + (v % 10) as u8;
