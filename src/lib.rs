@@ -13,6 +13,7 @@ pub mod kafka;
 pub mod pipeline;
 pub mod processors;
 pub mod receivers;
+pub mod thp;
 
 /// Installs ring as rustls's process-wide crypto provider (idempotent). weft builds rustls
 /// without a default provider to avoid aws-lc's long C build.

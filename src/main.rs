@@ -54,6 +54,8 @@ fn init_logging(level: Option<&str>) {
 }
 
 fn main() -> ExitCode {
+    // Before the runtime and the pipelines allocate (see `weft::thp`).
+    let thp = weft::thp::small_pages();
     weft::install_crypto_provider();
     let cli = Cli::parse();
     let loaded =
@@ -99,6 +101,7 @@ fn main() -> ExitCode {
                 }
             };
             init_logging(cfg.log_level.as_deref());
+            tracing::debug!(?thp, "transparent huge pages");
             for w in &cfg.warnings {
                 tracing::warn!("{w}");
             }

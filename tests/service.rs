@@ -265,3 +265,43 @@ async fn memory_limit_refuses_with_a_retry_hint() {
     assert_eq!(sink.item_count(), 0);
     weft.service.shutdown().await;
 }
+
+/// The weft process runs without transparent huge pages (`weft::thp`); with
+/// `MIMALLOC_ALLOW_THP` set, it keeps what it inherited.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_process_runs_without_transparent_huge_pages() {
+    fn thp_enabled(pid: u32) -> String {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("THP_enabled:"))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no THP_enabled line in /proc/{pid}/status"))
+    }
+    weft::install_crypto_provider();
+    let inherited = thp_enabled(std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    for (allow, want) in [(None, "0"), (Some("1"), inherited.as_str())] {
+        let (port, admin) = (free_port(), free_port());
+        let cfg = dir.path().join("weft.yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:{port}\nexporters:\n  debug: {{}}\nextensions:\n  health_check:\n    endpoint: 127.0.0.1:{admin}\nservice:\n  extensions: [health_check]\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [debug]\n"
+            ),
+        )
+        .unwrap();
+        let mut cmd = tokio::process::Command::new(support::weft::binary());
+        cmd.arg("--config").arg(&cfg).kill_on_drop(true);
+        cmd.env_remove("MIMALLOC_ALLOW_THP");
+        if let Some(v) = allow {
+            cmd.env("MIMALLOC_ALLOW_THP", v);
+        }
+        let mut child = cmd.stderr(std::process::Stdio::null()).spawn().unwrap();
+        wait_ready(&format!("http://127.0.0.1:{admin}/health/ready")).await;
+        let pid = child.id().unwrap();
+        assert_eq!(thp_enabled(pid), want, "MIMALLOC_ALLOW_THP={allow:?}");
+        child.kill().await.unwrap();
+    }
+}
