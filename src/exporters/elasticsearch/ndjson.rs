@@ -519,7 +519,9 @@ pub fn rfc3339_nanos(out: &mut Vec<u8>, nanos: u64) {
         LAST.set((secs, head));
     }
     let mut buf = *b"000000000Z";
-    nine_digits(&mut buf, nanos % 1_000_000_000);
+    if let Some(digits) = buf.first_chunk_mut::<9>() {
+        nine_digits(digits, nanos % 1_000_000_000);
+    }
     out.extend_from_slice(&head);
     out.extend_from_slice(&buf);
 }
@@ -548,10 +550,10 @@ fn date_time(secs: u64) -> [u8; 20] {
     buf
 }
 
-/// The nine digits of `v` (< 10^9) into `dst[..9]`. Each digit is its own division by a
+/// The nine digits of `v` (< 10^9). Each digit is its own division by a
 /// constant (a multiply and a shift), none waiting on another, where a loop dividing by
 /// ten nine times in turn is one long chain of them: twice per document.
-fn nine_digits(dst: &mut [u8; 10], v: u64) {
+fn nine_digits(dst: &mut [u8; 9], v: u64) {
     const POW: [u64; 9] = [
         100_000_000,
         10_000_000,

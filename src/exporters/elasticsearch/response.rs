@@ -41,7 +41,8 @@ pub fn parse_response(body: &[u8], expected: usize) -> Result<Vec<ItemResult>, S
     if all_succeeded(body, expected) {
         return Ok(vec![ok_item(); expected]);
     }
-    // The usual answer, `errors: false` with one item per document: Elasticsearch sets
+    // Any other `errors: false` answer with one item per document (with `took`, white
+    // space, more fields per item: a proxy that dropped `filter_path`): Elasticsearch sets
     // `errors` when any item failed, so every item was indexed. Its items are only
     // counted (no allocation per item).
     if let Ok(h) = serde_json::from_slice::<Head>(body)
