@@ -162,11 +162,25 @@ impl GzipLevel {
     /// from the last body keeps its capacity, so a multi-megabyte body does not fault in
     /// fresh pages each time.
     pub fn gzip_into(self, bytes: &[u8], out: &mut Vec<u8>) {
+        self.gzip_shaped(bytes, out, false);
+    }
+
+    /// [`Self::gzip_into`] for JSON or NDJSON text: `fast` parses it with the JSON resync
+    /// ([`super::deflate::gzip_json_into`]), zlib levels as any input.
+    pub fn gzip_json_into(self, bytes: &[u8], out: &mut Vec<u8>) {
+        self.gzip_shaped(bytes, out, true);
+    }
+
+    fn gzip_shaped(self, bytes: &[u8], out: &mut Vec<u8>, json: bool) {
         out.clear();
         match self {
             GzipLevel::Fast => {
                 out.reserve(bytes.len() / 2 + 64);
-                super::deflate::gzip_into(bytes, out);
+                if json {
+                    super::deflate::gzip_json_into(bytes, out);
+                } else {
+                    super::deflate::gzip_into(bytes, out);
+                }
             }
             GzipLevel::Zlib(level) => {
                 out.reserve(bytes.len() / 3 + 64);

@@ -37,6 +37,24 @@
 //!   from ~1,230 to ~1,115 ns per document, on an Intel Xeon (family 6 model 207, Emerald
 //!   Rapids class, 2.3 GHz).
 //!
+//! - **The JSON resync** ([`gzip_json_into`], for JSON and NDJSON bodies; thirteenth
+//!   session). In NDJSON a document repeats the previous one's keys and punctuation around
+//!   new values, so after a match the input differs where a value starts. Instead of
+//!   hashing its way through the value (a dozen lookups for 24 random bytes, and a
+//!   mispredicted exit at the match), the parser tries the table's candidate at the
+//!   value's start once (values seen before, in any document), then goes to the `"` that
+//!   ends the value and the `"` that ends the value at the last match's distance: where
+//!   the 4 bytes after both agree, the shared structure resumes there, at the new
+//!   distance (a value of another length shifts it). Values longer than 40 bytes (free
+//!   text, whose repeats the hash search finds) and anything the resync does not find
+//!   go to the hash search as before. Every match is verified byte by byte, so input
+//!   that misleads it (escaped quotes, keys that come and go, not JSON at all) costs
+//!   ratio or speed, never correctness. On the captured loadgen `_bulk` body: 1,300 →
+//!   ~800 ns per document, output 34.0% → 31.8%; on a body of e-commerce-like logs
+//!   (templated messages, repeated routes and methods, 80% with trace ids): 1,250 →
+//!   ~860 ns per document, output 15.4% → 15.5%. End to end, Elasticsearch with gzip:
+//!   3.21 → 2.74 CPU s per million records (three alternated pinned pairs).
+//!
 //! The output is plain DEFLATE that any inflater reads; the gzip trailer's CRC-32 (of the
 //! input, via `crc32fast`) lets the receiver detect any corruption. The tests decode every
 //! output with flate2 and compare it byte for byte with the input.
@@ -63,9 +81,20 @@ const LIT_LIMIT: usize = 11;
 
 /// `input` compressed as one gzip member, appended to `out`.
 pub fn gzip_into(input: &[u8], out: &mut Vec<u8>) {
+    gzip_with::<false>(input, out);
+}
+
+/// `input`, JSON or NDJSON text, compressed as one gzip member, appended to `out`: the
+/// same format, parsed with the JSON resync (see the module doc). Any input gives a
+/// correct member; on text that is not JSON it is slower than [`gzip_into`], not wrong.
+pub fn gzip_json_into(input: &[u8], out: &mut Vec<u8>) {
+    gzip_with::<true>(input, out);
+}
+
+fn gzip_with<const JSON: bool>(input: &[u8], out: &mut Vec<u8>) {
     // Header: magic, CM=8 (deflate), no flags, no mtime, XFL=4 (fastest), OS=255.
     out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255]);
-    deflate_into(input, out);
+    deflate_with::<JSON>(input, out);
     out.extend_from_slice(&crc32fast::hash(input).to_le_bytes());
     out.extend_from_slice(&(input.len() as u32).to_le_bytes());
 }
@@ -79,13 +108,18 @@ pub fn gzip(input: &[u8]) -> Vec<u8> {
 
 /// Raw DEFLATE of `input`, appended to `out`.
 pub fn deflate_into(input: &[u8], out: &mut Vec<u8>) {
+    deflate_with::<false>(input, out);
+}
+
+/// Raw DEFLATE of `input` (parsed as JSON when `JSON`), appended to `out`.
+fn deflate_with<const JSON: bool>(input: &[u8], out: &mut Vec<u8>) {
     let mut w = Bits::new(out);
     let mut table: Box<Table> = Box::new([u64::MAX; 1 << HASH_BITS]);
     let mut block = Block::default();
     let mut p = 0;
     loop {
         let start = p;
-        p = block.parse(input, p, &mut table);
+        p = block.parse::<JSON>(input, p, &mut table);
         let last = p >= input.len();
         block.write(&mut w, &input[start..p], last);
         if last {
@@ -172,6 +206,74 @@ fn common(input: &[u8], a: usize, b: usize, max: usize) -> usize {
     n
 }
 
+/// After a match, hashes its last position (the only one of its positions in the table).
+#[inline(always)]
+fn remember_end(input: &[u8], p: usize, hash_end: usize, table: &mut Table) {
+    if p - 1 < hash_end {
+        let w = read32(input, p - 1);
+        table[hash(w)] = (p - 1) as u64 | u64::from(w) << 32;
+    }
+}
+
+/// How far [`json_resync`] looks for the `"` that ends a value: values longer than this
+/// (free text) are left to the hash search, which finds the repeats inside them.
+const RESYNC: usize = 40;
+
+/// The first `"` in `input[from..end]`, eight bytes at a time.
+#[inline(always)]
+fn quote(input: &[u8], from: usize, end: usize) -> Option<usize> {
+    let mut i = from;
+    while i + 8 <= end {
+        let w = u64::from_le_bytes(input[i..i + 8].try_into().unwrap_or_default());
+        // Zero bytes of `w ^ "…"`: the lowest flagged byte is exact (a borrow only
+        // flags bytes above a zero byte).
+        let x = w ^ 0x2222_2222_2222_2222;
+        let zero = x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080;
+        if zero != 0 {
+            return Some(i + (zero.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    (i..end).find(|&i| input[i] == b'"')
+}
+
+/// The JSON resync: the next match after one of distance `rep` that ended at `p`, where
+/// the input differs from the bytes `rep` back, found without the hash search — or
+/// `None` to leave it to the hash search. Returns where the match starts and its
+/// candidate, 4 equal bytes verified.
+///
+/// In JSON the difference is usually a value: a document repeats the previous one's keys
+/// and punctuation around new values. So: first the hash table's candidate for `p` (the
+/// value may have occurred before, in any document; `p` is hashed for later ones);
+/// then the `"` that ends this value and the one that ends the earlier document's
+/// (within [`RESYNC`] bytes), where the shared structure resumes — the rest of the
+/// value is literals, never searched.
+#[inline(always)]
+fn json_resync(
+    input: &[u8],
+    p: usize,
+    rep: usize,
+    hash_end: usize,
+    table: &mut Table,
+) -> Option<(usize, usize)> {
+    let end = quote(input, p, (p + RESYNC).min(hash_end))?;
+    if end > p {
+        let v = read32(input, p);
+        let h = hash(v);
+        let e = table[h];
+        table[h] = p as u64 | u64::from(v) << 32;
+        let c = e as u32 as usize;
+        if (e >> 32) as u32 == v && p.wrapping_sub(c).wrapping_sub(1) < WINDOW {
+            return Some((p, c));
+        }
+    }
+    // `p - rep` < `p` ≤ `end`: the earlier `"` is before this one.
+    let r = p - rep;
+    let earlier = quote(input, r, (r + RESYNC).min(end))?;
+    (end - earlier <= WINDOW && read32(input, end) == read32(input, earlier))
+        .then_some((end, earlier))
+}
+
 /// Per hash: the last position with that hash (low 32 bits) and its 4 bytes (high 32),
 /// so a stale candidate is rejected without reading the input at it. Empty entries are
 /// `u64::MAX`: a position past any input.
@@ -179,9 +281,9 @@ type Table = [u64; 1 << HASH_BITS];
 
 impl Block {
     /// Tokenizes `input` from `p` until the block is full or the input ends; returns
-    /// where it stopped.
+    /// where it stopped. `JSON`: try the JSON resync after each match (module doc).
     #[inline(never)]
-    fn parse(&mut self, input: &[u8], mut p: usize, table: &mut Table) -> usize {
+    fn parse<const JSON: bool>(&mut self, input: &[u8], mut p: usize, table: &mut Table) -> usize {
         self.tokens.clear();
         self.lit = [0; 512];
         self.dist = [0; 32];
@@ -190,7 +292,19 @@ impl Block {
         // Positions from which 4 bytes can be hashed.
         let hash_end = end.saturating_sub(MIN_MATCH - 1);
         let mut run = p;
+        // JSON: the distance of the last match, 0 before the first.
+        let mut rep = 0;
         'block: while self.tokens.len() < BLOCK_TOKENS {
+            if JSON
+                && rep != 0
+                && p < hash_end
+                && let Some((at, c)) = json_resync(input, p, rep, hash_end, table)
+            {
+                rep = at - c;
+                p = self.matched(input, &mut run, at, c);
+                remember_end(input, p, hash_end, table);
+                continue 'block;
+            }
             // The next match: a tight loop of its own, with little to keep in registers.
             let c = loop {
                 if p >= hash_end {
@@ -211,11 +325,9 @@ impl Block {
                 // the bytes it should have started at is extended back over them.
                 p += 1 + ((p - run) >> 3);
             };
+            rep = p - c;
             p = self.matched(input, &mut run, p, c);
-            if p - 1 < hash_end {
-                let w = read32(input, p - 1);
-                table[hash(w)] = (p - 1) as u64 | u64::from(w) << 32;
-            }
+            remember_end(input, p, hash_end, table);
         }
         if self.tokens.len() < BLOCK_TOKENS {
             p = end;

@@ -309,7 +309,7 @@ impl ElasticsearchExporter {
                 None => {
                     let level = self.gzip.unwrap_or_default();
                     let mut out = std::mem::take(&mut docs.gzipped);
-                    level.gzip_into(docs.slice(range.clone()), &mut out);
+                    level.gzip_json_into(docs.slice(range.clone()), &mut out);
                     bytes::Bytes::from(out)
                 }
             };
