@@ -144,7 +144,12 @@ impl Exporter for OtlpHttpExporter {
             let body = match self.compression.as_str() {
                 "gzip" => {
                     req = req.header("content-encoding", "gzip");
-                    self.gzip_level.gzip(&body)
+                    let mut out = Vec::new();
+                    match self.encoding {
+                        HttpEncoding::Json => self.gzip_level.gzip_json_into(&body, &mut out),
+                        HttpEncoding::Proto => self.gzip_level.gzip_into(&body, &mut out),
+                    }
+                    out
                 }
                 "zstd" => {
                     req = req.header("content-encoding", "zstd");

@@ -79,12 +79,19 @@ pub fn marshal(batch: &Batch, m: Marshaler, c: Compression) -> Result<Vec<u8>, M
         Marshaler::OtlpProto => batch.encode_proto(),
         Marshaler::Parquet => return marshal_parquet(batch, c),
     };
-    compress(raw, c)
+    compress(raw, c, m == Marshaler::OtlpJson)
 }
 
-fn compress(raw: Vec<u8>, c: Compression) -> Result<Vec<u8>, MarshalError> {
+/// `raw` compressed; `json`: it is JSON, gzipped with the JSON resync
+/// ([`crate::exporters::deflate::gzip_json_into`]).
+fn compress(raw: Vec<u8>, c: Compression, json: bool) -> Result<Vec<u8>, MarshalError> {
     match c {
         Compression::None => Ok(raw),
+        Compression::Gzip if json => {
+            let mut out = Vec::with_capacity(raw.len() / 2 + 64);
+            crate::exporters::deflate::gzip_json_into(&raw, &mut out);
+            Ok(out)
+        }
         Compression::Gzip => Ok(crate::exporters::http_client::gzip(&raw)),
         Compression::Zstd => zstd::encode_all(raw.as_slice(), ZSTD_LEVEL)
             .map_err(|e| MarshalError::Encode(e.to_string())),
