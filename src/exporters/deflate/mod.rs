@@ -60,8 +60,8 @@
 //!   | OTLP JSON, 3,000 spans with 4 attributes | 1.78 → 1.00 ns per byte | 17.0% → 15.8% |
 //!   | Loki push JSON (free-text lines; Loki keeps the generic parser) | 2.53 → 2.03 ns per byte | 17.7% → 19.8% |
 //!
-//!   End to end, Elasticsearch with gzip: 3.21 → 2.74 CPU s per million records (three
-//!   alternated pinned pairs, quote-only first version; README, Performance).
+//!   End to end, Elasticsearch with gzip: 3.20 → 2.74 CPU s per million records (mean of
+//!   four alternated pinned pairs; README, Performance, *Thirteenth session*).
 //!
 //! The output is plain DEFLATE that any inflater reads; the gzip trailer's CRC-32 (of the
 //! input, via `crc32fast`) lets the receiver detect any corruption. The tests decode every
@@ -214,6 +214,19 @@ fn common(input: &[u8], a: usize, b: usize, max: usize) -> usize {
     n
 }
 
+/// Puts `p` in the table; returns the position it replaced if that one starts with the
+/// same 4 bytes and is within the window (a match of at least 4 bytes).
+#[inline(always)]
+fn probe(input: &[u8], p: usize, table: &mut Table) -> Option<usize> {
+    let v = read32(input, p);
+    let h = hash(v);
+    let e = table[h];
+    table[h] = p as u64 | u64::from(v) << 32;
+    let c = e as u32 as usize;
+    // `c < p` and `p - c <= WINDOW` in one comparison.
+    ((e >> 32) as u32 == v && p.wrapping_sub(c).wrapping_sub(1) < WINDOW).then_some(c)
+}
+
 /// After a match, hashes its last position (the only one of its positions in the table).
 #[inline(always)]
 fn remember_end(input: &[u8], p: usize, hash_end: usize, table: &mut Table) {
@@ -223,8 +236,9 @@ fn remember_end(input: &[u8], p: usize, hash_end: usize, table: &mut Table) {
     }
 }
 
-/// How far [`json_resync`] looks for the `"` that ends a value: values longer than this
-/// (free text) are left to the hash search, which finds the repeats inside them.
+/// How far [`json_resync`] looks for the `"` or space that ends a value or a word: longer
+/// spans (free text without spaces, long tokens) are left to the hash search, which finds
+/// the repeats inside them.
 const RESYNC: usize = 40;
 
 /// The first `"` or space in `input[from..end]`, eight bytes at a time.
@@ -269,15 +283,10 @@ fn json_resync(
     table: &mut Table,
 ) -> Option<(usize, usize)> {
     let end = delimiter(input, p, (p + RESYNC).min(hash_end))?;
-    if end > p {
-        let v = read32(input, p);
-        let h = hash(v);
-        let e = table[h];
-        table[h] = p as u64 | u64::from(v) << 32;
-        let c = e as u32 as usize;
-        if (e >> 32) as u32 == v && p.wrapping_sub(c).wrapping_sub(1) < WINDOW {
-            return Some((p, c));
-        }
+    if end > p
+        && let Some(c) = probe(input, p, table)
+    {
+        return Some((p, c));
     }
     // `p - rep` < `p` ≤ `end`: the earlier delimiter is before this one.
     let r = p - rep;
@@ -322,13 +331,7 @@ impl Block {
                 if p >= hash_end {
                     break 'block;
                 }
-                let v = read32(input, p);
-                let h = hash(v);
-                let e = table[h];
-                table[h] = p as u64 | u64::from(v) << 32;
-                let c = e as u32 as usize;
-                // `c < p` and `p - c <= WINDOW` in one comparison.
-                if (e >> 32) as u32 == v && p.wrapping_sub(c).wrapping_sub(1) < WINDOW {
+                if let Some(c) = probe(input, p, table) {
                     break c;
                 }
                 // Past 8 literals in a row, look at every other position, then every
