@@ -1,7 +1,8 @@
 //! OTLP protobuf decode and encode, JSON decode, batch merge and split, and the forwarding
 //! fast path's wire scan and raw merge/split: items/s. The decode+encode figure is the
 //! ceiling for a collector that must touch every span. Group `gzip`: an exporter's gzip
-//! of a batch of 8,200 spans (82 requests' bytes) by weft's encoder and by flate2 at
+//! of a batch of 8,200 spans (82 requests' bytes) by weft's encoder (with the protobuf
+//! resync, as the `otlp` exporter does, and with the generic parser) and by flate2 at
 //! level 6 (what tonic used for the `otlp` exporter) and level 1.
 //!
 //!   cargo bench --bench codec                                            (mimalloc)
@@ -107,6 +108,17 @@ fn bench_gzip(c: &mut Criterion) {
     };
     let mut g = c.benchmark_group("gzip");
     g.throughput(Throughput::Elements(8_200));
+    let proto = |b: &[u8]| {
+        let mut out = Vec::new();
+        weft::exporters::deflate::gzip_shaped_into(
+            b,
+            &mut out,
+            weft::exporters::deflate::Shape::Proto,
+        );
+        out
+    };
+    // The `otlp` exporter's gzip (the protobuf resync), and the generic parser.
+    g.bench_function("weft_proto_8200_spans", |x| x.iter(|| proto(&batch)));
     g.bench_function("weft_8200_spans", |x| {
         x.iter(|| weft::exporters::http_client::gzip(&batch))
     });
@@ -116,8 +128,9 @@ fn bench_gzip(c: &mut Criterion) {
     let size =
         |r: std::io::Result<std::io::Result<Vec<u8>>>| r.map_or(0, |r| r.map_or(0, |v| v.len()));
     eprintln!(
-        "8,200 spans: protobuf {} bytes; gzip: weft {}, flate2 level 6 {}, level 1 {}",
+        "8,200 spans: protobuf {} bytes; gzip: weft {} (generic parser {}), flate2 level 6 {}, level 1 {}",
         batch.len(),
+        proto(&batch).len(),
         weft::exporters::http_client::gzip(&batch).len(),
         size(flate2(6)(&batch)),
         size(flate2(1)(&batch)),

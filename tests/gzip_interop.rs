@@ -3,9 +3,10 @@
 //! readers' inflaters follow). The unit tests decode with flate2; this adds a second,
 //! independent decoder. Every body an exporter gzips goes through this encoder: the
 //! Elasticsearch `_bulk` body, the `otlp` exporter's gRPC messages, otlphttp, Loki JSON
-//! and the S3 archive. Each case is written twice: by the generic parser and by the JSON
-//! resync (`gzip_json_into`: Elasticsearch, OTLP JSON).
+//! and the S3 archive. Each case is written three times: by the generic parser, the JSON
+//! resync and the protobuf resync (`deflate::Shape`).
 
+use weft::exporters::deflate::Shape;
 use weft::exporters::http_client::gzip;
 
 const CHECK: &str = r#"
@@ -87,9 +88,16 @@ fn python_zlib_reads_every_body_back() {
     let dir = tempfile::tempdir().unwrap();
     let mut files = 0;
     for (i, c) in cases.iter().enumerate() {
-        let mut json = Vec::new();
-        weft::exporters::deflate::gzip_json_into(c, &mut json);
-        for (name, z) in [(format!("{i}"), gzip(c)), (format!("{i}-json"), json)] {
+        let shaped = |shape| {
+            let mut z = Vec::new();
+            weft::exporters::deflate::gzip_shaped_into(c, &mut z, shape);
+            z
+        };
+        for (name, z) in [
+            (format!("{i}"), gzip(c)),
+            (format!("{i}-json"), shaped(Shape::Json)),
+            (format!("{i}-proto"), shaped(Shape::Proto)),
+        ] {
             std::fs::write(dir.path().join(format!("{name}.raw")), c).unwrap();
             std::fs::write(dir.path().join(format!("{name}.gz")), z).unwrap();
             files += 1;

@@ -38,6 +38,7 @@ use tonic::{Code, Status};
 use tower::{Service, ServiceExt};
 
 use crate::exporters::coalesce::SharedBuffers;
+use crate::exporters::deflate::Shape;
 use crate::exporters::http_client::GzipLevel;
 
 /// A request body of known chunks: the gRPC prefix, then the message's chunks.
@@ -129,13 +130,14 @@ pub async fn call(
         headers.insert("grpc-encoding", HeaderValue::from_static("gzip"));
         let mut out = spare();
         match &message[..] {
-            [one] => level.gzip_into(one, &mut out),
+            // An OTLP message: protobuf, so the same-distance resync.
+            [one] => level.gzip_shaped_into(one, &mut out, Shape::Proto),
             chunks => {
                 let mut joined = spare();
                 for c in chunks {
                     joined.extend_from_slice(c);
                 }
-                level.gzip_into(&joined, &mut out);
+                level.gzip_shaped_into(&joined, &mut out, Shape::Proto);
                 keep(joined);
             }
         }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
+use super::deflate::Shape;
 use super::{ExportError, parse_retry_after};
 
 /// Client TLS settings (the Collector's `tls` block for clients).
@@ -162,25 +163,17 @@ impl GzipLevel {
     /// from the last body keeps its capacity, so a multi-megabyte body does not fault in
     /// fresh pages each time.
     pub fn gzip_into(self, bytes: &[u8], out: &mut Vec<u8>) {
-        self.gzip_shaped(bytes, out, false);
+        self.gzip_shaped_into(bytes, out, Shape::Any);
     }
 
-    /// [`Self::gzip_into`] for JSON or NDJSON text: `fast` parses it with the JSON resync
-    /// ([`super::deflate::gzip_json_into`]), zlib levels as any input.
-    pub fn gzip_json_into(self, bytes: &[u8], out: &mut Vec<u8>) {
-        self.gzip_shaped(bytes, out, true);
-    }
-
-    fn gzip_shaped(self, bytes: &[u8], out: &mut Vec<u8>, json: bool) {
+    /// [`Self::gzip_into`] for a body of a known shape: `fast` parses JSON and protobuf
+    /// with their resyncs ([`super::deflate::Shape`]), zlib levels as any input.
+    pub fn gzip_shaped_into(self, bytes: &[u8], out: &mut Vec<u8>, shape: Shape) {
         out.clear();
         match self {
             GzipLevel::Fast => {
                 out.reserve(bytes.len() / 2 + 64);
-                if json {
-                    super::deflate::gzip_json_into(bytes, out);
-                } else {
-                    super::deflate::gzip_into(bytes, out);
-                }
+                super::deflate::gzip_shaped_into(bytes, out, shape);
             }
             GzipLevel::Zlib(level) => {
                 out.reserve(bytes.len() / 3 + 64);

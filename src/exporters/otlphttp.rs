@@ -14,6 +14,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::deflate::Shape;
 use super::http_client::{
     CompressionParams, GzipLevel, TlsClientConfig, build_client, check_compression,
     classify_response, classify_transport_error, header_map,
@@ -145,10 +146,11 @@ impl Exporter for OtlpHttpExporter {
                 "gzip" => {
                     req = req.header("content-encoding", "gzip");
                     let mut out = Vec::new();
-                    match self.encoding {
-                        HttpEncoding::Json => self.gzip_level.gzip_json_into(&body, &mut out),
-                        HttpEncoding::Proto => self.gzip_level.gzip_into(&body, &mut out),
-                    }
+                    let shape = match self.encoding {
+                        HttpEncoding::Json => Shape::Json,
+                        HttpEncoding::Proto => Shape::Proto,
+                    };
+                    self.gzip_level.gzip_shaped_into(&body, &mut out, shape);
                     out
                 }
                 "zstd" => {

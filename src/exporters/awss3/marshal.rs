@@ -11,6 +11,8 @@
 
 use serde::Deserialize;
 
+use crate::exporters::deflate::Shape;
+
 use crate::data::Batch;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -74,25 +76,23 @@ pub fn extension(m: Marshaler, c: Compression) -> String {
 
 /// Encodes one object.
 pub fn marshal(batch: &Batch, m: Marshaler, c: Compression) -> Result<Vec<u8>, MarshalError> {
-    let raw = match m {
-        Marshaler::OtlpJson => batch.encode_json(),
-        Marshaler::OtlpProto => batch.encode_proto(),
+    let (raw, shape) = match m {
+        Marshaler::OtlpJson => (batch.encode_json(), Shape::Json),
+        Marshaler::OtlpProto => (batch.encode_proto(), Shape::Proto),
         Marshaler::Parquet => return marshal_parquet(batch, c),
     };
-    compress(raw, c, m == Marshaler::OtlpJson)
+    compress(raw, c, shape)
 }
 
-/// `raw` compressed; `json`: it is JSON, gzipped with the JSON resync
-/// ([`crate::exporters::deflate::gzip_json_into`]).
-fn compress(raw: Vec<u8>, c: Compression, json: bool) -> Result<Vec<u8>, MarshalError> {
+/// `raw` compressed; gzip parses it for its shape ([`crate::exporters::deflate::Shape`]).
+fn compress(raw: Vec<u8>, c: Compression, shape: Shape) -> Result<Vec<u8>, MarshalError> {
     match c {
         Compression::None => Ok(raw),
-        Compression::Gzip if json => {
+        Compression::Gzip => {
             let mut out = Vec::with_capacity(raw.len() / 2 + 64);
-            crate::exporters::deflate::gzip_json_into(&raw, &mut out);
+            crate::exporters::deflate::gzip_shaped_into(&raw, &mut out, shape);
             Ok(out)
         }
-        Compression::Gzip => Ok(crate::exporters::http_client::gzip(&raw)),
         Compression::Zstd => zstd::encode_all(raw.as_slice(), ZSTD_LEVEL)
             .map_err(|e| MarshalError::Encode(e.to_string())),
     }

@@ -85,6 +85,7 @@ pub use self::config::{ElasticsearchConfig, validate};
 use self::ndjson::BulkBody;
 use self::response::{ItemOutcome, classify_item, parse_response};
 use self::send::{Endpoints, Verdict, verdict};
+use super::deflate::Shape;
 use super::http_client::{GzipLevel, build_client, header_map};
 use super::{BoxFuture, ExportError, Exporter};
 use crate::admin::Telemetry;
@@ -309,7 +310,7 @@ impl ElasticsearchExporter {
                 None => {
                     let level = self.gzip.unwrap_or_default();
                     let mut out = std::mem::take(&mut docs.gzipped);
-                    level.gzip_json_into(docs.slice(range.clone()), &mut out);
+                    level.gzip_shaped_into(docs.slice(range.clone()), &mut out, Shape::Json);
                     bytes::Bytes::from(out)
                 }
             };
