@@ -11,9 +11,8 @@
 
 use serde::Deserialize;
 
-use crate::exporters::deflate::Shape;
-
 use crate::data::Batch;
+use crate::exporters::deflate::Shape;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
