@@ -381,7 +381,8 @@ fn proto_resync(input: &[u8], p: usize, rep: usize, table: &mut Table) -> Option
     for i in 0..SAME_WORDS {
         equal |= equal_bytes(read64(input, p + 8 * i), read64(input, r + 8 * i)) << (8 * i);
     }
-    // Where 4 equal bytes start (bit 0, `p` itself, differs).
+    // Where 4 equal bytes start. Bit 0 is `p` itself: set only when the last match stopped
+    // at its 258-byte limit, and then the same match goes on.
     let runs = equal & equal >> 1 & equal >> 2 & equal >> 3;
     if runs == 0 {
         return None;
