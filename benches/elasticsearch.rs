@@ -19,7 +19,11 @@ use weft::exporters::http_client::gzip;
 /// gzip as the exporter does it: with the JSON resync.
 fn gzip_json(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() / 2 + 64);
-    weft::exporters::deflate::gzip_json_into(body, &mut out);
+    weft::exporters::deflate::gzip_shaped_into(
+        body,
+        &mut out,
+        weft::exporters::deflate::Shape::Json,
+    );
     out
 }
 

@@ -6,9 +6,9 @@
 //! is touched, and counted whole in RSS while only a few request buffers live in it.
 //! weft's heap is mostly short-lived buffers (requests, batches, bodies) freed and
 //! reused, where huge pages cost memory and buy nothing back. Measured on the benchmarks
-//! (README, Performance, *Twelfth session*): peak RSS 27–28 instead of 42 MiB at 200,000
-//! spans/s, 70–72 instead of 101–120 MiB on the Elasticsearch path, with CPU per item
-//! unchanged within the noise.
+//! (README, Performance, *Twelfth session*, alternated with the build before): peak RSS
+//! 33 / 33 instead of 38 / 41 MiB at 200,000 spans/s (pinned / unpinned), 76–89 instead
+//! of 96–120 MiB on the Elasticsearch path, with CPU per item unchanged within the noise.
 //!
 //! `MIMALLOC_ALLOW_THP` in the environment (mimalloc's own switch: `1` keeps huge pages,
 //! `0` turns them off itself) leaves the choice to mimalloc. The switch is the kernel's

@@ -280,7 +280,16 @@ async fn the_process_runs_without_transparent_huge_pages() {
             .unwrap_or_else(|| panic!("no THP_enabled line in /proc/{pid}/status"))
     }
     weft::install_crypto_provider();
+    // Huge pages allowed for this process (the default), so that the child's inherited
+    // value differs from what weft sets: otherwise the first check could not fail.
+    // SAFETY: PR_SET_THP_DISABLE takes integer arguments only and sets a flag of the
+    // calling process.
+    assert_eq!(
+        unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0) },
+        0
+    );
     let inherited = thp_enabled(std::process::id());
+    assert_eq!(inherited, "1");
     let dir = tempfile::tempdir().unwrap();
     for (allow, want) in [(None, "0"), (Some("1"), inherited.as_str())] {
         let (port, admin) = (free_port(), free_port());
